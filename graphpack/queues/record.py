@@ -1,0 +1,60 @@
+"""The wire record: how an event crosses a queue (DESIGN §4.7).
+
+``{"full_event_wrapper": true, "body": ..., "id": ..., "key": ..., "path": ..., "time": ...}``
+encoded as compact JSON (UTF-8). The mock server round-trips through the same code, so a body
+that cannot cross a queue fails in the first local test.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+WRAPPER_KEY = "full_event_wrapper"
+
+
+class RecordError(ValueError):
+    """A body that cannot be serialised onto a queue, or bytes that are not a record."""
+
+
+def wrap(event: Any, full_event: bool = True) -> dict:
+    """The wire record of an event (or just its body when ``full_event`` is false)."""
+    if not full_event:
+        return event.body
+    record = {WRAPPER_KEY: True, "body": event.body, "id": event.id}
+    if event.key is not None:
+        record["key"] = event.key
+    if getattr(event, "_time", None) is not None:
+        record["time"] = event._time.isoformat()
+    return record
+
+
+def encode(record: Any, queue: str = "") -> bytes:
+    """Serialise a record to bytes; raise RecordError naming the queue on failure."""
+    if isinstance(record, (bytes, bytearray)):
+        return bytes(record)
+    try:
+        return json.dumps(record, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        where = f" to queue {queue!r}" if queue else ""
+        raise RecordError(f"event body cannot be sent{where}: {exc}") from None
+
+
+def decode(data: bytes | str) -> Any:
+    """Parse bytes read from a queue back into a record (a wrapped dict or a bare body)."""
+    try:
+        return json.loads(data)
+    except (TypeError, ValueError) as exc:
+        raise RecordError(f"queue record is not JSON: {exc}") from None
+
+
+def unwrap(record: Any, event_class: Any) -> Any:
+    """Build an event from a record; a bare (unwrapped) body becomes the event body."""
+    if isinstance(record, dict) and record.get(WRAPPER_KEY):
+        event = event_class(body=record.get("body"), id=record.get("id"), path="/")
+        if record.get("key") is not None:
+            event.key = record["key"]
+        if record.get("time"):
+            event.time = datetime.fromisoformat(record["time"])
+        return event
+    return event_class(body=record, path="/")

@@ -1,0 +1,1 @@
+"""graphpack.serving"""
