@@ -1,0 +1,172 @@
+"""Engine benchmark: a 5-step chain through the mock server, sync and async engines.
+
+Measures, in one run:
+  - a bare Python chain: the five step classes' ``do()`` called one after the other;
+  - graphpack's mock server, ``engine="sync"`` and ``engine="async"``;
+  - with ``--peer mlrun``: the identical graph code on MLRun (``import mlrun``) in
+    bench/.venv-peers, created on demand with mlrun + storey.
+It prints µs/event, events/s and the ratios against the goals:
+  graphpack sync >= 4.5x MLRun's events/s and <= 2.5x the bare chain's µs/event;
+  graphpack async >= 20x MLRun async's events/s.
+
+    python bench/engine.py                 # graphpack + bare chain
+    python bench/engine.py --peer mlrun    # ... and MLRun, with the ratios against it
+    python bench/engine.py --events 200 --repeats 1   # a quick smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import Timing, emit_result, measure, print_table, ratio_line  # noqa: E402
+
+BODY = {"v": 1}
+EXPECTED = {"v": 6}
+DEFAULT_EVENTS = {"bare": 200_000, "sync": 20_000, "async": 3_000}
+GOALS = {"sync_vs_bare": 2.5, "sync_vs_mlrun": 4.5, "async_vs_mlrun": 20.0}
+
+
+# The five steps of the chain: each takes the body and returns a new small dict.
+class Step1:
+    def do(self, x):
+        return {"v": x["v"] + 1}
+
+
+class Step2:
+    def do(self, x):
+        return {"v": x["v"] + 1}
+
+
+class Step3:
+    def do(self, x):
+        return {"v": x["v"] + 1}
+
+
+class Step4:
+    def do(self, x):
+        return {"v": x["v"] + 1}
+
+
+class Step5:
+    def do(self, x):
+        return {"v": x["v"] + 1}
+
+
+def bare_chain():
+    """The same work as the graph, as five plain method calls."""
+    steps = [Step1(), Step2(), Step3(), Step4(), Step5()]
+    s1, s2, s3, s4, s5 = (s.do for s in steps)
+
+    def call(body=BODY):
+        return s5(s4(s3(s2(s1(body)))))
+
+    return call
+
+
+def build_server(api, engine: str):
+    """The graph, written exactly as in MLRun's docs; ``api`` is mlrun or graphpack."""
+    fn = api.new_function("bench-chain", kind="serving")
+    graph = fn.set_topology("flow", engine=engine)
+    graph.to(class_name="Step1", name="s1").to(class_name="Step2", name="s2").to(
+        class_name="Step3", name="s3"
+    ).to(class_name="Step4", name="s4").to(class_name="Step5", name="s5").respond()
+    return fn.to_mock_server(namespace=globals())
+
+
+def measure_api(module: str, events: dict[str, int], repeats: int) -> dict[str, Timing]:
+    """Time the chain through ``module``'s mock server, both engines."""
+    api = importlib.import_module(module)
+    out = {}
+    for engine in ("sync", "async"):
+        server = build_server(api, engine)
+        got = server.test("/", BODY)
+        if got != EXPECTED:
+            raise SystemExit(f"{module} {engine}: the chain returned {got!r}, expected {EXPECTED!r}")
+        out[engine] = measure(f"{module} {engine}", lambda: server.test("/", BODY), events[engine], repeats)
+        server.wait_for_completion()
+    return out
+
+
+def _ratios(bare: Timing, gp: dict[str, Timing], peer: dict[str, Timing] | None) -> list[str]:
+    sync_vs_bare = gp["sync"].us_per_event / bare.us_per_event
+    lines = [ratio_line("graphpack sync / bare chain (µs/event)", sync_vs_bare,
+                        f"<= {GOALS['sync_vs_bare']}x", sync_vs_bare <= GOALS["sync_vs_bare"])]
+    if peer is None:
+        lines.append(ratio_line("graphpack sync vs MLRun sync (events/s)", None, "run with --peer mlrun"))
+        lines.append(ratio_line("graphpack async vs MLRun async (events/s)", None, "run with --peer mlrun"))
+        return lines
+    for engine, goal in (("sync", GOALS["sync_vs_mlrun"]), ("async", GOALS["async_vs_mlrun"])):
+        value = peer[engine].us_per_event / gp[engine].us_per_event
+        lines.append(ratio_line(f"graphpack {engine} vs MLRun {engine} (events/s)", value,
+                                f">= {goal}x", value >= goal))
+    return lines
+
+
+def _markdown(bare: Timing, gp: dict[str, Timing], peer: dict[str, Timing] | None) -> str:
+    rows = ["| case | µs/event | events/s |", "| --- | ---: | ---: |"]
+    cases = [("bare Python 5-call chain", bare), ("graphpack sync", gp["sync"]),
+             ("graphpack async", gp["async"])]
+    if peer:
+        cases += [("MLRun sync", peer["sync"]), ("MLRun async", peer["async"])]
+    for label, t in cases:
+        rows.append(f"| {label} | {t.us_per_event:.2f} | {t.events_per_s:,.0f} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--peer", choices=["mlrun"], help="also run the identical graph on this peer")
+    parser.add_argument("--events", type=int, help="events per timed run for every case (default: per case)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per case; the median is shown")
+    parser.add_argument("--json", metavar="FILE", help="write all timings to FILE as JSON")
+    parser.add_argument("--markdown", action="store_true", help="also print a README table")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a measured goal is missed")
+    parser.add_argument("--worker", metavar="MODULE", help=argparse.SUPPRESS)  # child mode: one API only
+    args = parser.parse_args(argv)
+    events = {k: args.events or v for k, v in DEFAULT_EVENTS.items()}
+
+    if args.worker:
+        timings = measure_api(args.worker, events, args.repeats)
+        emit_result({k: t.to_dict() for k, t in timings.items()})
+        return 0
+
+    print(f"engine bench: 5-step chain through the mock server, body {json.dumps(BODY)}, "
+          f"median of {args.repeats} runs, python {sys.version.split()[0]}", flush=True)
+    bare = measure("bare Python chain", bare_chain(), events["bare"], args.repeats)
+    print_table([bare])
+    gp = measure_api("graphpack", events, args.repeats)
+    print_table(gp.values())
+    peer = None
+    if args.peer:
+        from peers import run_script
+
+        result = run_script(args.peer, Path(__file__).resolve(),
+                            ["--worker", args.peer, "--repeats", str(args.repeats)]
+                            + (["--events", str(args.events)] if args.events else []))
+        peer = {k: Timing.from_dict(v) for k, v in result.items()}
+        for t in peer.values():
+            t.name = t.name.replace("mlrun", "MLRun")
+        print_table(peer.values())
+    lines = _ratios(bare, gp, peer)
+    for line in lines:
+        print(line)
+    if args.markdown:
+        print(_markdown(bare, gp, peer))
+    if args.json:
+        data = {"bare": bare.to_dict(), "graphpack": {k: t.to_dict() for k, t in gp.items()}}
+        if peer:
+            data[args.peer] = {k: t.to_dict() for k, t in peer.items()}
+        Path(args.json).write_text(json.dumps(data, indent=2) + "\n")
+    if args.check and any(line.endswith("MISSED") for line in lines):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# The README test command: `bash scripts/test.sh [pytest args...]`.
+#
+# 1. Setup: independent steps run in parallel, each skips itself when its work is already
+#    done, and each reports how long it took. A step is one function named step_<name>
+#    listed in SETUP_STEPS; it writes its progress to stdout (kept in a log, shown on
+#    failure) and ends with a one-line note for the summary in $STEP_NOTE_FILE.
+#    Helpers in scripts/lib.sh: apt_install (serialised with a lock, `apt-get update` only
+#    when a package cannot be found or downloaded) and pip_editable.
+# 2. Tests: pytest over tests/ (or the paths given), skip reasons shown, then one line
+#    `tests: N passed, N failed, N skipped`. Exits non-zero on failures, errors, or when no
+#    test ran (pytest's exit code 5).
+#
+# Environment: PYTHON (default python3), GRAPHPACK_CACHE (default ~/.cache/graphpack; the
+# pip cache and setup stamps live there, outside the repo), GRAPHPACK_SKIP_SETUP=1 to go
+# straight to pytest.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+PYTHON="${PYTHON:-python3}"
+# shellcheck source=scripts/lib.sh
+source "$REPO/scripts/lib.sh"
+
+SETUP_STEPS=(graphviz pip)
+
+# ---------------------------------------------------------------- helpers
+
+note() { echo "$*" > "$STEP_NOTE_FILE"; }
+
+# ---------------------------------------------------------------- setup steps
+
+# Debian graphviz: `dot` renders graph plots (graph.plot, `graphpack graph`).
+step_graphviz() {
+  if command -v dot > /dev/null; then note "dot present"; return 0; fi
+  apt_install graphviz
+  dot -V
+  note "installed graphviz"
+}
+
+# graphpack itself, editable, with the test extra (skipped when up to date, see lib.sh).
+step_pip() {
+  local r
+  r="$(pip_editable test)"
+  note "pip install -e .[test]: ${r##*$'\n'}"
+}
+
+# ---------------------------------------------------------------- run the setup
+
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+
+run_setup() {
+  local logdir step pid status=0 t0
+  logdir="$(mktemp -d)"
+  t0="$(now)"
+  declare -A pids
+  for step in "${SETUP_STEPS[@]}"; do
+    (
+      export STEP_NOTE_FILE="$logdir/$step.note"
+      start="$(now)"
+      set +e  # the step runs with -e in a subshell of its own (-e is ignored under `||`)
+      ( set -e; "step_$step" ) > "$logdir/$step.log" 2>&1
+      rc=$?
+      echo "$(secs "$start" "$(now)")" > "$logdir/$step.time"
+      exit $rc
+    ) &
+    pids[$step]=$!
+  done
+  for step in "${SETUP_STEPS[@]}"; do
+    pid="${pids[$step]}"
+    if wait "$pid"; then
+      printf 'setup: %-10s ok     %6ss  %s\n' "$step" "$(cat "$logdir/$step.time")" \
+        "$(cat "$logdir/$step.note" 2>/dev/null || true)"
+    else
+      status=1
+      printf 'setup: %-10s FAILED %6ss  (log below)\n' "$step" "$(cat "$logdir/$step.time" 2>/dev/null || echo '?')"
+      tail -n 40 "$logdir/$step.log" | sed "s/^/  [$step] /"
+    fi
+  done
+  echo "setup: total $(secs "$t0" "$(now)")s"
+  rm -rf "$logdir"
+  return $status
+}
+
+if [ "${GRAPHPACK_SKIP_SETUP:-0}" != 1 ]; then
+  # Not `run_setup || ...`: bash ignores -e inside anything run under `||`, steps included.
+  set +e
+  run_setup
+  setup_rc=$?
+  set -e
+  if [ $setup_rc != 0 ]; then echo "tests: 0 passed, 1 failed, 0 skipped (setup failed)"; exit 1; fi
+fi
+
+# ---------------------------------------------------------------- tests
+
+# Test under tests/ unless a path was given among the arguments.
+targets=(tests)
+for arg in "$@"; do
+  case "$arg" in -*) ;; *) [ -e "${arg%%::*}" ] && targets=() ;; esac
+done
+
+junit="$(mktemp --suffix=.xml)"
+trap 'rm -f "$junit"' EXIT
+rc=0
+"$PYTHON" -m pytest -p no:cacheprovider -rs --junitxml="$junit" "${targets[@]}" "$@" || rc=$?
+"$PYTHON" scripts/junit_summary.py "$junit" "$rc"
