@@ -1,0 +1,342 @@
+"""Build the node graph a function runs, and the two engines that walk it.
+
+Both engines walk the same nodes depth-first, branches in declaration order, so they give
+the same results (DESIGN §4.1). ``sync`` runs in the caller's thread. ``async`` is a
+coroutine; when no step is async it is driven to completion without an event loop
+(nothing could suspend), otherwise it runs on a loop and branches run concurrently.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ..errors import GraphpackError, HTTPError, StepError
+from ..graph.steps import BaseStep, ErrorStep, FlowStep, QueueStep, RouterStep, TaskStep
+from ..queues import record as wire
+from .event import Event
+from .nodes import Node, compile_router, compile_task
+
+
+def is_local(step: BaseStep, current: str) -> bool:
+    """Does ``step`` run in function ``current`` ("" = root, "*" = all)?"""
+    if current == "*":
+        return True
+    function = getattr(step, "function", None)
+    if not function:
+        return current == ""
+    return function == "*" or function == current
+
+
+class QueuePusher:
+    """The root side of a queue whose consumers run in another function."""
+
+    def __init__(self, step: QueueStep) -> None:
+        self.step = step
+        self._queue: Any = None
+
+    def push(self, record: Any) -> None:
+        if self._queue is None:
+            from ..queues import open_queue
+
+            options = {k: v for k, v in self.step.options.items() if k not in ("full_event", "group")}
+            if self.step.shards:
+                options["shards"] = self.step.shards
+            self._queue = open_queue(self.step.path, **options)
+        self._queue.push([record])
+
+    def close(self) -> None:
+        if self._queue is not None and hasattr(self._queue, "close"):
+            self._queue.close()
+
+
+def _queue_node(step: QueueStep, has_local_children: bool, has_children: bool, current: str) -> Node:
+    full_event = step.full_event if step.full_event is not None else has_children
+    name = step.name
+
+    if not step.path:
+        return Node(step, lambda event: event)
+    if has_local_children:
+        # the mock simulates the hop exactly as on the wire (DESIGN §4.7)
+        def round_trip(event: Event) -> Event:
+            data = wire.encode(wire.wrap(event, full_event), queue=name)
+            return wire.unwrap(wire.decode(data), Event)
+        return Node(step, round_trip)
+    pusher = QueuePusher(step)
+
+    def push(event: Event) -> None:
+        pusher.push(wire.encode(wire.wrap(event, full_event), queue=name))
+        return None
+    node = Node(step, push)
+    node.obj = pusher
+    return node
+
+
+def build_nodes(graph: BaseStep, namespaces: list, context: Any, current: str) -> tuple[list[Node], list[Node], Node | None]:
+    """Compile the part of ``graph`` that runs in function ``current``.
+
+    Returns (all nodes, start nodes, graph-level error node).
+    """
+    if isinstance(graph, RouterStep):
+        node = compile_router(graph, namespaces, context)
+        return [node], [node], None
+    if not isinstance(graph, FlowStep):
+        raise GraphpackError(f"unsupported graph root {type(graph).__name__}")
+    steps = graph.steps
+    local = {name: step for name, step in steps.items() if is_local(step, current)}
+    downstream: dict[str, list[str]] = {name: [] for name in steps}
+    for name, step in steps.items():
+        for parent in step.after:
+            if parent in downstream:
+                downstream[parent].append(name)
+    nodes: dict[str, Node] = {}
+    for name, step in local.items():
+        if isinstance(step, QueueStep):
+            kids = downstream[name]
+            nodes[name] = _queue_node(step, any(k in local for k in kids), bool(kids), current)
+        elif isinstance(step, RouterStep):
+            nodes[name] = compile_router(step, namespaces, context)
+        elif isinstance(step, TaskStep):
+            nodes[name] = compile_task(step, namespaces, context)
+        else:
+            raise GraphpackError(f"step {name!r}: nested flows are not supported")
+    for name, node in nodes.items():
+        node.children = [nodes[k] for k in downstream[name] if k in nodes]
+        step = steps[name]
+        if isinstance(step, ErrorStep):
+            node.children = [nodes[t] for t in step.before if t in nodes] + node.children
+        if step.on_error and step.on_error in nodes:
+            node.on_error = nodes[step.on_error]
+    error_targets = {s.on_error for s in steps.values() if s.on_error} | {graph.on_error}
+    starts = []
+    for name, node in nodes.items():
+        step = steps[name]
+        if isinstance(step, ErrorStep) or name in error_targets:
+            continue
+        if not any(parent in nodes for parent in step.after):
+            if current in ("", "*") and step.after:
+                continue  # after a non-local step: only reachable through a queue
+            starts.append(node)
+    if not starts and nodes:
+        raise GraphpackError(f"no steps run in function {current or 'root'!r} (check the steps' function=)")
+    for index, node in enumerate(nodes.values()):
+        node.index = index
+    return list(nodes.values()), starts, nodes.get(graph.on_error) if graph.on_error else None
+
+
+class _State:
+    """What one event has produced so far."""
+
+    __slots__ = ("response", "responded", "last", "future")
+
+    def __init__(self) -> None:
+        self.response: Event | None = None
+        self.responded = False
+        self.last: Event | None = None
+        self.future: asyncio.Future | None = None
+
+    def respond(self, event: Event | None) -> None:
+        if not self.responded:
+            self.responded = True
+            self.response = event
+            if self.future is not None and not self.future.done():
+                self.future.set_result(event)
+
+
+class Engine:
+    """Shared walking rules; subclasses decide how a step is called."""
+
+    def __init__(self, nodes: list[Node], starts: list[Node], error_node: Node | None, context: Any) -> None:
+        self.nodes = nodes
+        self.starts = starts
+        self.error_node = error_node
+        self.context = context
+        self.has_responder = any(n.responder and not n.is_error_step for n in nodes)
+        self.has_async = any(n.is_async for n in nodes)
+
+    def _error_event(self, node: Node, event: Event, exc: BaseException) -> tuple[Node, Event]:
+        """Decide where a step failure goes; raise when nothing handles it."""
+        origin, error = node.fullname, exc
+        if isinstance(exc, StepError):
+            origin, error = exc.step, exc.error
+        handler = node.on_error or self.error_node
+        message = f"{type(error).__name__}: {error}" if not isinstance(error, HTTPError) else error.message
+        if self.context is not None:
+            self.context.push_error(event, message, source=origin)
+        if handler is None or isinstance(error, HTTPError) or node is handler:
+            if isinstance(error, HTTPError):
+                raise error
+            raise StepError(origin, error) from exc
+        event.error = str(error)
+        event.origin_state = origin
+        return handler, event
+
+    def _after_error(self, handler: Node, out: Event | None, state: _State) -> list[Node]:
+        """The handler's output answers unless the flow resumes (``before=``)."""
+        before = getattr(handler.step, "before", None)
+        if out is not None and self.has_responder and not before:
+            state.respond(out)
+        return handler.children
+
+
+class SyncEngine(Engine):
+    """Runs the graph in the caller's thread."""
+
+    def __init__(self, *args: Any, loop_runner: Any = None) -> None:
+        super().__init__(*args)
+        self._run_coroutine = loop_runner
+
+    def run(self, event: Event) -> Event | None:
+        state = _State()
+        starts = self.starts
+        try:
+            if len(starts) == 1:
+                self._emit(starts[0], event, state)
+            else:
+                for i, node in enumerate(starts):
+                    self._emit(node, event if i == 0 else event.copy(), state)
+        except (StepError, HTTPError):
+            if not state.responded:
+                raise
+            self.context.logger.error("a step after the responder failed", event_id=event.id)
+        return state.response if state.responded else state.last
+
+    def _call(self, node: Node, event: Event) -> Any:
+        out = node.call(event)
+        if node.is_async:
+            out = self._run_coroutine(out)
+        return out
+
+    def _emit(self, node: Node, event: Event, state: _State) -> None:
+        while True:
+            try:
+                out = node.call(event) if not node.is_async else self._call(node, event)
+            except Exception as exc:  # noqa: BLE001 - routed to error handlers
+                handler, event = self._error_event(node, event, exc)
+                try:
+                    out = self._call(handler, event)
+                except Exception as exc2:  # noqa: BLE001
+                    raise StepError(handler.fullname, exc2) from exc2
+                if out.__class__ is not Event and not isinstance(out, Event):
+                    out = None if out is None else _body_event(event, out)
+                children = self._after_error(handler, out, state)
+                if out is None:
+                    return
+                state.last = out
+                self._fan_out(children, out, state)
+                return
+            if out.__class__ is not Event:
+                if out is None:
+                    return
+                if isinstance(out, list):
+                    for item in out:
+                        self._after_step(node, item, state)
+                    return
+            # the common case: one event, inline to keep the chain cheap
+            if node.responder:
+                state.respond(out)
+                if node.children:
+                    out = out.copy()
+            if out.terminated:
+                state.respond(out)
+                return
+            children = node.children
+            if not children:
+                state.last = out
+                return
+            if len(children) > 1:
+                self._fan_out(children, out, state)
+                return
+            node, event = children[0], out
+
+    def _after_step(self, node: Node, out: Event, state: _State) -> None:
+        if node.responder:
+            state.respond(out)
+            if node.children:
+                out = out.copy()
+        if out.terminated:
+            state.respond(out)
+            return
+        if not node.children:
+            state.last = out
+            return
+        self._fan_out(node.children, out, state)
+
+    def _fan_out(self, children: list[Node], event: Event, state: _State) -> None:
+        for i, child in enumerate(children):
+            self._emit(child, event if i == 0 else event.copy(), state)
+
+
+def _body_event(event: Event, body: Any) -> Event:
+    event.body = body
+    return event
+
+
+class AsyncEngine(Engine):
+    """Runs the graph as a coroutine; branches run concurrently when steps are async."""
+
+    async def run(self, event: Event, state: _State | None = None) -> Event | None:
+        state = state or _State()
+        try:
+            await self._fan_out(self.starts, event, state, first_is_original=True)
+        except (StepError, HTTPError):
+            if not state.responded:
+                raise
+            self.context.logger.error("a step after the responder failed", event_id=event.id)
+        return state.response if state.responded else state.last
+
+    async def _call(self, node: Node, event: Event) -> Any:
+        out = node.call(event)
+        return await out if node.is_async else out
+
+    async def _emit(self, node: Node, event: Event, state: _State) -> None:
+        try:
+            out = await self._call(node, event)
+        except Exception as exc:  # noqa: BLE001 - routed to error handlers
+            handler, event = self._error_event(node, event, exc)
+            try:
+                out = await self._call(handler, event)
+            except Exception as exc2:  # noqa: BLE001
+                raise StepError(handler.fullname, exc2) from exc2
+            if out is not None and not isinstance(out, Event):
+                out = _body_event(event, out)
+            children = self._after_error(handler, out, state)
+            if out is not None:
+                state.last = out
+                await self._fan_out(children, out, state)
+            return
+        if out is None:
+            return
+        for item in (out if isinstance(out, list) else (out,)):
+            if node.responder:
+                state.respond(item)
+                if node.children:
+                    item = item.copy()
+            if item.terminated:
+                state.respond(item)
+                continue
+            if not node.children:
+                state.last = item
+                continue
+            await self._fan_out(node.children, item, state)
+
+    async def _fan_out(self, children: list[Node], event: Event, state: _State,
+                       first_is_original: bool = True) -> None:
+        if len(children) == 1:
+            await self._emit(children[0], event, state)
+            return
+        events = [event if i == 0 else event.copy() for i in range(len(children))]
+        if self.has_async:
+            await asyncio.gather(*(self._emit(c, e, state) for c, e in zip(children, events)))
+        else:
+            for child, ev in zip(children, events):
+                await self._emit(child, ev, state)
+
+
+def drive(coro: Any) -> Any:
+    """Run a coroutine that cannot suspend (no async steps) without an event loop."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    coro.close()
+    raise RuntimeError("an async step suspended outside an event loop")

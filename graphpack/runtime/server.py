@@ -1,0 +1,380 @@
+"""GraphServer: hosts one function's part of a graph, in the mock server and when deployed."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import traceback
+from typing import Any
+
+from ..errors import BadRequestError, GraphpackError, HTTPError, RequestFailed, StepError
+from ..graph.steps import BaseStep, FlowStep, RouterStep, step_from_dict
+from ..graph.validate import validate_graph
+from .context import GraphContext
+from .event import Event
+from .flow import AsyncEngine, SyncEngine, build_nodes, drive
+from .nodes import post_init
+from .response import Response
+
+JSON_TYPES = ("application/json", "text/json")
+
+
+class GraphServer:
+    """Runs events through a graph; ``test()`` is the mock server's entry point."""
+
+    kind = "server"
+
+    def __init__(self, graph: BaseStep | dict | None = None, parameters: dict | None = None,
+                 load_mode: str | None = None, function_uri: str | None = None,
+                 verbose: bool = False, current_function: str | None = None,
+                 error_stream: str | None = None, secret_sources: list | None = None,
+                 default_content_type: str | None = None, functions: dict | None = None,
+                 graph_initializer: str | None = None, **kw: Any) -> None:
+        if isinstance(graph, dict):
+            graph = graph_from_dict(graph)
+        self.graph = graph
+        self.parameters = dict(parameters or {})
+        self.load_mode = load_mode
+        self.function_uri = function_uri or ""
+        self.verbose = verbose
+        self.current_function = current_function if current_function is not None else ""
+        self.error_stream = error_stream
+        self.secret_sources = list(secret_sources or [])
+        self.default_content_type = default_content_type
+        self.functions = dict(functions or {})
+        self.graph_initializer = graph_initializer
+        self.context: GraphContext | None = None
+        self._engine: Any = None
+        self._is_async = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._pending: set = set()
+        self._nodes: list = []
+
+    # -- (de)serialisation ------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, spec: dict | str) -> "GraphServer":
+        """A server from a serving spec (dict or JSON string)."""
+        if isinstance(spec, str):
+            spec = json.loads(spec)
+        fields = ("graph", "parameters", "load_mode", "function_uri", "verbose", "current_function",
+                  "error_stream", "secret_sources", "default_content_type", "functions",
+                  "graph_initializer")
+        return cls(**{k: spec[k] for k in fields if k in spec})
+
+    def to_dict(self) -> dict:
+        return {
+            "function_uri": self.function_uri,
+            "version": "v2",
+            "parameters": self.parameters,
+            "graph": self.graph.to_dict() if self.graph is not None else None,
+            "load_mode": self.load_mode,
+            "functions": self.functions,
+            "graph_initializer": self.graph_initializer,
+            "error_stream": self.error_stream,
+            "secret_sources": self.secret_sources,
+            "default_content_type": self.default_content_type,
+            "verbose": self.verbose,
+        }
+
+    def set_current_function(self, name: str | None) -> None:
+        self.current_function = name or ""
+
+    def set_error_stream(self, path: str | None) -> None:
+        """Send failed events to the queue at ``path``."""
+        self.error_stream = path
+        if self.context is not None:
+            self.context._error_pusher = _error_pusher(path)
+
+    # -- initialisation ---------------------------------------------------------------------
+    def init_states(self, context: Any = None, namespace: Any = None, logger: Any = None,
+                    is_mock: bool = False, **kw: Any) -> GraphContext:
+        """Create the GraphContext the steps receive."""
+        self.context = GraphContext(server=self, nuclio_context=context, logger=logger)
+        self.context.is_mock = is_mock
+        self.context.root = self.graph
+        if self.verbose and hasattr(self.context.logger, "set_level"):
+            self.context.logger.set_level("debug")
+        if context is not None and getattr(context, "trigger", None) is not None:
+            self.context.trigger = getattr(context.trigger, "kind", "") or ""
+        self.context._error_pusher = _error_pusher(self.error_stream)
+        return self.context
+
+    def init_object(self, namespace: Any = None) -> "GraphServer":
+        """Validate the graph, create every step object and choose the engine."""
+        if self.graph is None:
+            raise GraphpackError("the function has no graph: call set_topology() or add_model() first")
+        if self.context is None:
+            self.init_states()
+        validate_graph(self.graph)
+        namespaces = _as_namespaces(namespace)
+        if self.graph_initializer:
+            from .resolve import resolve_handler
+
+            resolve_handler(self.graph_initializer, namespaces, "graph_initializer")(self)
+        nodes, starts, error_node = build_nodes(self.graph, namespaces, self.context, self.current_function)
+        self._nodes = nodes
+        engine = getattr(self.graph, "engine", None) if isinstance(self.graph, FlowStep) else "sync"
+        self._is_async = engine in (None, "async")
+        if self._is_async:
+            self._engine = AsyncEngine(nodes, starts, error_node, self.context)
+        else:
+            self._engine = SyncEngine(nodes, starts, error_node, self.context, loop_runner=self._run_in_loop)
+        post_init(nodes, self.load_mode or "sync")
+        return self
+
+    @property
+    def engine(self) -> str:
+        return "async" if self._is_async else "sync"
+
+    # -- running ----------------------------------------------------------------------------
+    def run(self, event: Event, context: Any = None, get_body: bool = False) -> Any:
+        """Process one event; returns a Response (or the body with ``get_body``)."""
+        if self._engine is None:
+            raise GraphpackError("call init_object() before running events")
+        try:
+            self._decode(event)
+            if self._is_async:
+                result = self._run_async_blocking(event)
+            else:
+                result = self._engine.run(event)
+            response = self._to_response(event, result)
+        except Exception as exc:  # noqa: BLE001 - turned into a status code
+            response = self.error_response(exc)
+        if get_body:
+            return response.body
+        return response
+
+    async def run_async(self, event: Event) -> Response:
+        """Process one event inside a running event loop (the processor's path)."""
+        try:
+            self._decode(event)
+            if not self._is_async:
+                result = self._engine.run(event)
+            elif not self._engine.has_async:
+                result = drive(self._engine.run(event))
+                if not self._engine.has_responder:
+                    result = None
+            else:
+                task = asyncio.ensure_future(self._engine.run(event, state := _new_state()))
+                if not self._engine.has_responder:
+                    self._track(task)
+                    result = None
+                else:
+                    result = await self._wait_response(task, state)
+            return self._to_response(event, result)
+        except Exception as exc:  # noqa: BLE001
+            return self.error_response(exc)
+
+    async def _wait_response(self, task: asyncio.Future, state: Any) -> Any:
+        state.future = asyncio.get_running_loop().create_future()
+        done, _ = await asyncio.wait({task, state.future}, return_when=asyncio.FIRST_COMPLETED)
+        if state.future in done:
+            if not task.done():
+                self._track(task)
+            return state.future.result()
+        return task.result()
+
+    def _track(self, task: asyncio.Future) -> None:
+        self._pending.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Future) -> None:
+        self._pending.discard(task)
+        if not task.cancelled() and task.exception() is not None and self.context is not None:
+            self.context.logger.error(f"background event failed: {task.exception()}")
+
+    def _run_async_blocking(self, event: Event) -> Any:
+        engine = self._engine
+        if not engine.has_async:
+            result = drive(engine.run(event))
+            return result if engine.has_responder else None
+        loop = self._ensure_loop()
+        future = asyncio.run_coroutine_threadsafe(self.run_async_raw(event), loop)
+        return future.result()
+
+    async def run_async_raw(self, event: Event) -> Any:
+        state = _new_state()
+        task = asyncio.ensure_future(self._engine.run(event, state))
+        if not self._engine.has_responder:
+            self._track(task)
+            return None
+        return await self._wait_response(task, state)
+
+    def _run_in_loop(self, coro: Any) -> Any:
+        """Run a coroutine for the sync engine (an async step in a sync graph)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(coro) if self._loop is None else \
+                asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        raise GraphpackError("an async step cannot run in a sync graph inside an event loop; use engine='async'")
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="graphpack-async", daemon=True)
+            thread.start()
+            self._loop, self._loop_thread = loop, thread
+        return self._loop
+
+    def wait_for_completion(self, timeout: float | None = None) -> None:
+        """Wait for events still being processed (async graphs without a responder)."""
+        loop = self._loop
+        if loop is None:
+            return
+
+        async def _drain() -> None:
+            while self._pending:
+                await asyncio.wait(set(self._pending), timeout=timeout)
+                if timeout is not None:
+                    break
+
+        asyncio.run_coroutine_threadsafe(_drain(), loop).result()
+        loop.call_soon_threadsafe(loop.stop)
+        if self._loop_thread is not None:
+            self._loop_thread.join(timeout=5)
+        loop.close()
+        self._loop = self._loop_thread = None
+
+    # -- request / response mapping ---------------------------------------------------------
+    def _decode(self, event: Event) -> None:
+        body = event.body
+        if not isinstance(body, (str, bytes, bytearray)):
+            return
+        content_type = (event.content_type or self.default_content_type or "").split(";")[0].strip().lower()
+        if content_type and content_type not in JSON_TYPES:
+            return
+        if not body:
+            event.body = None
+            return
+        try:
+            event.body = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            if content_type in JSON_TYPES:
+                raise BadRequestError(f"request body is not valid JSON: {exc}") from None
+
+    def _to_response(self, event: Event, result: Event | None) -> Response:
+        if self._is_async and not self._engine.has_responder:
+            return Response(body={"id": event.id}, content_type="application/json")
+        body = result.body if result is not None else None
+        if isinstance(body, Response):
+            return body
+        if self.context is not None and self.context.Response is not Response and \
+                type(body).__name__ == "Response" and hasattr(body, "status_code"):
+            return Response(getattr(body, "headers", None), body.body,
+                            getattr(body, "content_type", None), body.status_code)
+        return Response(body=body, content_type=_content_type(body))
+
+    def error_response(self, exc: BaseException) -> Response:
+        """The response for an exception: HTTPError keeps its status, others are 500."""
+        step = ""
+        error = exc
+        if isinstance(exc, StepError):
+            step, error = exc.step, exc.error
+        if isinstance(error, HTTPError):
+            status, message = error.status_code, error.message or str(error)
+        elif isinstance(error, GraphpackError):
+            status, message = 400, str(error)
+        else:
+            status, message = 500, f"{type(error).__name__}: {error}"
+        body: dict = {"error": message}
+        if step:
+            body["step"] = step
+        if self.verbose:
+            body["traceback"] = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        if self.context is not None and status >= 500:
+            self.context.logger.error(f"step {step or '?'} failed: {message}")
+        return Response(body=body, content_type="application/json", status_code=status)
+
+    # -- mock server ------------------------------------------------------------------------
+    def test(self, path: str = "/", body: Any = None, method: str = "", headers: dict | None = None,
+             content_type: str | None = None, silent: bool = False, get_body: bool = True,
+             event_id: str | None = None, trigger: Any = None, offset: int | None = None,
+             time: Any = None) -> Any:
+        """Send one request through the graph, as an HTTP call to the function would."""
+        headers = dict(headers or {})
+        for key, value in headers.items():
+            lower = key.lower()
+            if lower in ("mlrun-event-id", "graphpack-event-id"):
+                event_id = value
+            elif lower in ("mlrun-event-path", "graphpack-event-path"):
+                path = value
+        event = Event(body, event_id, path or "/", method or ("POST" if body is not None else "GET"), headers)
+        if content_type is not None:
+            event.content_type = content_type
+        if trigger is not None:
+            event.trigger = trigger
+        if offset is not None:
+            event.offset = offset
+        if time is not None:
+            event.time = time
+        response = self.run(event)
+        if response.status_code >= 300 and not silent:
+            raise RequestFailed(response.status_code, response.body)
+        if not get_body or response.status_code >= 300:
+            return response
+        return response.body
+
+
+def _new_state() -> Any:
+    from .flow import _State
+
+    return _State()
+
+
+def _content_type(body: Any) -> str:
+    if isinstance(body, (dict, list)):
+        return "application/json"
+    if isinstance(body, (bytes, bytearray)):
+        return "application/octet-stream"
+    return "text/plain"
+
+
+def _error_pusher(path: str | None) -> Any:
+    if not path:
+        return None
+    state: dict = {}
+
+    def push(record: dict) -> None:
+        if "queue" not in state:
+            from ..queues import open_queue
+
+            state["queue"] = open_queue(path)
+        state["queue"].push([record])
+
+    return push
+
+
+def _as_namespaces(namespace: Any) -> list:
+    if namespace is None:
+        return []
+    if isinstance(namespace, (list, tuple)):
+        return [n for n in namespace if n is not None]
+    return [namespace]
+
+
+def graph_from_dict(data: dict) -> BaseStep:
+    """The root step of a serialised graph (no kind, or "root"/"flow" = flow; "router")."""
+    kind = data.get("kind")
+    if kind == "router":
+        return step_from_dict(data.get("name") or "router", data)
+    if kind in (None, "root", "flow"):
+        return step_from_dict(None, {**data, "kind": "root"})
+    raise GraphpackError(f"graph: unknown root kind {kind!r}")
+
+
+def get_serving_spec() -> dict:
+    """The serving spec of a deployed function: the spec file, else ``GRAPHPACK_SPEC``."""
+    path = os.environ.get("GRAPHPACK_SPEC_FILE", "/opt/graphpack/spec.json")
+    if os.path.isfile(path):
+        with open(path) as handle:
+            return json.load(handle)
+    data = os.environ.get("GRAPHPACK_SPEC") or os.environ.get("SERVING_SPEC_ENV")
+    if data:
+        return json.loads(data)
+    raise GraphpackError(f"no serving spec found: neither {path} nor $GRAPHPACK_SPEC is set")
+
+
+__all__ = ["GraphServer", "RouterStep", "get_serving_spec", "graph_from_dict"]

@@ -1,0 +1,60 @@
+"""Where the CLI finds a project: a directory with graphpack.yaml, the yaml file itself,
+or a Python module / notebook that defines the project or its functions."""
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+
+from .errors import GraphpackError
+from .function import ServingFunction
+from .project import PROJECT_FILE, Project
+
+
+def load_source(source: str | Path = ".") -> Project:
+    """A Project from ``source`` (default: graphpack.yaml in the current directory)."""
+    path = Path(source)
+    if path.is_dir():
+        if not (path / PROJECT_FILE).is_file():
+            raise GraphpackError(f"no {PROJECT_FILE} in {str(path)!r} (run in a project directory or pass -f FILE)")
+        return Project.load(path)
+    if not path.exists():
+        raise GraphpackError(f"project source {str(path)!r} does not exist")
+    if path.suffix in (".yaml", ".yml"):
+        return Project.load(path.parent, filepath=path)
+    if path.suffix == ".py":
+        return _from_namespace(runpy.run_path(str(path), run_name="__graphpack__"), path)
+    if path.suffix == ".ipynb":
+        from .code import read_code
+
+        namespace: dict = {"__name__": "__graphpack__", "__file__": str(path)}
+        exec(compile(read_code_all(path), str(path), "exec"), namespace)  # noqa: S102 - the user's notebook
+        return _from_namespace(namespace, path)
+    raise GraphpackError(f"project source {str(path)!r}: expected a directory, graphpack.yaml, .py or .ipynb")
+
+
+def read_code_all(path: Path) -> str:
+    """All code cells of a notebook (markers ignored: the whole notebook defines the project)."""
+    import json
+
+    cells = json.loads(path.read_text()).get("cells", [])
+    lines = []
+    for cell in cells:
+        if cell.get("cell_type") == "code":
+            source = cell.get("source", "")
+            text = "".join(source) if isinstance(source, list) else source
+            lines += [line for line in text.splitlines() if not line.lstrip().startswith(("%", "!"))]
+    return "\n".join(lines) + "\n"
+
+
+def _from_namespace(namespace: dict, path: Path) -> Project:
+    projects = [v for v in namespace.values() if isinstance(v, Project)]
+    if projects:
+        return projects[0]
+    functions = [v for v in namespace.values() if isinstance(v, ServingFunction)]
+    if not functions:
+        raise GraphpackError(f"{str(path)!r} defines no graphpack project or serving function")
+    project = Project(functions[0].metadata.project or path.stem, path.parent)
+    for fn in functions:
+        fn.metadata.project = project.name
+        project.functions[fn.metadata.name] = fn
+    return project

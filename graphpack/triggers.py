@@ -1,0 +1,128 @@
+"""Triggers a function can have, as Nuclio trigger dicts (``spec.triggers.<name>``)."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .errors import GraphpackError
+
+_INTERVAL = re.compile(r"^\s*(\d+(\.\d+)?(ms|s|m|h))+\s*$")
+_CRON_FIELD = re.compile(r"^[\d\*/,\-A-Za-z\?LW#]+$")
+
+
+def check_cron(schedule: str, where: str = "cron trigger") -> str:
+    """A 5-field (or 6-field, with seconds) cron schedule, or ``@every``/``@daily`` forms."""
+    text = (schedule or "").strip()
+    if text.startswith("@"):
+        if text in ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"):
+            return text
+        if text.startswith("@every ") and _INTERVAL.match(text[7:]):
+            return text
+        raise GraphpackError(f"{where}: invalid schedule {schedule!r}")
+    fields = text.split()
+    if len(fields) not in (5, 6) or not all(_CRON_FIELD.match(f) for f in fields):
+        raise GraphpackError(f"{where}: invalid cron schedule {schedule!r} (expected 5 fields, e.g. '0 2 * * *')")
+    return text
+
+
+def check_interval(interval: str, where: str = "cron trigger") -> str:
+    if not isinstance(interval, str) or not _INTERVAL.match(interval):
+        raise GraphpackError(f"{where}: invalid interval {interval!r} (use e.g. '30s', '5m', '1h')")
+    return interval.strip()
+
+
+class Trigger:
+    """Base: ``kind``, ``attributes`` and extra top-level fields of a Nuclio trigger."""
+
+    kind = ""
+
+    def __init__(self, **attributes: Any) -> None:
+        self.attributes = {k: v for k, v in attributes.items() if v is not None}
+        self.extra: dict = {}
+
+    def to_dict(self, name: str) -> dict:
+        out: dict = {"kind": self.kind, "attributes": dict(self.attributes)}
+        out.update(self.extra)
+        return out
+
+
+class CronTrigger(Trigger):
+    """Fire on a ``schedule`` (cron) or every ``interval`` with ``body`` and ``headers``."""
+
+    kind = "cron"
+
+    def __init__(self, schedule: str | None = None, interval: str | None = None, body: Any = None,
+                 headers: dict | None = None, **attributes: Any) -> None:
+        if bool(schedule) == bool(interval):
+            raise GraphpackError("cron trigger: set exactly one of schedule= or interval=")
+        super().__init__(**attributes)
+        if schedule:
+            self.attributes["schedule"] = check_cron(schedule)
+        else:
+            self.attributes["interval"] = check_interval(interval)  # type: ignore[arg-type]
+        if body is not None or headers:
+            event: dict = {}
+            if body is not None:
+                event["body"] = body
+            if headers:
+                event["headers"] = dict(headers)
+            self.attributes["event"] = event
+
+
+class HttpTrigger(Trigger):
+    """The HTTP trigger: ``workers``, ``port``, ``max_body_size`` and Nuclio attributes."""
+
+    kind = "http"
+
+    def __init__(self, workers: int | None = 8, port: int | None = None, host: str | None = None,
+                 paths: list | None = None, max_body_size: int | None = None, **attributes: Any) -> None:
+        super().__init__(**attributes)
+        if workers is not None:
+            if not isinstance(workers, int) or workers < 1:
+                raise GraphpackError(f"http trigger: workers must be a positive integer, got {workers!r}")
+            self.extra["maxWorkers"] = workers
+        if port is not None:
+            self.attributes["port"] = int(port)
+        if max_body_size is not None:
+            self.attributes["maxRequestBodySize"] = int(max_body_size)
+        if host:
+            self.attributes["ingresses"] = {"0": {"host": host, "paths": list(paths or ["/"])}}
+
+
+class V3IOStreamTrigger(Trigger):
+    """Read a v3io stream: ``url`` or ``container`` + ``stream_path``, as consumer ``group``."""
+
+    kind = "v3ioStream"
+
+    def __init__(self, url: str | None = None, container: str | None = None, stream_path: str | None = None,
+                 group: str = "serving", seek_to: str = "earliest", shards: int | None = None,
+                 webapi: str | None = None, read_batch_size: int | None = None, **attributes: Any) -> None:
+        super().__init__(**attributes)
+        if url and url.startswith("v3io://"):
+            container, _, stream_path = url[len("v3io://"):].partition("/")
+        if not container or not stream_path:
+            raise GraphpackError("v3ioStream trigger: needs url='v3io://container/path' or container= and stream_path=")
+        if seek_to not in ("earliest", "latest"):
+            raise GraphpackError(f"v3ioStream trigger: seek_to must be 'earliest' or 'latest', got {seek_to!r}")
+        self.attributes.update({"containerName": container, "streamPath": "/" + stream_path.strip("/"),
+                                "consumerGroup": group, "seekTo": seek_to})
+        if read_batch_size:
+            self.attributes["readBatchSize"] = int(read_batch_size)
+        if webapi:
+            self.extra["url"] = webapi
+        if shards:
+            self.extra["maxWorkers"] = int(shards)
+
+
+def trigger_to_dict(name: str, spec: Any) -> dict:
+    """A Nuclio trigger dict from a Trigger object or a dict in Nuclio's form."""
+    if not name:
+        raise GraphpackError("add_trigger: the trigger needs a name")
+    if isinstance(spec, Trigger):
+        return spec.to_dict(name)
+    if hasattr(spec, "to_dict") and callable(spec.to_dict):  # nuclio-jupyter trigger objects
+        data = spec.to_dict()
+        return data.get(name, data) if isinstance(data, dict) else data
+    if isinstance(spec, dict) and spec.get("kind"):
+        return dict(spec)
+    raise GraphpackError(f"trigger {name!r}: expected a CronTrigger/HttpTrigger/V3IOStreamTrigger or a dict with 'kind'")
