@@ -1,0 +1,235 @@
+"""The ``Queue`` interface every backend implements (DESIGN §4.8, §7).
+
+A queue has ``shards`` numbered ``0..shards-1``. Producers ``push`` records (wire dicts from
+:func:`graphpack.queues.record.wrap`, bare bodies, or bytes); a record with a ``key`` always lands on
+the same shard, others go round robin. Consumers ``read`` a shard as a named group: each group has an
+in-memory cursor per shard that starts after the group's committed checkpoint, so a consumer that
+restarts gets everything after its last ``commit`` again (at-least-once). Offsets increase within a
+shard; ``commit(shard, group, offset)`` records that everything up to and including ``offset`` is done.
+
+Shard ownership for groups with several consumers: ``members`` (heartbeat + list) and ``acquire`` /
+``release`` (a lease per shard and group) let :class:`graphpack.queues.consumer.Consumer` split shards
+so that two members of a group never own the same shard.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import zlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from ..errors import GraphpackError
+from . import record as wire
+
+DEFAULT_MAX_RECORD_SIZE = 1024 * 1024  # bytes, the v3io PutRecords limit for one record
+DEAD_LETTER_SUFFIX = "-dead-letter"
+
+
+class QueueError(GraphpackError):
+    """A queue cannot be used: bad URL, unreachable store, missing bucket or credentials."""
+
+
+class RecordTooLarge(QueueError):
+    """A record is larger than the queue accepts."""
+
+
+class LeaseLost(QueueError):
+    """Another consumer of the group took over the shard (the commit was refused)."""
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """One record read from a shard: ``offset`` is what to pass to ``commit``."""
+
+    shard: int
+    offset: int
+    data: bytes
+
+    def record(self) -> Any:
+        """The decoded wire record (a wrapped dict or a bare body)."""
+        return wire.decode(self.data)
+
+
+def shard_for(key: Any, shards: int) -> int:
+    """The shard a record key maps to (stable across processes and runs)."""
+    return zlib.crc32(str(key).encode()) % shards
+
+
+class Queue(ABC):
+    """A sharded, durable queue with consumer groups; subclasses implement the ``_`` methods."""
+
+    scheme = ""
+
+    def __init__(
+        self,
+        url: str,
+        shards: int = 1,
+        max_record_size: int = DEFAULT_MAX_RECORD_SIZE,
+        dead_letter: str | None = None,
+        **options: Any,
+    ) -> None:
+        if int(shards) < 1:
+            raise QueueError(f"queue {url!r}: shards must be >= 1, got {shards}")
+        if options:
+            raise QueueError(f"queue {url!r}: unknown option(s) {', '.join(sorted(options))}")
+        self.url = url
+        self.shards = int(shards)
+        self.max_record_size = int(max_record_size)
+        self.dead_letter_url = dead_letter if dead_letter is not None else self._dead_letter_default()
+        self._dead_letter_queue: Queue | None = None
+        self._lock = threading.RLock()
+        self._round_robin = 0
+        self._cursors: dict[tuple[str, int], Any] = {}
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url} shards={self.shards}>"
+
+    def __enter__(self) -> "Queue":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- producing ---------------------------------------------------------------------------
+    def push(self, records: Iterable[Any]) -> None:
+        """Append records (all or nothing for size checks); each goes to its key's shard."""
+        by_shard: dict[int, list[bytes]] = {}
+        for rec in records:
+            data = wire.encode(rec, self.url)
+            if len(data) > self.max_record_size:
+                raise RecordTooLarge(
+                    f"event of {len(data)} bytes is larger than the {self.max_record_size} byte limit "
+                    f"of queue {self.url!r}"
+                )
+            by_shard.setdefault(self._pick_shard(rec), []).append(data)
+        if by_shard:
+            self._append(by_shard)
+
+    def _pick_shard(self, rec: Any) -> int:
+        if self.shards == 1:
+            return 0
+        key = rec.get("key") if isinstance(rec, dict) and rec.get(wire.WRAPPER_KEY) else None
+        if key is not None:
+            return shard_for(key, self.shards)
+        with self._lock:
+            self._round_robin = (self._round_robin + 1) % self.shards
+            return self._round_robin
+
+    def flush(self) -> None:
+        """Make every pushed record durable and visible (backends that batch override this)."""
+
+    # -- consuming ---------------------------------------------------------------------------
+    def read(self, shard: int, group: str, max_records: int = 100, timeout: float = 0.0) -> list[QueueItem]:
+        """Up to ``max_records`` items after the group's cursor; waits up to ``timeout`` s for one."""
+        self._check_shard(shard)
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while True:
+            items = self._read(shard, group, max_records)
+            if items or time.monotonic() >= deadline or self.closed:
+                return items
+            self._wait(shard, min(self._poll_interval(), max(deadline - time.monotonic(), 0.0)))
+
+    def rewind(self, shard: int, group: str) -> None:
+        """Forget the group's cursor so the next read starts after its committed checkpoint."""
+        with self._lock:
+            self._cursors.pop((group, shard), None)
+
+    def commit(self, shard: int, group: str, offset: int) -> None:
+        """Record that the group is done with ``shard`` up to and including ``offset``."""
+        self._check_shard(shard)
+        self._commit(shard, group, int(offset))
+
+    @abstractmethod
+    def committed(self, shard: int, group: str) -> int | None:
+        """The group's last committed offset on ``shard`` (None when nothing was committed)."""
+
+    def dead_letter(self, item: QueueItem, error: BaseException | str, group: str = "") -> None:
+        """Push ``item`` with the error to the dead-letter queue (``<url>-dead-letter`` by default)."""
+        try:
+            original: Any = wire.decode(item.data)
+        except wire.RecordError:
+            original = item.data.decode("utf-8", "replace")
+        message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        rec = {
+            "dead_letter": True,
+            "queue": self.url,
+            "group": group,
+            "shard": item.shard,
+            "offset": item.offset,
+            "error": message,
+            "record": original,
+        }
+        with self._lock:
+            if self._dead_letter_queue is None:
+                from . import open_queue
+
+                self._dead_letter_queue = open_queue(self.dead_letter_url, **self._dead_letter_options())
+        self._dead_letter_queue.push([rec])
+        self._dead_letter_queue.flush()
+
+    # -- group membership and shard leases ----------------------------------------------------
+    @abstractmethod
+    def members(self, group: str, owner: str, ttl: float) -> list[str]:
+        """Heartbeat ``owner`` in ``group`` and return the live members, sorted."""
+
+    @abstractmethod
+    def acquire(self, shard: int, group: str, owner: str, ttl: float) -> bool:
+        """Take or renew the lease on ``shard`` for ``owner``; False if another member holds it."""
+
+    @abstractmethod
+    def release(self, shard: int, group: str, owner: str) -> None:
+        """Give up the lease (only if ``owner`` holds it)."""
+
+    def leave(self, group: str, owner: str) -> None:
+        """Remove ``owner`` from the group's members (best effort)."""
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def check(self) -> None:
+        """Fail now with a clear QueueError if the queue cannot be used (call at build/deploy time)."""
+
+    def cleanup(self) -> int:
+        """Delete data every known group has committed; returns how many segments went."""
+        return 0
+
+    def close(self) -> None:
+        """Flush and release resources; the queue cannot be used afterwards."""
+        if self.closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self.closed = True
+            if self._dead_letter_queue is not None:
+                self._dead_letter_queue.close()
+
+    # -- for subclasses ------------------------------------------------------------------------
+    @abstractmethod
+    def _append(self, by_shard: dict[int, list[bytes]]) -> None:
+        """Append encoded records, grouped by shard (order within a shard kept)."""
+
+    @abstractmethod
+    def _read(self, shard: int, group: str, max_records: int) -> list[QueueItem]:
+        """Items after the group's cursor, without waiting; advance the cursor past them."""
+
+    @abstractmethod
+    def _commit(self, shard: int, group: str, offset: int) -> None:
+        """Persist the checkpoint."""
+
+    def _wait(self, shard: int, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def _poll_interval(self) -> float:
+        return 0.02
+
+    def _dead_letter_default(self) -> str:
+        return self.url.rstrip("/") + DEAD_LETTER_SUFFIX
+
+    def _dead_letter_options(self) -> dict:
+        return {}
+
+    def _check_shard(self, shard: int) -> None:
+        if not 0 <= shard < self.shards:
+            raise QueueError(f"queue {self.url!r} has shards 0..{self.shards - 1}, not {shard}")

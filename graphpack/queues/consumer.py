@@ -1,0 +1,174 @@
+"""The consumer loop a child function runs on its input queue (at-least-once, DESIGN §4.8).
+
+``Consumer(queue, group, handler)`` reads batches from the shards it owns, calls
+``handler(record, item)`` for each item in shard order (``record`` is the decoded wire record),
+and commits each shard's checkpoint after its batch. A handler that raises is retried up to
+``max_attempts`` times; then the item goes to the dead-letter queue (or ``dead_letter`` callable)
+and the shard moves on. Several consumers of one group split the shards: each heartbeats as a
+member, shard *i* belongs to member ``i % n`` of the sorted live members, and a lease per shard
+makes sure two consumers never process the same shard at once.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from typing import Any, Callable
+
+from . import record as wire
+from .base import LeaseLost, Queue, QueueItem
+
+logger = logging.getLogger("graphpack.queues")
+
+Handler = Callable[[Any, QueueItem], Any]
+ErrorCallback = Callable[[QueueItem, BaseException, int], Any]
+
+
+class Consumer:
+    """Drive ``handler`` over a queue as one member of consumer ``group``."""
+
+    def __init__(
+        self,
+        queue: Queue,
+        group: str,
+        handler: Handler,
+        batch_size: int = 100,
+        max_attempts: int = 3,
+        dead_letter: bool | Callable[[QueueItem, BaseException], Any] = True,
+        on_error: ErrorCallback | None = None,
+        owner: str | None = None,
+        lease_ttl: float = 10.0,
+        poll_interval: float = 0.05,
+        retry_delay: float = 0.0,
+        shards: list[int] | None = None,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be >= 1")
+        self.queue = queue
+        self.group = group
+        self.handler = handler
+        self.batch_size = int(batch_size)
+        self.max_attempts = int(max_attempts)
+        self.dead_letter = dead_letter
+        self.on_error = on_error
+        self.owner = owner or f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.lease_ttl = float(lease_ttl)
+        self.poll_interval = float(poll_interval)
+        self.retry_delay = float(retry_delay)
+        self.fixed_shards = list(shards) if shards is not None else None
+        self.owned: set[int] = set()
+        self.processed = 0
+        self.dead_lettered = 0
+        self._stop = threading.Event()
+        self._next_balance = 0.0
+
+    # -- shard ownership ---------------------------------------------------------------------------
+    def rebalance(self, force: bool = False) -> set[int]:
+        """Heartbeat, then take the shards assigned to this member and give up the others."""
+        now = time.monotonic()
+        if not force and now < self._next_balance:
+            return self.owned
+        self._next_balance = now + self.lease_ttl / 3
+        if self.fixed_shards is not None:
+            wanted = set(self.fixed_shards)
+        else:
+            members = self.queue.members(self.group, self.owner, self.lease_ttl)
+            if self.owner not in members:
+                members = sorted(members + [self.owner])
+            index, count = members.index(self.owner), len(members)
+            wanted = {s for s in range(self.queue.shards) if s % count == index}
+        for shard in sorted(self.owned - wanted):
+            self._give_up(shard)
+        for shard in sorted(wanted):
+            if self.queue.acquire(shard, self.group, self.owner, self.lease_ttl):
+                if shard not in self.owned:
+                    self.queue.rewind(shard, self.group)  # start from the checkpoint, not a stale cursor
+                    self.owned.add(shard)
+            elif shard in self.owned:
+                self._lost(shard)
+        return self.owned
+
+    def _give_up(self, shard: int) -> None:
+        self.owned.discard(shard)
+        self.queue.release(shard, self.group, self.owner)
+        self.queue.rewind(shard, self.group)
+
+    def _lost(self, shard: int) -> None:
+        logger.warning("consumer %s lost shard %d of group %s", self.owner, shard, self.group)
+        self.owned.discard(shard)
+        self.queue.rewind(shard, self.group)
+
+    # -- processing --------------------------------------------------------------------------------
+    def run_once(self) -> int:
+        """Process at most one batch from every owned shard; returns how many items were handled."""
+        done = 0
+        for shard in sorted(self.rebalance()):
+            if self._stop.is_set():
+                break
+            items = self.queue.read(shard, self.group, max_records=self.batch_size, timeout=0)
+            if not items:
+                continue
+            for item in items:
+                self._handle(item)
+                done += 1
+            try:
+                self.queue.commit(shard, self.group, items[-1].offset)
+            except LeaseLost:
+                self._lost(shard)
+        return done
+
+    def _handle(self, item: QueueItem) -> None:
+        last: BaseException | None = None
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                self.handler(wire.decode(item.data), item)
+                self.processed += 1
+                return
+            except Exception as exc:  # the handler's errors decide retries, nothing else
+                last = exc
+                if self.on_error is not None:
+                    self.on_error(item, exc, attempt)
+                if wire.RecordError is type(exc):
+                    break  # an undecodable record will not decode on the next try
+                if attempt < self.max_attempts and self.retry_delay:
+                    time.sleep(self.retry_delay)
+        assert last is not None
+        logger.error(
+            "queue %s shard %d offset %d failed %d time(s), dead-lettered: %s",
+            self.queue.url, item.shard, item.offset, self.max_attempts, last,
+        )
+        self.dead_lettered += 1
+        if callable(self.dead_letter):
+            self.dead_letter(item, last)
+        elif self.dead_letter:
+            self.queue.dead_letter(item, last, group=self.group)
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Loop until ``stop`` (or :meth:`stop`) is set; idles ``poll_interval`` when there is nothing."""
+        stop = stop or self._stop
+        try:
+            while not stop.is_set() and not self._stop.is_set():
+                if self.run_once() == 0:
+                    stop.wait(self.poll_interval)
+        finally:
+            self.close()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after the current batch."""
+        self._stop.set()
+
+    def close(self) -> None:
+        """Release owned shards and leave the group (the queue itself stays open)."""
+        for shard in sorted(self.owned):
+            try:
+                self.queue.release(shard, self.group, self.owner)
+            except Exception as exc:  # best effort on the way out
+                logger.warning("could not release shard %d: %s", shard, exc)
+        self.owned.clear()
+        if self.fixed_shards is None:
+            try:
+                self.queue.leave(self.group, self.owner)
+            except Exception as exc:
+                logger.warning("could not leave group %s: %s", self.group, exc)
