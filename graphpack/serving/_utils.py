@@ -1,0 +1,73 @@
+"""Small helpers shared by the serving classes: dot paths into bodies, body decoding."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..errors import BadRequestError
+
+
+def get_in(body: Any, path: str | None) -> Any:
+    """``body["a"]["b"]`` for ``path="a.b"``; None when a key is missing; the body for no path."""
+    if not path:
+        return body
+    if not hasattr(body, "__getitem__") or isinstance(body, (str, bytes)):
+        raise TypeError("input_path parameter supports only dict-like event bodies")
+    value = body
+    for part in path.split("."):
+        if isinstance(value, dict):
+            if part not in value:
+                return None
+            value = value[part]
+        elif isinstance(value, (list, tuple)) and part.lstrip("-").isdigit():
+            index = int(part)
+            if not -len(value) <= index < len(value):
+                return None
+            value = value[index]
+        else:
+            return None
+    return value
+
+
+def update_in(body: Any, path: str | None, value: Any) -> Any:
+    """Write ``value`` at ``path`` inside ``body`` (creating dicts); returns the new body.
+
+    With no path, or a falsy body, the value replaces the body (as MLRun's result_path does).
+    """
+    if not path or not body:
+        return value
+    if not isinstance(body, dict):
+        raise TypeError("result_path parameter supports only dict-like event bodies")
+    target = body
+    parts = path.split(".")
+    for part in parts[:-1]:
+        nxt = target.get(part)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            target[part] = nxt
+        target = nxt
+    target[parts[-1]] = value
+    return body
+
+
+def decode_body(body: Any, content_type: str | None = None) -> Any:
+    """A JSON body given as str/bytes, decoded; other bodies unchanged.
+
+    A body that is not valid JSON is a 400 when the content type says JSON (or is unset),
+    and kept as is for other content types.
+    """
+    if not isinstance(body, (str, bytes, bytearray)):
+        return body
+    ctype = (content_type or "").lower()
+    if ctype and "json" not in ctype:
+        return body
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequestError(f"failed to json decode the request body: {exc}") from None
+
+
+def is_get(event: Any) -> bool:
+    return (getattr(event, "method", None) or "").upper() == "GET"

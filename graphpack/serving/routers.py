@@ -1,0 +1,209 @@
+"""Routers over model routes: ``BaseModelRouter`` and ``ModelRouter`` (the V2 paths).
+
+Paths served by ``ModelRouter`` (prefix ``/v2/models``)::
+
+    POST /v2/models/<name>[/versions/<v>]/<infer|predict|explain|op>   -> that route
+    GET  /v2/models/                                                   -> {"models": [...]}
+    GET  /v2/models/<name>[/versions/<v>]                              -> model metadata
+    GET  /v2/models/<name>[/versions/<v>]/ready                        -> readiness
+    GET  /v2/health, GET /                                             -> server health
+
+``{"model": name}`` (and ``{"operation": op}``) in the body select the route and operation too.
+"""
+from __future__ import annotations
+
+import io
+import re
+from typing import Any
+
+from ..errors import BadRequestError
+from ._utils import decode_body, get_in, is_get, update_in
+
+_PROTOCOL_PATH = re.compile(r"^/(v\d+)(/|$)")
+
+
+class BaseModelRouter:
+    """Common request handling for routers: body parsing, input/result paths, health checks.
+
+    Subclasses implement ``_handle_event(event) -> event`` and may override ``preprocess`` /
+    ``postprocess`` (both receive and return the event).
+    """
+
+    def __init__(
+        self,
+        context: Any = None,
+        name: str | None = None,
+        routes: dict | None = None,
+        protocol: str | None = None,
+        url_prefix: str | None = None,
+        health_prefix: str | None = None,
+        input_path: str | None = None,
+        result_path: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.context = context if context is not None else _default_context()
+        self.name = name or type(self).__name__
+        self.routes: dict[str, Any] = routes if routes is not None else {}
+        self.protocol = protocol or "v2"
+        self.url_prefix = (url_prefix or f"/{self.protocol}/models").rstrip("/")
+        self.health_prefix = (health_prefix or f"/{self.protocol}/health").rstrip("/")
+        self.input_path = input_path
+        self.result_path = result_path
+        self.kwargs = kwargs
+
+    def post_init(self, mode: str = "sync") -> None:
+        """Called by the runtime once the routes are set (override when needed)."""
+
+    # ----- hooks ------------------------------------------------------------------------
+
+    def parse_event(self, event: Any) -> Any:
+        """The request body as a Python value (JSON decoded; image bytes wrapped as inputs)."""
+        body = event.body
+        if is_get(event) or not body:
+            return body if not isinstance(body, (bytes, bytearray, str)) else decode_body(body)
+        ctype = (getattr(event, "content_type", None) or "").lower()
+        if isinstance(body, (bytes, bytearray)) and ctype.startswith("image/"):
+            return {"inputs": [io.BytesIO(bytes(body))]}
+        if isinstance(body, (bytes, bytearray, str)):
+            try:
+                return decode_body(body)
+            except BadRequestError:
+                raise BadRequestError(
+                    "Unrecognized request format: the body is not JSON "
+                    f"(content type {ctype or 'unset'})"
+                ) from None
+        if isinstance(body, dict) and body.get("data_url"):
+            from ..runtime.resources import get_store_resource
+
+            data = get_store_resource(str(body["data_url"]), use_cache=False).get()
+            body = {k: v for k, v in body.items() if k != "data_url"}
+            body["inputs"] = [io.BytesIO(data)]
+        return body
+
+    def preprocess(self, event: Any) -> Any:
+        """Change the event before routing (override)."""
+        return event
+
+    def postprocess(self, event: Any) -> Any:
+        """Change the event after routing (override)."""
+        return event
+
+    # ----- request flow -----------------------------------------------------------------
+
+    def do_event(self, event: Any, *args: Any, **kwargs: Any) -> Any:
+        """Handle one event (the runtime calls this)."""
+        body = self.parse_event(event)
+        original_body = body
+        if self.input_path:
+            body = get_in(body, self.input_path)
+        event.body = body
+        event = self.preprocess(event)
+        answer = self._pre_handle_event(event)
+        if answer is not None:
+            event.body = answer
+            event.terminated = True
+        else:
+            event = self.postprocess(self._handle_event(event))
+        if self.result_path:
+            event.body = update_in(original_body, self.result_path, event.body)
+        return event
+
+    def _pre_handle_event(self, event: Any) -> Any:
+        """An answer for health checks (or None to route the event); rejects foreign paths."""
+        path = event.path or "/"
+        if is_get(event) and (path == "/" or _under(path, self.health_prefix)):
+            return {"name": type(self).__name__, "version": self.protocol, "extensions": []}
+        if path != "/" and not _under(path, self.url_prefix):
+            match = _PROTOCOL_PATH.match(path)
+            if match and match.group(1) != self.protocol:
+                raise BadRequestError(
+                    f"unsupported protocol version {match.group(1)} in path {path}: "
+                    f"this router serves {self.protocol} ({self.url_prefix}/...)"
+                )
+            raise BadRequestError(f"illegal path prefix {path}, must start with {self.url_prefix}")
+        return None
+
+    def _handle_event(self, event: Any) -> Any:
+        raise NotImplementedError
+
+    def _run_route(self, key: str, event: Any, op: str) -> Any:
+        """Run route ``key`` with the event path set to its operation; restores the path."""
+        route = self.routes.get(key)
+        if route is None:
+            raise BadRequestError(
+                f"model {key!r} does not exist, available models: {' | '.join(self.routes) or 'none'}"
+            )
+        original_path = event.path
+        event.path = "/" + op if op else "/"
+        result = route.run(event)
+        if result is None:
+            result = event
+        result.path = original_path
+        return result
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name}, routes={list(self.routes)})"
+
+
+class ModelRouter(BaseModelRouter):
+    """Routes V2 requests to the model named in the path (or ``body["model"]``)."""
+
+    def select(self, event: Any) -> tuple[str | None, str]:
+        """``(route key, operation)`` for the event; a None key means "list the models"."""
+        path = event.path or "/"
+        body = event.body if isinstance(event.body, dict) else {}
+        get = is_get(event)
+        model: str | None = None
+        op = ""
+        if _under(path, self.url_prefix):
+            parts = [p for p in path[len(self.url_prefix) :].split("/") if p]
+            if parts:
+                model = parts[0]
+                rest = parts[1:]
+                if rest and rest[0] == "versions":
+                    if len(rest) < 2:
+                        raise BadRequestError(f"path {path} names no version after /versions")
+                    model = f"{model}:{rest[1]}"
+                    rest = rest[2:]
+                op = "/".join(rest)
+        if model is None and body.get("model"):
+            model = str(body["model"])
+        if body.get("operation"):
+            op = str(body["operation"])
+        if model is None:
+            if path != "/" and get:
+                return None, ""
+            if len(self.routes) == 1:
+                model = next(iter(self.routes))
+            elif path != "/" and not body:
+                return None, ""
+            else:
+                raise BadRequestError(
+                    f"no model selected: name it in the path ({self.url_prefix}/<model>/infer) "
+                    f"or in the body ({{\"model\": ...}}); available models: "
+                    f"{' | '.join(self.routes) or 'none'}"
+                )
+        if not op and not get:
+            op = "infer"
+        return model, op
+
+    def _handle_event(self, event: Any) -> Any:
+        key, op = self.select(event)
+        if key is None:
+            event.body = {"models": list(self.routes)}
+            event.terminated = True
+            return event
+        return self._run_route(key, event, op)
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + "/")
+
+
+def _default_context() -> Any:
+    from ..runtime.context import GraphContext
+
+    return GraphContext()
+
+
+__all__ = ["BaseModelRouter", "ModelRouter"]
