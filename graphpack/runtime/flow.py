@@ -160,11 +160,9 @@ class Engine:
             origin, error = exc.step, exc.error
         handler = node.on_error or self.error_node
         message = f"{type(error).__name__}: {error}" if not isinstance(error, HTTPError) else error.message
-        if self.context is not None:
+        if self.context is not None and getattr(error, "status_code", 500) >= 500:
             self.context.push_error(event, message, source=origin)
         if handler is None or isinstance(error, HTTPError) or node is handler:
-            if isinstance(error, HTTPError):
-                raise error
             raise StepError(origin, error) from exc
         event.error = str(error)
         event.origin_state = origin
@@ -192,8 +190,7 @@ class SyncEngine(Engine):
             if len(starts) == 1:
                 self._emit(starts[0], event, state)
             else:
-                for i, node in enumerate(starts):
-                    self._emit(node, event if i == 0 else event.copy(), state)
+                self._fan_out(starts, event, state)
         except (StepError, HTTPError):
             if not state.responded:
                 raise
@@ -262,8 +259,9 @@ class SyncEngine(Engine):
         self._fan_out(node.children, out, state)
 
     def _fan_out(self, children: list[Node], event: Event, state: _State) -> None:
-        for i, child in enumerate(children):
-            self._emit(child, event if i == 0 else event.copy(), state)
+        events = [event] + [event.copy() for _ in children[1:]]  # copies before any branch runs
+        for child, branch_event in zip(children, events):
+            self._emit(child, branch_event, state)
 
 
 def _body_event(event: Event, body: Any) -> Event:
@@ -277,7 +275,7 @@ class AsyncEngine(Engine):
     async def run(self, event: Event, state: _State | None = None) -> Event | None:
         state = state or _State()
         try:
-            await self._fan_out(self.starts, event, state, first_is_original=True)
+            await self._fan_out(self.starts, event, state)
         except (StepError, HTTPError):
             if not state.responded:
                 raise
@@ -319,8 +317,7 @@ class AsyncEngine(Engine):
                 continue
             await self._fan_out(node.children, item, state)
 
-    async def _fan_out(self, children: list[Node], event: Event, state: _State,
-                       first_is_original: bool = True) -> None:
+    async def _fan_out(self, children: list[Node], event: Event, state: _State) -> None:
         if len(children) == 1:
             await self._emit(children[0], event, state)
             return

@@ -118,7 +118,7 @@ def instantiate(step: TaskStep, namespaces: list, context: Any, extra: dict | No
     injected = {"context": context, "name": step.name, "input_path": step.input_path,
                 "result_path": step.result_path, "full_event": step.full_event}
     for key in _INJECTABLE:
-        if key not in kwargs and _accepts(cls.__init__, key):
+        if key not in kwargs and _accepts(cls, key):
             kwargs[key] = injected[key]
     try:
         return cls(**kwargs)

@@ -18,6 +18,7 @@ from .nodes import post_init
 from .response import Response
 
 JSON_TYPES = ("application/json", "text/json")
+_LAST_SPEC: dict | None = None  # the spec of the server initialised last in this process
 
 
 class GraphServer:
@@ -99,6 +100,8 @@ class GraphServer:
         if context is not None and getattr(context, "trigger", None) is not None:
             self.context.trigger = getattr(context.trigger, "kind", "") or ""
         self.context._error_pusher = _error_pusher(self.error_stream)
+        global _LAST_SPEC
+        _LAST_SPEC = self.to_dict()
         return self.context
 
     def init_object(self, namespace: Any = None) -> "GraphServer":
@@ -366,7 +369,8 @@ def graph_from_dict(data: dict) -> BaseStep:
 
 
 def get_serving_spec() -> dict:
-    """The serving spec of a deployed function: the spec file, else ``GRAPHPACK_SPEC``."""
+    """The serving spec of this function: the spec file, ``$GRAPHPACK_SPEC``, or (in the
+    mock server) the spec of the server running in this process."""
     path = os.environ.get("GRAPHPACK_SPEC_FILE", "/opt/graphpack/spec.json")
     if os.path.isfile(path):
         with open(path) as handle:
@@ -374,6 +378,8 @@ def get_serving_spec() -> dict:
     data = os.environ.get("GRAPHPACK_SPEC") or os.environ.get("SERVING_SPEC_ENV")
     if data:
         return json.loads(data)
+    if _LAST_SPEC is not None:  # in-process (mock server): the running server's spec
+        return _LAST_SPEC
     raise GraphpackError(f"no serving spec found: neither {path} nor $GRAPHPACK_SPEC is set")
 
 
