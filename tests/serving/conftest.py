@@ -65,7 +65,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 def default_script(method: str, path: str, data: bytes) -> tuple[int, Any, float]:
     """/ok echoes, /fail answers 500, /flaky fails twice then succeeds, /slow sleeps 2 s."""
-    body = json.loads(data) if data else None
+    try:
+        body = json.loads(data) if data else None
+    except ValueError:
+        body = data.decode(errors="replace")
     if path.startswith("/fail"):
         return 500, {"error": "boom"}, 0
     if path.startswith("/bad"):
@@ -83,7 +86,7 @@ def http_server() -> Iterator[Any]:
     server.requests = []
     server.script = default_script
     server.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield server
