@@ -91,7 +91,7 @@ class BaseStep:
             raise GraphpackError(f"step {self.name!r}: error_handler needs a step inside a flow")
         if isinstance(self, FlowStep) and before:
             raise GraphpackError("graph error handler: 'before' cannot be set on the graph's own error handler")
-        step = ErrorStep(class_name, _unwrap_class_args(class_args), handler, name=name,
+        step = ErrorStep(class_name, dict(class_args), handler, name=name,
                          function=function, full_event=full_event, input_path=input_path,
                          result_path=result_path)
         step.name = step.name or _default_name(class_name, handler)
@@ -100,6 +100,13 @@ class BaseStep:
         flow._put(step)
         self.on_error = step.name
         return self
+
+    def plot(self, filename: str | None = None, format: str | None = None, source: Any = None,
+             targets: Any = None, **graph_attr: Any) -> Any:
+        """Draw the graph (a flow or router) with graphviz; writes ``filename`` (its suffix sets the format)."""
+        from .plot import plot_graph
+
+        return plot_graph(self, filename=filename, format=format, **graph_attr)
 
     # -- serialisation --------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -222,7 +229,7 @@ class RouterStep(TaskStep):
         elif route is None or not isinstance(route, TaskStep):
             if route is not None:
                 class_name = route
-            route = TaskStep(class_name, _unwrap_class_args(class_args), handler, name=key,
+            route = TaskStep(class_name, dict(class_args), handler, name=key,
                              function=function)
         route.name = key
         route.function = route.function or function
@@ -407,13 +414,6 @@ class FlowStep(BaseStep):
     def __iter__(self) -> Iterator[str]:
         return iter(self._steps)
 
-    def plot(self, filename: str | None = None, format: str | None = None, source: Any = None,
-             targets: Any = None, **graph_attr: Any) -> Any:
-        """Draw the graph with graphviz; writes ``filename`` (its suffix sets the format)."""
-        from .plot import plot_graph
-
-        return plot_graph(self, filename=filename, format=format, **graph_attr)
-
     def to_dict(self) -> dict:
         out = super().to_dict()
         out.pop("steps", None)
@@ -457,12 +457,12 @@ def make_step(class_name: Any = None, name: str | None = None, handler: Any = No
     if (isinstance(class_name, str) and class_name.startswith(ROUTER_MARK)) or _is_router(class_name):
         if isinstance(class_name, str):
             class_name = class_name[1:] or None
-        step = RouterStep(class_name, _unwrap_class_args(class_args), handler, name=name,
+        step = RouterStep(class_name, dict(class_args), handler, name=name,
                           function=function, input_path=input_path, result_path=result_path)
         step.name = name or _default_name(class_name, handler) or "router"
         step.shape = shape
         return step
-    step = TaskStep(class_name, _unwrap_class_args(class_args), handler, name=name,
+    step = TaskStep(class_name, dict(class_args), handler, name=name,
                     function=function, full_event=full_event, input_path=input_path,
                     result_path=result_path, shape=shape)
     step.name = name or _default_name(class_name, handler)
@@ -540,10 +540,6 @@ def _instance_args(obj: Any) -> dict:
         if value is not None and value != param.default:
             args[pname] = value
     return args
-
-
-def _unwrap_class_args(class_args: dict) -> dict:
-    return {k: v for k, v in class_args.items()}
 
 
 def _as_list(value: Any) -> list:

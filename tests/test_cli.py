@@ -1,0 +1,74 @@
+"""The `graphpack` command: help, version, graph drawing and one-line errors."""
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+import graphpack
+from graphpack.cli import main
+
+PROJECT_CODE = '''
+import graphpack
+
+# graphpack: start
+class Inc:
+    def do(self, x):
+        return x + 1
+# graphpack: end
+
+project = graphpack.get_or_create_project("demo", "./")
+fn = project.set_function("demo.py", name="incr")
+graph = fn.set_topology("flow", engine="sync")
+graph.to(class_name="Inc", name="inc").to(">>", "q", path="memory://q").to(class_name="Inc", name="more", function="kid").respond()
+graph["inc"].error_handler(name="eh", handler="(event)")
+fn.add_child_function("kid", "demo.py")
+'''
+
+
+def test_help_and_version():
+    runner = CliRunner()
+    assert graphpack.__version__ in runner.invoke(main, ["--version"]).output
+    result = runner.invoke(main, ["--help"])
+    assert result.exit_code == 0 and "graph" in result.output
+    proc = subprocess.run([sys.executable, "-m", "graphpack.cli", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "Usage" in proc.stdout
+
+
+@pytest.mark.parametrize("fmt", ["svg", "png", "dot"])
+def test_graph_command_draws_from_a_module_and_from_yaml(tmp_path, monkeypatch, fmt):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo.py").write_text(PROJECT_CODE)
+    runner = CliRunner()
+    out = tmp_path / f"g.{fmt}"
+    result = runner.invoke(main, ["graph", "-f", "demo.py", "--format", fmt, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    data = out.read_bytes()
+    if fmt == "svg":
+        assert b"<svg" in data and b"inc" in data and b"stroke-dasharray" in data  # the dashed error edge
+    elif fmt == "png":
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    else:
+        assert b"shape=cds" in data and b"style=dashed" in data
+
+
+def test_graph_command_errors_are_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    result = runner.invoke(main, ["graph"])
+    assert result.exit_code == 1
+    assert result.output.strip() == "error: no graphpack.yaml in '.' (run in a project directory or pass -f FILE)"
+    (tmp_path / "demo.py").write_text(PROJECT_CODE)
+    result = runner.invoke(main, ["graph", "-f", "demo.py", "--function", "nope"])
+    assert result.exit_code == 1 and "has no function 'nope'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_plot_returns_digraph_and_writes_file(tmp_path):
+    fn = graphpack.new_function("p")
+    fn.add_model("m1", model_path="x")
+    dot = fn.spec.graph.plot(str(tmp_path / "r.svg"), rankdir="LR")
+    assert "doubleoctagon" in dot.source and "m1" in dot.source
+    assert (tmp_path / "r.svg").read_text().lstrip().startswith("<?xml")
+    with pytest.raises(graphpack.GraphpackError, match="unsupported format"):
+        fn.plot(str(tmp_path / "r.bmp"))
