@@ -55,5 +55,17 @@ def graph_command(source: str, function: str | None, fmt: str, output: str | Non
     click.echo(target)
 
 
+@main.command("serve")
+@click.argument("function_dir", type=click.Path(file_okay=False))
+@click.option("--port", type=int, help="port of the http trigger (default: function.yaml, $PORT, 8080)")
+@click.option("--workers", type=int, help="worker processes (default: the http trigger's maxWorkers)")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+def serve_command(function_dir: str, port: int | None, workers: int | None, host: str) -> None:
+    """Run a built function (BUILD_DIR/<function>) with graphpack's own processor."""
+    from .runtime.processor import serve
+
+    sys.exit(serve(function_dir, port=port, workers=workers, host=host))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

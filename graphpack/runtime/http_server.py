@@ -1,0 +1,302 @@
+"""A small asyncio HTTP/1.1 server for the processor's http trigger.
+
+The event loop does the I/O; each worker process runs events one at a time, as a Nuclio
+worker does: fast events inline on the loop, slow ones on a handler thread so that the loop
+stays free to answer a request that cannot get the worker within ``availability_timeout``
+seconds with 503 and ``Retry-After``. A body over
+``max_body_size`` gets 413. Keep-alive and pipelining are supported; chunked request
+bodies are decoded.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import queue
+import threading
+import time
+from email.utils import formatdate
+from typing import Any, Callable
+from urllib.parse import parse_qsl, urlsplit
+
+REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 400: "Bad Request",
+           401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+           408: "Request Timeout", 413: "Payload Too Large", 415: "Unsupported Media Type",
+           422: "Unprocessable Entity", 429: "Too Many Requests", 500: "Internal Server Error",
+           502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+MAX_HEADER_BYTES = 64 * 1024
+INLINE_LIMIT = 0.002  # events faster than this run inline on the event loop
+
+
+class Request:
+    """A parsed request (what the app callable receives)."""
+
+    __slots__ = ("method", "path", "query", "headers", "body", "url", "arrived")
+
+    def __init__(self, method: str, target: str, headers: dict, body: bytes) -> None:
+        self.method = method
+        self.url = target
+        if "?" in target:
+            parts = urlsplit(target)
+            self.path, self.query = parts.path or "/", dict(parse_qsl(parts.query))
+        else:
+            self.path, self.query = target or "/", {}
+        self.headers = headers
+        self.body = body
+        self.arrived = time.monotonic()
+
+
+Reply = tuple  # (status, content_type, headers, body bytes)
+App = Callable[[Request], Reply]
+
+
+def render(status: int, content_type: str, headers: dict, body: bytes, keep_alive: bool = True) -> bytes:
+    lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}",
+             f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
+    for key, value in headers.items():
+        lines.append(f"{key}: {value}")
+    if not keep_alive:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+class HandlerThread:
+    """Runs calls (HTTP requests, cron ticks) one at a time off the event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="graphpack-worker", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            fn, arg, future = job
+            try:
+                result = fn(arg)
+            except Exception as exc:  # noqa: BLE001 - the app maps errors itself; this is a last resort
+                result = (500, "text/plain", {}, f"internal error: {type(exc).__name__}".encode())
+            self.loop.call_soon_threadsafe(_resolve, future, result)
+
+    def submit(self, fn: Callable[[Any], Any], arg: Any) -> asyncio.Future:
+        future = self.loop.create_future()
+        self.jobs.put((fn, arg, future))
+        return future
+
+    def stop(self) -> None:
+        self.jobs.put(None)
+
+
+def _resolve(future: asyncio.Future, result: Any) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+class HttpProtocol(asyncio.Protocol):
+    """One client connection."""
+
+    def __init__(self, server: "HttpServer") -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.pending: list[asyncio.Future] = []  # replies in request order (pipelining)
+        self.closing = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while self.buffer and not self.closing:
+            head_end = self.buffer.find(b"\r\n\r\n")
+            if head_end < 0:
+                if len(self.buffer) > MAX_HEADER_BYTES:
+                    self._fail(400, "request headers too large")
+                return
+            head = self.buffer[:head_end].decode("latin-1")
+            lines = head.split("\r\n")
+            try:
+                method, target, version = lines[0].split(" ", 2)
+            except ValueError:
+                self._fail(400, "malformed request line")
+                return
+            headers: dict[str, str] = {}
+            for line in lines[1:]:
+                name, sep, value = line.partition(":")
+                if sep:
+                    headers[name.strip()] = value.strip()
+            lower = {k.lower(): v for k, v in headers.items()}
+            rest = self.buffer[head_end + 4:]
+            if lower.get("transfer-encoding", "").lower() == "chunked":
+                parsed = _dechunk(rest, self.server.max_body_size)
+                if parsed is None:
+                    return  # wait for more data
+                if parsed == "too large":
+                    self._fail(413, f"request body exceeds the limit of {self.server.max_body_size} bytes")
+                    return
+                body, used = parsed  # type: ignore[misc]
+            else:
+                try:
+                    length = int(lower.get("content-length", "0") or 0)
+                except ValueError:
+                    self._fail(400, "invalid Content-Length")
+                    return
+                if length > self.server.max_body_size:
+                    self._fail(413, f"request body of {length} bytes exceeds the limit of "
+                                    f"{self.server.max_body_size} bytes")
+                    return
+                if len(rest) < length:
+                    return
+                body, used = rest[:length], length
+            self.buffer = rest[used:]
+            keep_alive = lower.get("connection", "").lower() != "close" and version == "HTTP/1.1"
+            self._dispatch(Request(method, target, headers, body), keep_alive)
+
+    def _dispatch(self, request: Request, keep_alive: bool) -> None:
+        server = self.server
+        reply = server.intercept(request)
+        future: asyncio.Future
+        if reply is not None:
+            future = asyncio.get_event_loop().create_future()
+            future.set_result(reply)
+        else:
+            future = asyncio.ensure_future(server.handle(request))
+        self.pending.append(future)
+        if not keep_alive:
+            self.closing = True
+        if len(self.pending) == 1:
+            future.add_done_callback(self._flush)
+
+    def _flush(self, _: Any = None) -> None:
+        while self.pending and self.pending[0].done():
+            future = self.pending.pop(0)
+            if self.transport is None:
+                return
+            status, content_type, headers, body = future.result()
+            last = not self.pending and self.closing
+            self.transport.write(render(status, content_type, headers, body, keep_alive=not last))
+            if last:
+                self.transport.close()
+                return
+        if self.pending:
+            self.pending[0].add_done_callback(self._flush)
+
+    def _fail(self, status: int, message: str) -> None:
+        self.closing = True
+        if self.transport is not None:
+            self.transport.write(render(status, "text/plain", {}, message.encode(), keep_alive=False))
+            self.transport.close()
+
+
+def _dechunk(data: bytes, limit: int) -> Any:
+    body, pos = b"", 0
+    while True:
+        line_end = data.find(b"\r\n", pos)
+        if line_end < 0:
+            return None
+        try:
+            size = int(data[pos:line_end].split(b";")[0], 16)
+        except ValueError:
+            return (b"", len(data))
+        pos = line_end + 2
+        if size == 0:
+            trailer_end = data.find(b"\r\n", pos)
+            return None if trailer_end < 0 else (body, trailer_end + 2)
+        if len(data) < pos + size + 2:
+            return None
+        body += data[pos:pos + size]
+        if len(body) > limit:
+            return "too large"
+        pos += size + 2
+
+
+class HttpServer:
+    """Serves ``app`` on a listening socket; ``intercept`` answers internal paths first."""
+
+    def __init__(self, app: App, max_body_size: int = 32 * 1024 * 1024, availability_timeout: float = 10.0,
+                 intercept: Callable[[Request], Reply | None] | None = None) -> None:
+        self.app = app
+        self.max_body_size = max_body_size
+        self.availability_timeout = availability_timeout
+        self.intercept = intercept or (lambda request: None)
+        self.connections: set[HttpProtocol] = set()
+        self.worker: HandlerThread | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self.in_flight = 0
+        self._worker_free = True
+        self._waiting: collections.deque = collections.deque()
+        self._slow = 0.0  # decaying maximum of event durations (seconds)
+
+    async def start(self, sock: Any) -> None:
+        loop = asyncio.get_running_loop()
+        self.worker = self.worker or HandlerThread(loop)
+        self._server = await loop.create_server(lambda: HttpProtocol(self), sock=sock)
+
+    async def handle(self, request: Request) -> Reply:
+        """Answer one request; 503 when the worker stays busy past ``availability_timeout``."""
+        return await self.run(self.app, request, busy_reply=_busy())
+
+    async def run(self, fn: Callable[[Any], Any], arg: Any, busy_reply: Any = None) -> Any:
+        """Run ``fn(arg)`` on this worker, one event at a time.
+
+        Fast events run inline on the loop (no thread hand-over); once events are slow (by a
+        moving average) they run on the handler thread so that waiting requests can time out.
+        """
+        self.in_flight += 1
+        try:
+            if not self._worker_free or self._waiting:
+                waiter = asyncio.get_running_loop().create_future()
+                self._waiting.append(waiter)
+                try:
+                    await asyncio.wait_for(waiter, self.availability_timeout)
+                except asyncio.TimeoutError:
+                    if waiter in self._waiting:
+                        self._waiting.remove(waiter)
+                    if busy_reply is not None:
+                        return busy_reply
+                    await self._wait_free()
+            self._worker_free = False
+            started = time.perf_counter()
+            try:
+                if self._slow < INLINE_LIMIT:
+                    return fn(arg)
+                return await self.worker.submit(fn, arg)  # type: ignore[union-attr]
+            finally:
+                elapsed = time.perf_counter() - started
+                self._slow = elapsed if elapsed > self._slow else 0.9 * self._slow + 0.1 * elapsed
+                self._worker_free = True
+                while self._waiting:
+                    waiter = self._waiting.popleft()
+                    if not waiter.done():
+                        waiter.set_result(None)
+                        break
+        finally:
+            self.in_flight -= 1
+
+    async def _wait_free(self) -> None:
+        while not self._worker_free:
+            await asyncio.sleep(0.005)
+
+    async def stop(self, drain_timeout: float = 30.0) -> None:
+        """Stop accepting, let in-flight requests finish (up to ``drain_timeout``), close."""
+        if self._server is not None:
+            self._server.close()
+        deadline = time.monotonic() + drain_timeout
+        while self.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for connection in list(self.connections):
+            if connection.transport is not None and not connection.pending:
+                connection.transport.close()
+        if self.worker is not None:
+            self.worker.stop()
+
+
+def _busy() -> Reply:
+    return (503, "application/json", {"Retry-After": "1"}, b'{"error": "all workers are busy, retry later"}')

@@ -1,0 +1,283 @@
+"""graphpack's own processor (``graphpack serve DIR``): runs a built function the way
+Nuclio's processor + Python wrapper would, without Nuclio.
+
+It reads ``DIR/function.yaml``, imports ``spec.handler`` (``module:function``) from DIR,
+calls ``init_context(context)`` once per worker and ``handler(context, event)`` per event
+with nuclio-sdk-shaped objects, and runs the function's triggers: ``http`` (N worker
+processes sharing one socket, 413/503, ``/__health``) and ``cron`` (schedule or interval).
+Queue consumers are started by the entry module's ``init_context``, as under Nuclio.
+SIGTERM (or SIGINT) stops accepting, drains in-flight events, calls the platform's
+termination callback (consumers commit their checkpoints) and exits 0.
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from ..errors import GraphpackError
+from .cron import CronSchedule, parse_interval
+from .http_server import HttpServer, Request
+from .logger import Logger
+from .nuclio_shim import Context, Event, Platform, TriggerInfo, to_http
+
+DEFAULT_PORT = 8080
+HEALTH_PATH = "/__health"
+
+
+def load_config(function_dir: str | Path) -> dict:
+    """The function's config (function.yaml) with the fields the processor needs checked."""
+    path = Path(function_dir) / "function.yaml"
+    try:
+        config = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise GraphpackError(f"cannot read {str(path)!r}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise GraphpackError(f"{str(path)!r} is not valid YAML: {exc}") from None
+    if not isinstance(config, dict) or not isinstance(config.get("spec"), dict):
+        raise GraphpackError(f"{str(path)!r}: not a function config (no spec)")
+    handler = config["spec"].get("handler", "")
+    if ":" not in handler:
+        raise GraphpackError(f"{str(path)!r}: spec.handler must be 'module:function', got {handler!r}")
+    return config
+
+
+class FunctionHost:
+    """One worker: the imported entry module, its context, and how events reach it."""
+
+    def __init__(self, function_dir: Path, config: dict, worker_id: int) -> None:
+        self.dir = function_dir
+        self.config = config
+        self.name = (config.get("metadata") or {}).get("name", function_dir.name)
+        self.worker_id = worker_id
+        module_name, _, func_name = config["spec"]["handler"].partition(":")
+        if str(function_dir) not in sys.path:
+            sys.path.insert(0, str(function_dir))
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            raise GraphpackError(f"function {self.name!r}: cannot import {module_name!r}: "
+                                 f"{type(exc).__name__}: {exc}") from exc
+        self.handler = getattr(module, func_name, None)
+        if not callable(self.handler):
+            raise GraphpackError(f"function {self.name!r}: {module_name}.{func_name} is not a function")
+        self.platform = Platform("local")
+        self.logger = Logger(f"graphpack.{self.name}")
+        self.contexts: dict[str, Context] = {}
+        self._init = getattr(module, "init_context", None)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def context_for(self, kind: str, name: str) -> Context:
+        """Nuclio runs init_context per worker and trigger; so do we (lazily, once each)."""
+        key = f"{kind}:{name}"
+        if key not in self.contexts:
+            context = Context(self.logger, self.platform, self.worker_id, TriggerInfo(kind, name))
+            if self._init is not None:
+                self._call(self._init, context)
+            self.contexts[key] = context
+        return self.contexts[key]
+
+    def _call(self, fn: Callable, *args: Any) -> Any:
+        out = fn(*args)
+        if inspect.isawaitable(out):
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+            out = self._loop.run_until_complete(out)
+        return out
+
+    def invoke(self, context: Context, event: Event) -> tuple:
+        try:
+            return to_http(self._call(self.handler, context, event))
+        except Exception as exc:  # noqa: BLE001 - like Nuclio's wrapper, but no traceback to the caller
+            self.logger.error(f"handler failed: {type(exc).__name__}: {exc}")
+            return 500, "text/plain", {}, f"Exception caught in handler - {type(exc).__name__}: {exc}".encode()
+
+    def http_event(self, request: Request, trigger: str) -> Event:
+        headers = request.headers
+        content_type = ""
+        for key, value in headers.items():
+            if key.lower() == "content-type":
+                content_type = value
+                break
+        body: Any = request.body
+        if content_type.split(";")[0].strip() == "application/json" and body:
+            try:  # nuclio-sdk decodes JSON bodies, keeping the bytes when that fails
+                body = json.loads(body)
+            except ValueError:
+                pass
+        return Event(body=body, content_type=content_type, trigger=TriggerInfo("http", trigger),
+                     fields=request.query, headers=headers, method=request.method, path=request.path,
+                     size=len(request.body), url=request.url)
+
+
+def _triggers(config: dict) -> dict:
+    return dict(config["spec"].get("triggers") or {})
+
+
+def _http_trigger(config: dict) -> tuple[str, dict]:
+    for name, trigger in _triggers(config).items():
+        if (trigger or {}).get("kind") == "http":
+            return name, trigger
+    return "http", {"kind": "http", "attributes": {}}
+
+
+def _apply_env(config: dict, function_dir: Path) -> None:
+    for item in config["spec"].get("env") or []:
+        if isinstance(item, dict) and "value" in item and item.get("name"):
+            os.environ.setdefault(item["name"], str(item["value"]))
+    os.environ["GRAPHPACK_FUNCTION_DIR"] = str(function_dir)
+
+
+async def _cron_loop(host: FunctionHost, server: HttpServer, name: str, trigger: dict, stop: asyncio.Event) -> None:
+    attributes = trigger.get("attributes") or {}
+    event_spec = attributes.get("event") or {}
+    body = event_spec.get("body", "")
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body)
+    headers = dict(event_spec.get("headers") or {})
+    interval = attributes.get("interval")
+    schedule = CronSchedule(attributes["schedule"]) if attributes.get("schedule") else None
+    period = parse_interval(interval) if interval else None
+    context = host.context_for("cron", name)
+    while not stop.is_set():
+        if period is not None:
+            delay = period
+        else:
+            now = datetime.now(timezone.utc)
+            delay = (schedule.next_after(now) - now).total_seconds()  # type: ignore[union-attr]
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=max(delay, 0))
+            return
+        except asyncio.TimeoutError:
+            pass
+        data = body.encode() if isinstance(body, str) else body
+        event = Event(body=data, content_type=headers.get("Content-Type", ""), headers=headers,
+                      trigger=TriggerInfo("cron", name), method="POST", path="/", size=len(data or b""))
+        await server.run(lambda ev: host.invoke(context, ev), event)
+
+
+async def _worker_main(function_dir: Path, config: dict, sock: socket.socket, worker_id: int,
+                       run_cron: bool) -> None:
+    host = FunctionHost(function_dir, config, worker_id)
+    trigger_name, http = _http_trigger(config)
+    attributes = http.get("attributes") or {}
+    context = host.context_for("http", trigger_name)
+    ready_at = time.time()
+
+    def intercept(request: Request) -> tuple | None:
+        if request.path == HEALTH_PATH:
+            body = json.dumps({"status": "ready", "function": host.name, "worker": worker_id,
+                               "pid": os.getpid(), "since": ready_at}).encode()
+            return 200, "application/json", {}, body
+        return None
+
+    server = HttpServer(
+        lambda request: host.invoke(context, host.http_event(request, trigger_name)),
+        max_body_size=int(attributes.get("maxRequestBodySize") or 32 * 1024 * 1024),
+        availability_timeout=float(http.get("workerAvailabilityTimeoutMilliseconds") or 10000) / 1000,
+        intercept=intercept,
+    )
+    await server.start(sock)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = []
+    if run_cron:
+        for name, trigger in _triggers(config).items():
+            if (trigger or {}).get("kind") == "cron":
+                tasks.append(asyncio.ensure_future(_cron_loop(host, server, name, trigger, stop)))
+    host.logger.info(f"worker {worker_id} ready", function=host.name, pid=os.getpid())
+    await stop.wait()
+    host.logger.info(f"worker {worker_id} stopping: draining in-flight events")
+    for task in tasks:
+        task.cancel()
+    await server.stop()
+    if server.worker is not None:
+        server.worker.thread.join(timeout=30)
+    host.platform.terminate()
+    host.logger.info(f"worker {worker_id} stopped")
+
+
+def listen(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise GraphpackError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+def serve(function_dir: str | Path, port: int | None = None, workers: int | None = None,
+          host: str = "127.0.0.1") -> int:
+    """Run the function until SIGTERM; returns the exit code."""
+    function_dir = Path(function_dir).resolve()
+    config = load_config(function_dir)
+    _apply_env(config, function_dir)
+    _, http = _http_trigger(config)
+    attributes = http.get("attributes") or {}
+    port = int(port or os.environ.get("PORT") or attributes.get("port") or DEFAULT_PORT)
+    count = int(workers or http.get("maxWorkers") or 1)
+    sys.setswitchinterval(0.001)  # the I/O loop and the handler thread hand over quickly
+    sock = listen(host, port)
+    print(f"graphpack serve: {config.get('metadata', {}).get('name', function_dir.name)} on http://{host}:{port} "
+          f"({count} worker{'s' if count > 1 else ''})", file=sys.stderr, flush=True)
+    if count == 1:
+        asyncio.run(_worker_main(function_dir, config, sock, 0, run_cron=True))
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # already draining: a second SIGTERM changes nothing
+        return 0
+    return _supervise(function_dir, config, sock, count)
+
+
+def _supervise(function_dir: Path, config: dict, sock: socket.socket, count: int) -> int:
+    """Fork one process per worker on the shared socket; forward signals; wait for them."""
+    children = []
+    for worker_id in range(count):
+        pid = os.fork()
+        if pid == 0:  # child
+            code = 0
+            try:
+                asyncio.run(_worker_main(function_dir, config, sock, worker_id, run_cron=worker_id == 0))
+            except BaseException as exc:  # noqa: BLE001 - report and exit non-zero
+                print(f"worker {worker_id} failed: {exc}", file=sys.stderr, flush=True)
+                code = 1
+            os._exit(code)
+        children.append(pid)
+    sock.close()
+
+    def forward(signum: int, frame: Any) -> None:
+        for child in children:
+            try:
+                os.kill(child, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    status = 0
+    for child in children:
+        while True:
+            try:
+                _, code = os.waitpid(child, 0)
+                break
+            except InterruptedError:
+                continue
+        if os.waitstatus_to_exitcode(code) != 0:
+            status = 1
+            forward(signal.SIGTERM, None)
+    return status
