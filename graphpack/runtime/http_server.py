@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import mmap
 import queue
+import socket
 import threading
 import time
 from email.utils import formatdate
@@ -24,6 +26,7 @@ REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 400: "
            422: "Unprocessable Entity", 429: "Too Many Requests", 500: "Internal Server Error",
            502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
 MAX_HEADER_BYTES = 64 * 1024
+GATE_TICK = 0.02  # how often a busy worker rechecks whether every worker is busy
 INLINE_LIMIT = 0.002  # events faster than this run inline on the event loop
 
 
@@ -107,10 +110,17 @@ class HttpProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.server.connections.add(self)
+        self.fresh = True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         self.transport = None
+        self._mark_used()
+
+    def _mark_used(self) -> None:
+        if self.fresh:
+            self.fresh = False
+            self.server.first_request(self)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -161,6 +171,8 @@ class HttpProtocol(asyncio.Protocol):
 
     def _dispatch(self, request: Request, keep_alive: bool) -> None:
         server = self.server
+        if self.fresh:
+            self._mark_used()
         reply = server.intercept(request)
         future: asyncio.Future
         if reply is not None:
@@ -228,16 +240,59 @@ class HttpServer:
         self.intercept = intercept or (lambda request: None)
         self.connections: set[HttpProtocol] = set()
         self.worker: HandlerThread | None = None
-        self._server: asyncio.AbstractServer | None = None
         self.in_flight = 0
+        self.fresh = 0  # accepted connections that have not sent a request yet
+        self._accepting = False
+        self._closed = False
+        self._gate: AcceptGate | None = None
         self._worker_free = True
         self._waiting: collections.deque = collections.deque()
         self._slow = 0.0  # decaying maximum of event durations (seconds)
 
-    async def start(self, sock: Any) -> None:
-        loop = asyncio.get_running_loop()
-        self.worker = self.worker or HandlerThread(loop)
-        self._server = await loop.create_server(lambda: HttpProtocol(self), sock=sock)
+    async def start(self, sock: Any, gate: "AcceptGate | None" = None) -> None:
+        """Serve connections from the listening ``sock`` (shared by worker processes via ``gate``)."""
+        self._loop = asyncio.get_running_loop()
+        self.worker = self.worker or HandlerThread(self._loop)
+        self._sock, self._gate = sock, gate
+        self._set_accepting(True)
+        if gate is not None:
+            self._tick = self._loop.call_later(GATE_TICK, self._gate_tick)
+
+    def _accept(self) -> None:
+        try:
+            conn, _ = self._sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        conn.setblocking(False)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.fresh += 1
+        self._update()
+        asyncio.ensure_future(self._loop.connect_accepted_socket(lambda: HttpProtocol(self), conn))
+
+    def _set_accepting(self, on: bool) -> None:
+        if on and not self._accepting:
+            self._loop.add_reader(self._sock.fileno(), self._accept)
+        elif not on and self._accepting:
+            self._loop.remove_reader(self._sock.fileno())
+        self._accepting = on
+
+    def _update(self) -> None:
+        """Idle workers take new connections; a busy one only when every worker is busy."""
+        if self._gate is None or self._closed:
+            return
+        busy = bool(self.in_flight or self.fresh)
+        self._gate.set_busy(busy)
+        self._set_accepting(not busy or self._gate.all_busy())
+
+    def _gate_tick(self) -> None:
+        if self._closed:
+            return
+        self._update()
+        self._tick = self._loop.call_later(GATE_TICK, self._gate_tick)
+
+    def first_request(self, protocol: "HttpProtocol") -> None:
+        if self.fresh:
+            self.fresh -= 1
 
     async def handle(self, request: Request) -> Reply:
         """Answer one request; 503 when the worker stays busy past ``availability_timeout``."""
@@ -250,6 +305,8 @@ class HttpServer:
         moving average) they run on the handler thread so that waiting requests can time out.
         """
         self.in_flight += 1
+        if self._gate is not None:
+            self._update()
         try:
             if not self._worker_free or self._waiting:
                 waiter = asyncio.get_running_loop().create_future()
@@ -279,6 +336,8 @@ class HttpServer:
                         break
         finally:
             self.in_flight -= 1
+            if self._gate is not None:
+                self._update()
 
     async def _wait_free(self) -> None:
         while not self._worker_free:
@@ -286,8 +345,8 @@ class HttpServer:
 
     async def stop(self, drain_timeout: float = 30.0) -> None:
         """Stop accepting, let in-flight requests finish (up to ``drain_timeout``), close."""
-        if self._server is not None:
-            self._server.close()
+        self._closed = True
+        self._set_accepting(False)
         deadline = time.monotonic() + drain_timeout
         while self.in_flight and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
@@ -300,3 +359,21 @@ class HttpServer:
 
 def _busy() -> Reply:
     return (503, "application/json", {"Retry-After": "1"}, b'{"error": "all workers are busy, retry later"}')
+
+
+class AcceptGate:
+    """One busy flag per worker process in shared memory (created before the workers fork)."""
+
+    def __init__(self, workers: int) -> None:
+        self.flags = mmap.mmap(-1, workers)
+        self.index = 0
+
+    def for_worker(self, index: int) -> "AcceptGate":
+        self.index = index
+        return self
+
+    def set_busy(self, busy: bool) -> None:
+        self.flags[self.index] = 1 if busy else 0
+
+    def all_busy(self) -> bool:
+        return self.flags.find(b"\x00") < 0

@@ -28,7 +28,7 @@ import yaml
 
 from ..errors import GraphpackError
 from .cron import CronSchedule, parse_interval
-from .http_server import HttpServer, Request
+from .http_server import AcceptGate, HttpServer, Request
 from .logger import Logger
 from .nuclio_shim import Context, Event, Platform, TriggerInfo, to_http
 
@@ -168,7 +168,7 @@ async def _cron_loop(host: FunctionHost, server: HttpServer, name: str, trigger:
 
 
 async def _worker_main(function_dir: Path, config: dict, sock: socket.socket, worker_id: int,
-                       run_cron: bool) -> None:
+                       run_cron: bool, gate: AcceptGate | None = None) -> None:
     host = FunctionHost(function_dir, config, worker_id)
     trigger_name, http = _http_trigger(config)
     attributes = http.get("attributes") or {}
@@ -188,7 +188,7 @@ async def _worker_main(function_dir: Path, config: dict, sock: socket.socket, wo
         availability_timeout=float(http.get("workerAvailabilityTimeoutMilliseconds") or 10000) / 1000,
         intercept=intercept,
     )
-    await server.start(sock)
+    await server.start(sock, gate)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -247,12 +247,14 @@ def serve(function_dir: str | Path, port: int | None = None, workers: int | None
 def _supervise(function_dir: Path, config: dict, sock: socket.socket, count: int) -> int:
     """Fork one process per worker on the shared socket; forward signals; wait for them."""
     children = []
+    gate = AcceptGate(count)
     for worker_id in range(count):
         pid = os.fork()
         if pid == 0:  # child
             code = 0
             try:
-                asyncio.run(_worker_main(function_dir, config, sock, worker_id, run_cron=worker_id == 0))
+                asyncio.run(_worker_main(function_dir, config, sock, worker_id, run_cron=worker_id == 0,
+                                         gate=gate.for_worker(worker_id)))
             except BaseException as exc:  # noqa: BLE001 - report and exit non-zero
                 print(f"worker {worker_id} failed: {exc}", file=sys.stderr, flush=True)
                 code = 1
