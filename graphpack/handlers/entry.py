@@ -1,0 +1,214 @@
+"""What a generated entry module calls: ``init_context(context)`` once per worker and
+``handler(context, event)`` per event (Nuclio's Python wrapper, or graphpack's own processor).
+
+``init_context`` builds the GraphServer from the function's spec file ($GRAPHPACK_SPEC_FILE,
+else ``spec.json`` next to the entry module, else the JSON in $GRAPHPACK_SPEC), with the
+user's code modules as the namespaces class names resolve in. When $GRAPHPACK_QUEUE_CONSUMER
+names a queue (an S3 or file queue: Nuclio has no trigger for them) it also starts graphpack's
+own consumer on it, as consumer group $GRAPHPACK_CONSUMER_GROUP, in a background thread.
+
+This module runs inside the image: it imports graphpack's runtime only.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import threading
+from typing import Any, Iterable
+
+from ..errors import GraphpackError
+from ..runtime.event import Event
+from ..runtime.server import GraphServer
+from .events import from_nuclio, is_stream, trigger_kind
+from .responses import error_output, to_nuclio
+
+SPEC_FILE = "spec.json"
+SPEC_FILE_ENV = "GRAPHPACK_SPEC_FILE"
+SPEC_ENV = "GRAPHPACK_SPEC"
+CONSUMER_ENV = "GRAPHPACK_QUEUE_CONSUMER"
+GROUP_ENV = "GRAPHPACK_CONSUMER_GROUP"
+
+_lock = threading.Lock()
+_state: dict[str, Any] = {"server": None, "consumers": []}
+
+
+class NuclioLogger:
+    """graphpack's logger API (``error(msg, **kw)``) on top of Nuclio's (``error_with``)."""
+
+    def __init__(self, logger: Any) -> None:
+        self._logger = logger
+
+    def _log(self, level: str, message: Any, args: tuple, kw: dict) -> None:
+        text = str(message) % args if args else str(message)
+        if kw:
+            getattr(self._logger, f"{level}_with")(text, **kw)
+        else:
+            getattr(self._logger, level)(text)
+
+    def debug(self, message: Any, *args: Any, **kw: Any) -> None:
+        self._log("debug", message, args, kw)
+
+    def info(self, message: Any, *args: Any, **kw: Any) -> None:
+        self._log("info", message, args, kw)
+
+    def warn(self, message: Any, *args: Any, **kw: Any) -> None:
+        self._log("warn", message, args, kw)
+
+    warning = warn
+
+    def error(self, message: Any, *args: Any, **kw: Any) -> None:
+        self._log("error", message, args, kw)
+
+    def debug_with(self, message: Any, **kw: Any) -> None:
+        self._log("debug", message, (), kw)
+
+    def info_with(self, message: Any, **kw: Any) -> None:
+        self._log("info", message, (), kw)
+
+    def warn_with(self, message: Any, **kw: Any) -> None:
+        self._log("warn", message, (), kw)
+
+    def error_with(self, message: Any, **kw: Any) -> None:
+        self._log("error", message, (), kw)
+
+    def set_level(self, level: Any) -> None:
+        """Nuclio's processor decides the level; kept for the GraphContext API."""
+
+
+def load_spec(spec_dir: str | None = None) -> dict:
+    """The function's serving spec: $GRAPHPACK_SPEC_FILE, ``<spec_dir>/spec.json``, $GRAPHPACK_SPEC."""
+    candidates = []
+    if os.environ.get(SPEC_FILE_ENV):
+        candidates.append(os.environ[SPEC_FILE_ENV])
+    if spec_dir:
+        candidates.append(os.path.join(spec_dir, SPEC_FILE))
+    for path in candidates:
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as handle:
+                return json.load(handle)
+    data = os.environ.get(SPEC_ENV)
+    if data:
+        return json.loads(data)
+    where = " or ".join(candidates) or "(no spec file)"
+    raise GraphpackError(f"no serving spec found: neither {where} nor ${SPEC_ENV}")
+
+
+def init_context(context: Any, modules: Iterable[str] = (), spec_dir: str | None = None,
+                 spec: dict | None = None) -> GraphServer:
+    """Build this worker's GraphServer (and queue consumer); store it on ``context.user_data``."""
+    logger = NuclioLogger(context.logger) if getattr(context, "logger", None) is not None else None
+    try:
+        spec = spec if spec is not None else load_spec(spec_dir)
+        namespaces = [importlib.import_module(name) for name in modules]
+        server = GraphServer.from_dict(spec)
+        server.init_states(context=context, namespace=namespaces, logger=logger)
+        server.init_object(namespaces)
+    except Exception as exc:
+        if logger is not None:  # the wrapper dies next: leave the reason in the function's logs
+            logger.error(f"graphpack: function failed to initialise: {type(exc).__name__}: {exc}")
+        raise
+    user_data = getattr(context, "user_data", None)
+    if user_data is not None:
+        try:
+            user_data.graph_server = server
+        except AttributeError:
+            pass
+    with _lock:
+        _state["server"] = server
+    platform = getattr(context, "platform", None)
+    if platform is not None and hasattr(platform, "set_termination_callback"):
+        platform.set_termination_callback(lambda: shutdown(timeout=10))
+    url = os.environ.get(CONSUMER_ENV)
+    if url:
+        start_consumer(server, url, os.environ.get(GROUP_ENV) or "graphpack")
+    return server
+
+
+def get_server(context: Any = None) -> GraphServer | None:
+    """The GraphServer ``init_context`` built for this worker."""
+    server = getattr(getattr(context, "user_data", None), "graph_server", None)
+    return server if isinstance(server, GraphServer) else _state["server"]
+
+
+def handler(context: Any, event: Any) -> Any:
+    """Run one Nuclio event through the graph and return the wrapper's response object."""
+    server = get_server(context)
+    if server is None:
+        return error_output(503, "the function is not initialised (init_context was not called)", context)
+    try:
+        kind = trigger_kind(event, context)
+        graph_event = from_nuclio(event, context)
+        response = server.run(graph_event)
+    except Exception as exc:  # noqa: BLE001 - never let the wrapper send a traceback
+        server.context.logger.error(f"graphpack: event handling failed: {type(exc).__name__}: {exc}")
+        return error_output(500, f"{type(exc).__name__}: {exc}", context)
+    if response.status_code >= 400 and is_stream(kind):
+        server.context.logger.error(f"graphpack: stream event {graph_event.id} failed "
+                                    f"({response.status_code}): {response.body}")
+    return to_nuclio(response, context)
+
+
+# -- graphpack's own queue consumer (queues Nuclio has no trigger for) ---------------------------
+def _queue_options(spec: dict, url: str) -> dict:
+    """Backend options of the queue step with path ``url`` in the spec's graph."""
+    steps = (spec.get("graph") or {}).get("steps") or {}
+    for step in steps.values():
+        if isinstance(step, dict) and step.get("kind") == "queue" and step.get("path") == url:
+            options = {k: v for k, v in (step.get("options") or {}).items() if k not in ("full_event", "group")}
+            if step.get("shards"):
+                options["shards"] = step["shards"]
+            return options
+    return {}
+
+
+def start_consumer(server: GraphServer, url: str, group: str) -> Any:
+    """Consume queue ``url`` as ``group`` in a daemon thread, running each record through the graph."""
+    from ..queues import open_queue
+    from ..queues.consumer import Consumer
+
+    with _lock:
+        for consumer in _state["consumers"]:
+            if consumer.queue.url == url and consumer.group == group:
+                return consumer  # one consumer per process, however many workers init
+        queue = open_queue(url, **_queue_options(server.to_dict(), url))
+
+        def handle(record: Any, item: Any) -> None:
+            from ..queues import record as wire
+
+            event = wire.unwrap(record, Event)
+            event.trigger, event.stream_path = "queue", url
+            event.offset, event.shard_id = item.offset, item.shard
+            response = server.run(event)
+            if response.status_code >= 400:
+                raise RuntimeError(f"event {event.id} failed ({response.status_code}): {response.body}")
+
+        consumer = Consumer(queue, group, handle)
+        thread = threading.Thread(target=consumer.run, name=f"graphpack-consumer-{group}", daemon=True)
+        consumer.thread = thread
+        _state["consumers"].append(consumer)
+        thread.start()
+    if server.context is not None:
+        server.context.logger.info(f"graphpack: consuming queue {url} as group {group}")
+    return consumer
+
+
+def shutdown(timeout: float | None = 10) -> None:
+    """Stop the queue consumers and let in-flight async events finish (termination callback)."""
+    with _lock:
+        consumers, _state["consumers"] = list(_state["consumers"]), []
+        server = _state["server"]
+    for consumer in consumers:
+        consumer.stop()
+    for consumer in consumers:
+        consumer.thread.join(timeout)
+        consumer.queue.close()
+    if server is not None:
+        server.wait_for_completion(timeout)
+
+
+def reset() -> None:
+    """Forget this process's server (tests, or a processor reloading a function)."""
+    shutdown(timeout=5)
+    with _lock:
+        _state["server"] = None

@@ -1,0 +1,113 @@
+"""Nuclio events -> graph events.
+
+The Nuclio SDK hands the handler an event whose strings may be ``bytes`` (when the processor
+does not decode event strings) and whose body is ``bytes``, ``str`` or, for JSON requests the
+SDK could parse, a ``dict``/``list``. HTTP and cron events keep their path and method; events
+read from a stream are queue records: the path resets to ``/`` and a wrapped record
+(``{"full_event_wrapper": true, ...}``) is unwrapped into the event that was pushed.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from ..queues import record as wire
+from ..runtime.event import Event
+
+#: Nuclio trigger kinds whose events are stream / queue records.
+STREAM_KINDS = frozenset({
+    "v3ioStream", "v3io-stream", "kafka", "kafka-cluster", "kinesis", "rabbit-mq", "rabbitMq",
+    "nats", "mqtt", "iotCoreMqtt", "eventhub", "pubsub", "v3ioItemPoller", "stream",
+})
+EVENT_ID_HEADERS = ("graphpack-event-id", "mlrun-event-id")
+EVENT_PATH_HEADERS = ("graphpack-event-path", "mlrun-event-path")
+
+
+def text(value: Any, default: str = "") -> str:
+    """A str from a Nuclio field that may be bytes or None."""
+    if value is None:
+        return default
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
+
+
+def trigger_kind(event: Any, context: Any = None) -> str:
+    """The kind of the trigger that produced ``event`` ("http", "cron", "v3ioStream", ...)."""
+    trigger = getattr(event, "trigger", None)
+    kind = text(getattr(trigger, "kind", None))
+    if not kind and context is not None:
+        kind = text(getattr(getattr(context, "trigger", None), "kind", None))
+    return kind or "http"
+
+
+def is_stream(kind: str) -> bool:
+    return kind in STREAM_KINDS
+
+
+def _headers(raw: Any) -> dict:
+    if not raw:
+        return {}
+    return {text(k): (text(v) if isinstance(v, (bytes, bytearray)) else v) for k, v in dict(raw).items()}
+
+
+def _event_time(value: Any) -> datetime | None:
+    """The event's arrival time (None for Nuclio's zero cron timestamp)."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return None if value.timestamp() <= 0 else value
+    if isinstance(value, (int, float)) and value > 0:
+        return datetime.fromtimestamp(value, tz=timezone.utc)
+    return None
+
+
+def _header(headers: dict, names: tuple) -> Any:
+    lowered = {k.lower(): v for k, v in headers.items()}
+    for name in names:
+        if lowered.get(name):
+            return lowered[name]
+    return None
+
+
+def from_nuclio(event: Any, context: Any = None) -> Event:
+    """The graph event for one Nuclio event (see the module docstring for the rules)."""
+    kind = trigger_kind(event, context)
+    body = getattr(event, "body", None)
+    headers = _headers(getattr(event, "headers", None))
+    if is_stream(kind):
+        graph_event = from_record(body)
+        graph_event.stream_path = text(getattr(event, "topic", None)) or None
+        graph_event.offset = getattr(event, "offset", 0) or 0
+        graph_event.shard_id = getattr(event, "shard_id", None)
+        graph_event.headers.update(headers)
+    else:
+        if isinstance(body, (bytes, bytearray)) and not body:
+            body = None  # an empty request body (Nuclio may hand over b"")
+        path = text(getattr(event, "path", None)) or "/"
+        method = text(getattr(event, "method", None)) or ("POST" if kind != "cron" or body is not None else "GET")
+        event_id = _header(headers, EVENT_ID_HEADERS) or text(getattr(event, "id", None)) or None
+        path = _header(headers, EVENT_PATH_HEADERS) or path
+        graph_event = Event(body, event_id, path, method, headers)
+        content_type = text(getattr(event, "content_type", None))
+        if content_type:
+            graph_event.content_type = content_type
+        fields = getattr(event, "fields", None)
+        if fields:
+            graph_event.fields = {text(k): v for k, v in dict(fields).items()}
+        when = _event_time(getattr(event, "timestamp", None))
+        if when is not None:
+            graph_event.time = when
+    graph_event.trigger = kind
+    return graph_event
+
+
+def from_record(data: Any) -> Event:
+    """The event a queue record carries: a wrapped record is unwrapped, anything else is the body."""
+    record = data
+    if isinstance(data, (bytes, bytearray, str)):
+        try:
+            record = wire.decode(data)
+        except wire.RecordError:
+            record = data  # not JSON: the raw payload is the body
+    return wire.unwrap(record, Event)

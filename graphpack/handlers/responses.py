@@ -1,0 +1,61 @@
+"""Graph responses -> what the Nuclio Python wrapper expects back.
+
+The wrapper treats a returned ``list`` as a batch (only the first item answers a normal
+event) and ``None`` as the text "None", so the handler always returns a ``Response`` (the
+context's own class, i.e. ``nuclio_sdk.Response`` under Nuclio) with a ``str`` or ``bytes``
+body: dicts, lists and other JSON values are encoded here, with the right content type.
+"""
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from typing import Any
+
+from ..runtime.response import Response
+
+JSON = "application/json"
+
+
+def _default(value: Any) -> Any:
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        return value.tolist()
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
+
+
+def dumps(value: Any) -> str:
+    """JSON text for a response body (numpy values, dates and sets allowed)."""
+    return json.dumps(value, default=_default)
+
+
+def encode_body(body: Any, content_type: str | None) -> tuple[Any, str]:
+    """(str-or-bytes body, content type) for any body a graph may answer with."""
+    if body is None:
+        return "", content_type or "text/plain"
+    if isinstance(body, str):
+        return body, content_type or "text/plain"
+    if isinstance(body, (bytes, bytearray)):
+        return bytes(body), content_type or "application/octet-stream"
+    return dumps(body), content_type or JSON
+
+
+def to_nuclio(response: Response, context: Any = None) -> Any:
+    """A response object the wrapper encodes as given (never a bare list or None)."""
+    body, content_type = encode_body(response.body, response.content_type)
+    headers = {str(k): v for k, v in (response.headers or {}).items()}
+    factory = getattr(context, "Response", None) if context is not None else None
+    if factory is None or factory is Response:
+        return Response(headers=headers, body=body, content_type=content_type,
+                        status_code=int(response.status_code))
+    return factory(headers=headers, body=body, content_type=content_type,
+                   status_code=int(response.status_code))
+
+
+def error_output(status: int, message: str, context: Any = None) -> Any:
+    """A JSON error response (``{"error": message}``) without a traceback."""
+    return to_nuclio(Response(body={"error": message}, content_type=JSON, status_code=status), context)
