@@ -20,6 +20,7 @@ from ..errors import BadRequestError
 from ._utils import decode_body, get_in, is_get, update_in
 
 _PROTOCOL_PATH = re.compile(r"^/(v\d+)(/|$)")
+_PATH_CACHE_SIZE = 4096
 
 
 class BaseModelRouter:
@@ -50,6 +51,8 @@ class BaseModelRouter:
         self.input_path = input_path
         self.result_path = result_path
         self.kwargs = kwargs
+        self._paths: dict[str, tuple] = {}
+        self._fast = False
 
     def post_init(self, mode: str = "sync") -> None:
         """Called by the runtime once the routes are set (override when needed)."""
@@ -92,7 +95,9 @@ class BaseModelRouter:
 
     def do_event(self, event: Any, *args: Any, **kwargs: Any) -> Any:
         """Handle one event (the runtime calls this)."""
-        body = self.parse_event(event)
+        body = event.body
+        if body.__class__ is not dict or "data_url" in body or is_get(event):
+            body = self.parse_event(event)
         original_body = body
         if self.input_path:
             body = get_in(body, self.input_path)
@@ -110,18 +115,49 @@ class BaseModelRouter:
 
     def _pre_handle_event(self, event: Any) -> Any:
         """An answer for health checks (or None to route the event); rejects foreign paths."""
-        path = event.path or "/"
-        if is_get(event) and (path == "/" or _under(path, self.health_prefix)):
-            return {"name": type(self).__name__, "version": self.protocol, "extensions": []}
-        if path != "/" and not _under(path, self.url_prefix):
-            match = _PROTOCOL_PATH.match(path)
-            if match and match.group(1) != self.protocol:
-                raise BadRequestError(
-                    f"unsupported protocol version {match.group(1)} in path {path}: "
-                    f"this router serves {self.protocol} ({self.url_prefix}/...)"
-                )
-            raise BadRequestError(f"illegal path prefix {path}, must start with {self.url_prefix}")
-        return None
+        kind = self.classify(event.path or "/")
+        if kind[0] == "models" or kind[0] == "root" and not is_get(event):
+            return None
+        if kind[0] == "health" or kind[0] == "root":
+            if is_get(event):
+                return {"name": type(self).__name__, "version": self.protocol, "extensions": []}
+            kind = self._foreign(event.path)
+        raise BadRequestError(kind[1])
+
+    def classify(self, path: str) -> tuple:
+        """What a path is: ``("root",)``, ``("health",)``, ``("bad", message)`` or
+        ``("models", model_key_or_None, op, error_or_None)`` (cached per path)."""
+        hit = self._paths.get(path)
+        if hit is None:
+            hit = self._classify(path)
+            if len(self._paths) < _PATH_CACHE_SIZE:
+                self._paths[path] = hit
+        return hit
+
+    def _classify(self, path: str) -> tuple:
+        if path == "/":
+            return ("root",)
+        if _under(path, self.url_prefix):
+            parts = [p for p in path[len(self.url_prefix):].split("/") if p]
+            if not parts:
+                return ("models", None, "", None)
+            model, rest = parts[0], parts[1:]
+            if rest and rest[0] == "versions":
+                if len(rest) < 2:
+                    return ("models", model, "", f"path {path} names no version after /versions")
+                model = f"{model}:{rest[1]}"
+                rest = rest[2:]
+            return ("models", model, "/".join(rest), None)
+        if _under(path, self.health_prefix):
+            return ("health",)
+        return self._foreign(path)
+
+    def _foreign(self, path: str) -> tuple:
+        match = _PROTOCOL_PATH.match(path)
+        if match and match.group(1) != self.protocol:
+            return ("bad", f"unsupported protocol version {match.group(1)} in path {path}: "
+                           f"this router serves {self.protocol} ({self.url_prefix}/...)")
+        return ("bad", f"illegal path prefix {path}, must start with {self.url_prefix}")
 
     def _handle_event(self, event: Any) -> Any:
         raise NotImplementedError
@@ -134,7 +170,7 @@ class BaseModelRouter:
                 f"model {key!r} does not exist, available models: {' | '.join(self.routes) or 'none'}"
             )
         original_path = event.path
-        event.path = "/" + op if op else "/"
+        event.path = _OP_PATHS.get(op) or ("/" + op)
         result = route.run(event)
         if result is None:
             result = event
@@ -151,25 +187,22 @@ class ModelRouter(BaseModelRouter):
     def select(self, event: Any) -> tuple[str | None, str]:
         """``(route key, operation)`` for the event; a None key means "list the models"."""
         path = event.path or "/"
-        body = event.body if isinstance(event.body, dict) else {}
+        kind = self.classify(path)
+        if kind[0] == "models":
+            if kind[3]:
+                raise BadRequestError(kind[3])
+            model, op = kind[1], kind[2]
+        else:
+            model, op = None, ""
+        body = event.body
+        if body.__class__ is dict and body:
+            if model is None and body.get("model"):
+                model = str(body["model"])
+            if body.get("operation"):
+                op = str(body["operation"])
+        else:
+            body = None
         get = is_get(event)
-        model: str | None = None
-        op = ""
-        if _under(path, self.url_prefix):
-            parts = [p for p in path[len(self.url_prefix) :].split("/") if p]
-            if parts:
-                model = parts[0]
-                rest = parts[1:]
-                if rest and rest[0] == "versions":
-                    if len(rest) < 2:
-                        raise BadRequestError(f"path {path} names no version after /versions")
-                    model = f"{model}:{rest[1]}"
-                    rest = rest[2:]
-                op = "/".join(rest)
-        if model is None and body.get("model"):
-            model = str(body["model"])
-        if body.get("operation"):
-            op = str(body["operation"])
         if model is None:
             if path != "/" and get:
                 return None, ""
@@ -187,6 +220,40 @@ class ModelRouter(BaseModelRouter):
             op = "infer"
         return model, op
 
+    def post_init(self, mode: str = "sync") -> None:
+        cls = type(self)
+        # the fast path skips hooks, so it is only taken when none of them is customised
+        self._fast = not (self.input_path or self.result_path) and all(
+            getattr(cls, hook) is getattr(ModelRouter, hook)
+            for hook in ("do_event", "parse_event", "preprocess", "postprocess", "_pre_handle_event",
+                         "_handle_event", "select", "classify", "_run_route")
+        )
+
+    def do_event(self, event: Any, *args: Any, **kwargs: Any) -> Any:
+        """Handle one event; a POST of a JSON dict to a known model path takes a short cut."""
+        body = event.body
+        if (
+            self._fast
+            and body.__class__ is dict
+            and event.method == "POST"
+            and "model" not in body
+            and "operation" not in body
+            and "data_url" not in body
+        ):
+            path = event.path
+            kind = self._paths.get(path)
+            if kind is not None and kind[0] == "models" and kind[1] is not None and kind[3] is None:
+                route = self.routes.get(kind[1])
+                if route is not None:
+                    op = kind[2] or "infer"
+                    event.path = _OP_PATHS.get(op) or ("/" + op)
+                    result = route.run(event)
+                    if result is None:
+                        result = event
+                    result.path = path
+                    return result
+        return super().do_event(event)
+
     def _handle_event(self, event: Any) -> Any:
         key, op = self.select(event)
         if key is None:
@@ -194,6 +261,9 @@ class ModelRouter(BaseModelRouter):
             event.terminated = True
             return event
         return self._run_route(key, event, op)
+
+
+_OP_PATHS = {"": "/", "infer": "/infer", "predict": "/predict", "explain": "/explain", "ready": "/ready"}
 
 
 def _under(path: str, prefix: str) -> bool:

@@ -9,17 +9,16 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
-from datetime import datetime, timezone
 from typing import Any
 
 from ..errors import BadRequestError, GraphpackError, HTTPError, NotReadyError
-from ._utils import decode_body, get_in, is_get, update_in
+from ._utils import decode_body, get_in, is_get, update_in, utc_timestamp
 
 INFER_OPS = ("infer", "predict")
 DICT_OPS = ("infer_dict", "predict_dict")
 MODEL_SPEC_FILES = ("model_spec.json", "model_spec.yaml", "model_spec.yml")
 _STREAM_WAIT_SECONDS = 250.0
+_OPS = {"/infer": "infer", "/predict": "predict", "/explain": "explain", "/ready": "ready", "/": "", "": ""}
 
 
 def split_version(name: str | None) -> tuple[str | None, str]:
@@ -81,6 +80,9 @@ class V2ModelServer:
         if self.ready:
             self._loaded.set()
         self._load_thread: threading.Thread | None = None
+        cls = type(self)  # which no-op hooks a subclass overrides (skipped on the hot path if not)
+        self._hooks = (cls.preprocess is not V2ModelServer.preprocess,
+                       cls.postprocess is not V2ModelServer.postprocess)
 
     # ----- lifecycle -------------------------------------------------------------------
 
@@ -207,17 +209,30 @@ class V2ModelServer:
 
     def do_event(self, event: Any, *args: Any, **kwargs: Any) -> Any:
         """Answer one event (the runtime calls this); returns the event with the response body."""
-        original = event.body
-        body = decode_body(original, getattr(event, "content_type", None))
+        body = event.body
+        if body.__class__ is not dict:
+            body = decode_body(body, getattr(event, "content_type", None))
         request = get_in(body, self.input_path) if self.input_path else body
-        op = model_op_from_path(getattr(event, "path", "/"))
-        if not op and isinstance(request, dict) and request.get("operation"):
-            op = str(request["operation"])
-        request_id = request.get("id") if isinstance(request, dict) and request.get("id") else event.id
+        op = _OPS.get(event.path)
+        if op is None:
+            op = model_op_from_path(event.path)
+        if request.__class__ is dict or isinstance(request, dict):
+            if not op and request.get("operation"):
+                op = str(request["operation"])
+            request_id = request.get("id") or event.id
+        else:
+            request_id = event.id
+        if op == "infer":
+            event.body = self._infer(event, request, request_id, op)
+            if self.result_path:
+                event.body = update_in(body, self.result_path, event.body)
+            return event
         get = is_get(event)
 
-        if not op and get:
-            response: Any = self.get_metadata()
+        if op in INFER_OPS or op in DICT_OPS or (not op and not get):
+            response: Any = self._infer(event, request, request_id, op or "infer")
+        elif not op and get:
+            response = self.get_metadata()
         elif op == "ready" and get:
             self._check_readiness(event)
             response = self.context.Response(
@@ -225,8 +240,6 @@ class V2ModelServer:
                 content_type="text/plain",
                 status_code=200,
             )
-        elif op in INFER_OPS or op in DICT_OPS or (not op and not get):
-            response = self._infer(event, request, request_id, op or "infer")
         elif op == "explain":
             response = self._explain(event, request, request_id)
         elif op and hasattr(self, "op_" + op.replace("-", "_")):
@@ -243,22 +256,21 @@ class V2ModelServer:
         return event
 
     def _infer(self, event: Any, request: Any, request_id: Any, op: str) -> Any:
-        self._check_readiness(event)
-        started = time.perf_counter()
-        request = self.preprocess(request, op)
+        if not self.ready:
+            self._check_readiness(event)
+        if self._hooks[0]:
+            request = self.preprocess(request, op)
         request = self.validate(request, op)
         if op in DICT_OPS:
             request["inputs"] = self._inputs_to_list(request["inputs"])
-        outputs = self.predict(request)
         response = {
             "id": request_id,
             "model_name": self.name,
             "model_version": self.version or None,
-            "outputs": outputs,
-            "timestamp": datetime.now(timezone.utc).isoformat(),
+            "outputs": self.predict(request),
+            "timestamp": utc_timestamp(),
         }
-        self.metrics["microsec"] = int((time.perf_counter() - started) * 1e6)
-        return self.postprocess(response)
+        return self.postprocess(response) if self._hooks[1] else response
 
     def _explain(self, event: Any, request: Any, request_id: Any) -> Any:
         self._check_readiness(event)

@@ -35,13 +35,27 @@ def make_router(**kwargs: Any) -> ModelRouter:
     return ModelRouter(name="router", routes=routes, **kwargs)
 
 
+@pytest.fixture(params=["plain", "post_init"])
+def router(request: pytest.FixtureRequest) -> ModelRouter:
+    """A router without and with post_init (which enables the short cut for known paths)."""
+    router = make_router()
+    if request.param == "post_init":
+        router.post_init("sync")
+        assert router._fast
+    return router
+
+
 def send(router: BaseModelRouter, path: str, body: Any = None, method: str | None = None, **attrs: Any) -> Any:
     event = Event(body, path=path, method=method or ("POST" if body is not None else "GET"), **attrs)
     return router.do_event(event)
 
 
-def test_infer_predict_by_path_and_versions() -> None:
-    router = make_router()
+def test_infer_predict_by_path_and_versions(router: ModelRouter) -> None:
+    for _ in range(2):  # the second round hits the cached path classification
+        check_infer_paths(router)
+
+
+def check_infer_paths(router: ModelRouter) -> None:
     out = send(router, "/v2/models/m1/infer", {"inputs": [1, 2]}, id="e1")
     assert out.body["outputs"] == [2, 3]
     assert out.body["id"] == "e1" and out.body["model_name"] == "m1"
@@ -53,8 +67,7 @@ def test_infer_predict_by_path_and_versions() -> None:
     assert send(router, "/v2/models/m1", {"inputs": [0]}).body["outputs"] == [1]  # POST w/o op = infer
 
 
-def test_body_model_and_operation_route() -> None:
-    router = make_router()
+def test_body_model_and_operation_route(router: ModelRouter) -> None:
     assert send(router, "/", {"model": "m2", "inputs": [0]}).body["outputs"] == [2]
     assert send(router, "/", {"model": "m2:v9", "inputs": [0]}).body["outputs"] == [900]
     assert send(router, "/v2/models/", {"model": "m1", "inputs": [0]}).body["outputs"] == [1]
@@ -68,8 +81,7 @@ def test_single_route_needs_no_model_name() -> None:
     assert send(router, "/v2/models/", {"inputs": [1]}).body["outputs"] == [6]
 
 
-def test_list_health_metadata_ready_explain_custom_op() -> None:
-    router = make_router()
+def test_list_health_metadata_ready_explain_custom_op(router: ModelRouter) -> None:
     listed = send(router, "/v2/models/")
     assert listed.body == {"models": ["m1", "m2", "m2:v9"]}
     assert listed.terminated
@@ -107,11 +119,25 @@ def test_list_health_metadata_ready_explain_custom_op() -> None:
         ("/v2/models/m1/infer", b"\x00not json", "POST", "Unrecognized request format"),
     ],
 )
-def test_bad_requests_are_400_and_name_the_problem(path: str, body: Any, method: str, message: str) -> None:
-    router = make_router()
-    with pytest.raises(BadRequestError, match=message) as info:
-        send(router, path, body, method)
-    assert info.value.status_code == 400
+def test_bad_requests_are_400_and_name_the_problem(
+    router: ModelRouter, path: str, body: Any, method: str, message: str
+) -> None:
+    for _ in range(2):
+        with pytest.raises(BadRequestError, match=message) as info:
+            send(router, path, body, method)
+        assert info.value.status_code == 400
+
+
+def test_short_cut_is_off_when_hooks_or_paths_are_customised() -> None:
+    class Hooked(ModelRouter):
+        def preprocess(self, event: Event) -> Event:
+            return event
+
+    hooked = Hooked(routes={})
+    hooked.post_init("sync")
+    with_path = make_router(result_path="r")
+    with_path.post_init("sync")
+    assert not hooked._fast and not with_path._fast
 
 
 def test_not_ready_model_is_503() -> None:
