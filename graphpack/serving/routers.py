@@ -171,9 +171,12 @@ class BaseModelRouter:
             )
         original_path = event.path
         event.path = _OP_PATHS.get(op) or ("/" + op)
-        result = route.run(event)
+        try:
+            result = route.run(event)
+        finally:
+            event.path = original_path  # error handlers and later steps see the request's path
         if result is None:
-            result = event
+            return event
         result.path = original_path
         return result
 
@@ -247,9 +250,12 @@ class ModelRouter(BaseModelRouter):
                 if route is not None:
                     op = kind[2] or "infer"
                     event.path = _OP_PATHS.get(op) or ("/" + op)
-                    result = route.run(event)
+                    try:
+                        result = route.run(event)
+                    finally:
+                        event.path = path
                     if result is None:
-                        result = event
+                        return event
                     result.path = path
                     return result
         return super().do_event(event)

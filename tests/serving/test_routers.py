@@ -202,3 +202,11 @@ def test_pre_and_post_process_hooks_see_the_event() -> None:
     router = Tagged(name="tagged", routes={"m": model_route(Adder(name="m", model=1, add=1))})
     out = send(router, "/v2/models/m/infer", {"inputs": [1]}).body
     assert out["outputs"] == [11] and out["router"] == "tagged"
+
+
+def test_failing_route_leaves_the_request_path(router: ModelRouter) -> None:
+    event = Event({"inputs": [1]}, path="/v2/models/m1/nope")
+    for _ in range(2):
+        with pytest.raises(BadRequestError):
+            router.do_event(event)
+        assert event.path == "/v2/models/m1/nope"
