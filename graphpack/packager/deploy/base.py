@@ -1,0 +1,120 @@
+"""The Deployer interface: plan (read-only), apply, status, invoke, logs, delete.
+
+A plan is a frozen list of steps a user can read before anything changes
+(``graphpack deploy --dry-run`` prints it); ``apply`` carries it out.
+"""
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from ...errors import GraphpackError
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One planned action on one function."""
+
+    action: str          # "start", "restart", "keep", "stop", "create", "update", "delete"
+    function: str        # the deployed function's directory name (root or child)
+    reason: str = ""
+    details: dict = field(default_factory=dict)
+
+    def describe(self) -> str:
+        text = f"{self.action:<8} {self.function}"
+        return f"{text}  ({self.reason})" if self.reason else text
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a deploy will do, in order (children before the root)."""
+
+    target: str
+    project: str
+    steps: tuple[Step, ...]
+    build_dir: str = ""
+    artifacts: tuple = field(default=(), compare=False, repr=False)  # what apply writes (build contexts)
+
+    @property
+    def changes(self) -> tuple[Step, ...]:
+        return tuple(s for s in self.steps if s.action != "keep")
+
+    def describe(self) -> str:
+        lines = [f"plan for project {self.project!r} on target {self.target!r}:"]
+        lines += [f"  {step.describe()}" for step in self.steps] or ["  (nothing to do)"]
+        return "\n".join(lines)
+
+    def to_json(self) -> str:
+        return json.dumps({"target": self.target, "project": self.project,
+                           "steps": [asdict(s) for s in self.steps]}, sort_keys=True)
+
+
+@dataclass
+class InvokeResult:
+    """A function's answer to ``invoke``."""
+
+    status_code: int
+    body: Any
+    content_type: str = ""
+    headers: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code < 400
+
+
+class Deployer(ABC):
+    """One deploy target (local processes, Docker containers, Nuclio, Knative)."""
+
+    target = ""
+
+    @abstractmethod
+    def plan(self, project: Any, functions: list[str] | None = None) -> Plan:
+        """What deploying ``functions`` (default: all) would change; reads state only."""
+
+    @abstractmethod
+    def apply(self, plan: Plan, progress: Progress | None = None) -> dict:
+        """Carry out ``plan``; returns the deployed functions' status."""
+
+    @abstractmethod
+    def status(self) -> dict:
+        """Deployed functions by name: url, state and target details."""
+
+    @abstractmethod
+    def invoke(self, function: str, path: str = "/", body: Any = None, method: str | None = None,
+               headers: dict | None = None, timeout: float = 60.0) -> InvokeResult:
+        """Call a deployed function."""
+
+    @abstractmethod
+    def logs(self, function: str, follow: bool = False) -> Any:
+        """A function's log lines (an iterator when following)."""
+
+    @abstractmethod
+    def delete(self, functions: list[str] | None = None, purge: bool = False) -> list[str]:
+        """Remove deployed functions (default: all); returns the names removed."""
+
+
+def unknown_function(name: str, known: list[str]) -> GraphpackError:
+    listed = ", ".join(sorted(known)) or "none deployed"
+    return GraphpackError(f"function {name!r} is not deployed (deployed: {listed})")
+
+
+def check_deployer(deployer: Deployer, project: Any, function: str, path: str, body: Any,
+                   expected: Any) -> None:
+    """The shared contract every deployer passes: plan shows a start, apply deploys, invoke
+    answers ``expected``, a second plan keeps everything, delete removes it."""
+    plan = deployer.plan(project)
+    assert plan.changes, "a first deploy must plan changes"
+    deployer.apply(plan)
+    names = set(deployer.status())
+    assert function in names, f"{function} not in status {names}"
+    result = deployer.invoke(function, path, body)
+    assert result.ok and result.body == expected, (result.status_code, result.body)
+    again = deployer.plan(project)
+    assert not again.changes, f"an unchanged project must plan no changes: {again.describe()}"
+    removed = deployer.delete()
+    assert function in removed and not deployer.status()

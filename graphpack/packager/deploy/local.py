@@ -1,0 +1,338 @@
+"""The local target: every function as a supervised `graphpack serve` process on 127.0.0.1,
+joined by real queues, with state, logs and default queues under ``<project>/.graphpack/``."""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from ...errors import GraphpackError
+from ...graph.steps import FlowStep, QueueStep
+from .base import Deployer, InvokeResult, Plan, Progress, Step, unknown_function
+from .http import call
+
+STATE_DIR = ".graphpack"
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 30.0
+DEFAULT_ROOT_PORT = 8080
+
+
+def _quiet(message: str) -> None:
+    """The default progress sink (the CLI passes its own)."""
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def pid_alive(pid: int | None) -> bool:
+    """True when ``pid`` runs and is a graphpack processor (not a reused pid)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+    if b"graphpack" not in cmdline:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
+
+
+def stop_process(pid: int, timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM the process group (the processor drains and commits), SIGKILL after ``timeout``."""
+    if not pid_alive(pid):
+        return
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            _reap(pid)
+            return
+        _reap(pid)
+        time.sleep(0.05)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _reap(pid)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def with_default_queues(project: Any, queues_dir: Path) -> Any:
+    """A copy of the project where queues with an empty path use durable file queues."""
+    originals = _functions(project)
+    project = copy.copy(project)
+    project.functions = {}
+    for name, fn in originals.items():
+        clone = copy.deepcopy(fn)
+        graph = clone.spec.graph
+        if isinstance(graph, FlowStep):
+            for step in graph.steps.values():
+                if isinstance(step, QueueStep) and step.path == "" and _feeds_child(graph, step.name):
+                    step.path = str((queues_dir / f"{name}-{step.name}").resolve())
+        project.functions[name] = clone
+    return project
+
+
+def _functions(project: Any) -> dict:
+    return dict(project.__dict__.get("functions") or {})
+
+
+def _feeds_child(graph: FlowStep, queue: str) -> bool:
+    return any(queue in s.after and getattr(s, "function", None) for s in graph.steps.values())
+
+
+class LocalDeployer(Deployer):
+    """Deploys a project as local processes (no Docker, no cluster)."""
+
+    target = "local"
+
+    def __init__(self, project_dir: str | Path = ".", host: str = "127.0.0.1") -> None:
+        self.root = Path(project_dir).resolve()
+        self.host = host
+        self.dir = self.root / STATE_DIR
+        self.state_path = self.dir / "state.json"
+        self.build_dir = self.dir / "build"
+        self.logs_dir = self.dir / "logs"
+        self.queues_dir = self.dir / "queues"
+
+    # -- state ------------------------------------------------------------------------------
+    def load_state(self) -> dict:
+        try:
+            state = json.loads(self.state_path.read_text())
+        except FileNotFoundError:
+            return {"target": self.target, "functions": {}}
+        except (OSError, ValueError) as exc:
+            raise GraphpackError(f"cannot read deploy state {str(self.state_path)!r}: {exc}") from None
+        state.setdefault("functions", {})
+        return state
+
+    def save_state(self, state: dict) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
+        tmp.replace(self.state_path)
+
+    # -- plan / apply -----------------------------------------------------------------------
+    def _render(self, project: Any, functions: list[str] | None) -> list:
+        from .. import plan_and_render
+
+        names = list(functions) if functions else list(_functions(project))
+        if not names:
+            raise GraphpackError(f"project {project.name!r} has no functions to deploy")
+        local = with_default_queues(project, self.queues_dir)
+        contexts = []
+        for name in names:
+            contexts += plan_and_render(local.get_function(name), project.name, "local")
+        # children first, then their root (the root pushes to queues the children read)
+        return sorted(contexts, key=lambda c: (c.plan.root, c.plan.is_root))
+
+    @staticmethod
+    def _digest(context: Any) -> str:
+        return hashlib.sha256(json.dumps(context.digests(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def plan(self, project: Any, functions: list[str] | None = None) -> Plan:
+        state = self.load_state()["functions"]
+        steps = []
+        contexts = self._render(project, functions)
+        for context in contexts:
+            name = context.plan.function
+            digest = self._digest(context)
+            current = state.get(name)
+            details = {"root": context.plan.root, "digest": digest}
+            if current is None:
+                steps.append(Step("start", name, "new function", details))
+            elif not pid_alive(current.get("pid")):
+                steps.append(Step("start", name, "not running", details))
+            elif current.get("digest") != digest:
+                steps.append(Step("restart", name, "code or config changed", details))
+            else:
+                steps.append(Step("keep", name, f"running at {current.get('url')}", details))
+        return Plan(self.target, project.name, tuple(steps), str(self.build_dir), tuple(contexts))
+
+    def apply(self, plan: Plan, progress: Progress | None = None) -> dict:
+        progress = progress or _quiet
+        state = self.load_state()
+        state["project"] = plan.project
+        started: list[str] = []
+        if plan.changes:
+            from .. import write_contexts
+
+            wanted = {s.function for s in plan.changes}
+            contexts = [c for c in plan.artifacts if c.plan.function in wanted]
+            progress(f"building {len(contexts)} function(s) into {self.build_dir}")
+            write_contexts(contexts, self.build_dir)
+        try:
+            for step in plan.steps:
+                if step.action == "keep":
+                    continue
+                entry = state["functions"].get(step.function)
+                if step.action == "restart" and entry:
+                    progress(f"stopping {step.function} (pid {entry['pid']})")
+                    stop_process(entry["pid"])
+                port = entry.get("port") if entry else None
+                entry = self._start(step, port, progress)
+                state["functions"][step.function] = entry
+                started.append(step.function)
+                self.save_state(state)
+        except GraphpackError:
+            for name in started:
+                stop_process(state["functions"][name]["pid"])
+                state["functions"].pop(name, None)
+            self.save_state(state)
+            raise
+        self.save_state(state)
+        return self.status()
+
+    def _pick_port(self, step: Step, port: int | None, progress: Progress) -> int:
+        wanted = port
+        if wanted is None and step.details.get("root") == step.function:
+            config = self._config(step.function)
+            http = next((t for t in (config["spec"].get("triggers") or {}).values() if t.get("kind") == "http"), {})
+            wanted = int((http.get("attributes") or {}).get("port") or DEFAULT_ROOT_PORT)
+        if wanted and port_free(wanted, self.host):
+            return wanted
+        chosen = free_port(self.host)
+        if wanted:
+            progress(f"port {wanted} is in use: {step.function} gets port {chosen}")
+        return chosen
+
+    def _config(self, function: str) -> dict:
+        import yaml
+
+        return yaml.safe_load((self.build_dir / function / "function.yaml").read_text())
+
+    def _start(self, step: Step, port: int | None, progress: Progress) -> dict:
+        port = self._pick_port(step, port, progress)
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.logs_dir / f"{step.function}.log"
+        function_dir = self.build_dir / step.function
+        progress(f"starting {step.function} on port {port}")
+        with open(log_path, "ab") as log:
+            log.write(f"--- graphpack deploy: starting {step.function} at {time.ctime()} ---\n".encode())
+            log.flush()
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "graphpack.cli", "serve", str(function_dir), "--port", str(port),
+                 "--host", self.host],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(self.root),
+                env={**os.environ, "GRAPHPACK_STATE": str(self.state_path), "PYTHONUNBUFFERED": "1"},
+                start_new_session=True)
+        url = f"http://{self.host}:{port}"
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise GraphpackError(f"function {step.function!r} exited on start (code {proc.returncode}); "
+                                     f"last log lines:\n{tail(log_path)}")
+            try:
+                if call(url + "/__health", "GET", timeout=1.0).status_code == 200:
+                    break
+            except GraphpackError:
+                pass
+            time.sleep(0.05)
+        else:
+            stop_process(proc.pid)
+            raise GraphpackError(f"function {step.function!r} did not become healthy in {START_TIMEOUT:.0f}s; "
+                                 f"last log lines:\n{tail(log_path)}")
+        progress(f"{step.function} is ready at {url}")
+        return {"pid": proc.pid, "port": port, "url": url, "log": str(log_path), "dir": str(function_dir),
+                "digest": step.details.get("digest"), "root": step.details.get("root"),
+                "started": time.time()}
+
+    # -- operations -------------------------------------------------------------------------
+    def status(self) -> dict:
+        out = {}
+        for name, entry in self.load_state()["functions"].items():
+            alive = pid_alive(entry.get("pid"))
+            out[name] = {"url": entry.get("url"), "pid": entry.get("pid"), "port": entry.get("port"),
+                         "state": "running" if alive else "stopped", "root": entry.get("root"),
+                         "log": entry.get("log")}
+        return out
+
+    def url_of(self, function: str) -> str:
+        functions = self.load_state()["functions"]
+        if function not in functions:
+            raise unknown_function(function, list(functions))
+        return functions[function]["url"]
+
+    def invoke(self, function: str, path: str = "/", body: Any = None, method: str | None = None,
+               headers: dict | None = None, timeout: float = 60.0) -> InvokeResult:
+        url = self.url_of(function).rstrip("/") + "/" + (path or "/").lstrip("/")
+        return call(url, method or ("POST" if body is not None else "GET"), body, headers, timeout)
+
+    def logs(self, function: str, follow: bool = False) -> Iterator[str]:
+        functions = self.load_state()["functions"]
+        if function not in functions:
+            raise unknown_function(function, list(functions))
+        path = Path(functions[function]["log"])
+        with open(path, errors="replace") as handle:
+            while True:
+                line = handle.readline()
+                if line:
+                    yield line.rstrip("\n")
+                elif not follow:
+                    return
+                else:
+                    time.sleep(0.2)
+
+    def delete(self, functions: list[str] | None = None, purge: bool = False) -> list[str]:
+        state = self.load_state()
+        known = state["functions"]
+        names = list(functions) if functions else list(known)
+        for name in names:
+            if name not in known:
+                raise unknown_function(name, list(known))
+        # stop roots before children so nothing is pushed to a queue nobody reads
+        for name in sorted(names, key=lambda n: known[n].get("root") != n):
+            stop_process(known[name]["pid"])
+            known.pop(name)
+        self.save_state(state)
+        if purge:
+            shutil.rmtree(self.queues_dir, ignore_errors=True)
+            if not known:
+                shutil.rmtree(self.build_dir, ignore_errors=True)
+        return names
