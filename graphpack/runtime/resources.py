@@ -11,7 +11,7 @@ import os
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import IO, Any, Callable
 from urllib.parse import urlparse
 
 from ..errors import GraphpackError
@@ -38,7 +38,7 @@ class StoreResource:
         """Names under a folder or prefix (relative, sorted)."""
         raise NotImplementedError
 
-    def open(self, mode: str = "rb") -> BinaryIO:
+    def open(self, mode: str = "rb") -> IO[Any]:
         """A file object for reading (``mode`` "rb" or "r")."""
         if "r" not in mode:
             raise GraphpackError(f"{self.url}: only read modes are supported, not {mode!r}")

@@ -69,11 +69,11 @@ def vote(
     out: list[Any] = []
     for sample in predictions:
         if vote_type == "regression":
-            value = sum(float(p) * w for p, w in zip(sample, weights))
+            value = sum(float(p) * w for p, w in zip(sample, weights, strict=True))
             out.append(value)
         else:
             scores: dict[Any, float] = {}
-            for label, w in zip(sample, weights):
+            for label, w in zip(sample, weights, strict=True):
                 label = _plain(label)
                 scores[label] = scores.get(label, 0.0) + w
             best = max(scores.values())
@@ -227,7 +227,7 @@ class VotingEnsemble(BaseModelRouter):
             counts = ", ".join(f"{k}={len(v)}" for k, v in per_model.items())
             raise ValueError(f"{self.name}: models returned different numbers of outputs: {counts}")
         keys = list(per_model)
-        samples = [list(row) for row in zip(*(per_model[k] for k in keys))]
+        samples = [list(row) for row in zip(*(per_model[k] for k in keys), strict=True)]
         if self.vote_type is None:
             self.vote_type = infer_vote_type([p for row in samples for p in row])
         if self.weights is None:

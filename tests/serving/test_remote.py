@@ -85,7 +85,8 @@ def test_4xx_fails_at_once(http_server: Any) -> None:
 def test_timeout_names_the_url(http_server: Any) -> None:
     step = RemoteStep(name="slowpoke", url=f"{http_server.url}/slow", timeout=0.3, retries=1, backoff_factor=0.01)
     started = time.monotonic()
-    with pytest.raises(RemoteStepError, match=rf"slowpoke: POST {http_server.url}/slow timed out after 0.3s \(2 tries\)") as info:
+    expected = rf"slowpoke: POST {http_server.url}/slow timed out after 0.3s \(2 tries\)"
+    with pytest.raises(RemoteStepError, match=expected) as info:
         step.do_event(Event({}))
     assert info.value.status_code is None
     assert time.monotonic() - started < 1.9
