@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The README main-job command: `bash scripts/main.sh`.
 #
-# Sets graphpack up (editable install) and runs the example project. For now that is the
-# shop example through the in-process mock server; later this grows into
-# build + local deploy + invoke + down.
+# Sets graphpack up (editable install) and runs the example project (examples/shop): train
+# the model, test the graph in-process, build + deploy it locally (root and child joined by
+# a durable file queue), invoke it, print the answer, tear it down.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,11 +19,29 @@ start=$SECONDS
 pip_editable
 echo "setup took $((SECONDS - start))s"
 
-EXAMPLE="examples/shop/run_mock.py"
-step "example: $EXAMPLE (mock server)"
-if [ -f "$EXAMPLE" ]; then
-  "$PYTHON" "$EXAMPLE"
-  echo "main: example finished OK"
-else
-  echo "main: $EXAMPLE does not exist yet - nothing to run (the example project is written in a later step)"
-fi
+pip_editable test >/dev/null  # the example trains a scikit-learn model
+SHOP="examples/shop"
+
+step "example: define the shop project and train its model"
+"$PYTHON" "$SHOP/project.py"
+
+step "test it in-process (mock server: root and child, queue hop included)"
+"$PYTHON" "$SHOP/run_mock.py"
+
+trap 'graphpack down -C "$SHOP" >/dev/null 2>&1 || true' EXIT
+step "graphpack deploy -f $SHOP   (build, then start the child and the root locally)"
+graphpack deploy -f "$SHOP"
+
+step "graphpack invoke recommender /v2/models/iris/infer"
+answer="$(graphpack invoke -C "$SHOP" recommender /v2/models/iris/infer \
+  -d '{"inputs": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}')"
+echo "$answer"
+
+step "the auditor child received the answer through the queue"
+for _ in $(seq 50); do [ -s "$SHOP/audit.jsonl" ] && break; sleep 0.1; done
+tail -n 1 "$SHOP/audit.jsonl"
+
+step "graphpack down"
+graphpack down -C "$SHOP"
+trap - EXIT
+printf '\nanswer: %s\n' "$answer"
