@@ -148,17 +148,18 @@ class V2ModelServer:
     def get_model(self, suffix: str = "") -> tuple[str, dict[str, Any]]:
         """Fetch the model and return ``(local_file, extra_data)``.
 
-        ``model_path`` may be a file, a directory (the file ending with ``suffix`` is chosen;
-        the other files become ``extra_data`` resources keyed by name) or an ``s3://`` /
-        ``http(s)://`` URL (downloaded to a temp dir). A ``model_spec.json`` / ``.yaml`` in
-        the directory fills ``model_spec`` (inputs, outputs, parameters) for metadata.
+        ``model_path`` may be a file, a directory or an ``s3://`` / ``http(s)://`` URL
+        (downloaded to a temp dir first). In a directory the model file is the one named by
+        ``model_file`` in a ``model_spec.json`` / ``.yaml`` there, else ``model<suffix>``, else
+        the only file ending with ``suffix``; the other files become ``extra_data`` resources
+        keyed by name. The spec (flat, or MLRun's ``{"spec": {...}}`` layout) also fills
+        ``model_spec`` (inputs, outputs) and adds its ``parameters`` to the model's params.
         """
         if not self.model_path:
             raise GraphpackError(f"model {self.name} has no model_path to load from")
         from ..runtime.resources import get_store_resource
 
-        resource = get_store_resource(self.model_path)
-        local = resource.local()
+        local = get_store_resource(self.model_path).local()
         if not os.path.isdir(local):
             if suffix and not local.endswith(suffix):
                 raise GraphpackError(
@@ -166,29 +167,38 @@ class V2ModelServer:
                 )
             return local, {}
         files = sorted(
-            os.path.relpath(os.path.join(root, f), local)
+            os.path.relpath(os.path.join(root, f), local).replace(os.sep, "/")
             for root, _, names in os.walk(local)
             for f in names
         )
-        candidates = [f for f in files if f.endswith(suffix)] if suffix else [
-            f for f in files if f not in MODEL_SPEC_FILES
-        ]
-        if len(candidates) != 1:
-            found = ", ".join(files) or "no files"
-            what = f"a file ending with {suffix!r}" if suffix else "exactly one model file"
-            raise GraphpackError(
-                f"model {self.name}: expected {what} in {self.model_path}, found {found}"
-            )
-        model_file = os.path.join(local, candidates[0])
-        self._read_model_spec(local, files)
+        spec = self._read_model_spec(local, files)
+        chosen = self._choose_model_file(files, suffix, spec.get("model_file"))
         extra = {
             f: get_store_resource(os.path.join(local, f), use_cache=False)
             for f in files
-            if f != candidates[0] and f not in MODEL_SPEC_FILES
+            if f != chosen and f not in MODEL_SPEC_FILES
         }
-        return model_file, extra
+        return os.path.join(local, chosen), extra
 
-    def _read_model_spec(self, folder: str, files: list[str]) -> None:
+    def _choose_model_file(self, files: list[str], suffix: str, named: str | None) -> str:
+        if named:
+            if named not in files:
+                raise GraphpackError(
+                    f"model {self.name}: model_spec names model_file {named!r}, "
+                    f"which is not in {self.model_path}"
+                )
+            return named
+        if suffix and f"model{suffix}" in files:
+            return f"model{suffix}"
+        models = [f for f in files if f not in MODEL_SPEC_FILES]
+        candidates = [f for f in models if f.endswith(suffix)] if suffix else models
+        if len(candidates) == 1:
+            return candidates[0]
+        found = ", ".join(files) or "no files"
+        what = f"one file ending with {suffix!r}" if suffix else "exactly one model file"
+        raise GraphpackError(f"model {self.name}: expected {what} in {self.model_path}, found {found}")
+
+    def _read_model_spec(self, folder: str, files: list[str]) -> dict[str, Any]:
         for name in MODEL_SPEC_FILES:
             if name not in files:
                 continue
@@ -199,11 +209,15 @@ class V2ModelServer:
                     import yaml
 
                     spec = yaml.safe_load(f)
-            if isinstance(spec, dict):
-                self.model_spec = spec
-                for key, value in (spec.get("parameters") or {}).items():
-                    self._params.setdefault(key, value)
-            return
+            if not isinstance(spec, dict):
+                raise GraphpackError(f"model {self.name}: {name} in {self.model_path} is not a mapping")
+            if isinstance(spec.get("spec"), dict):  # MLRun's artifact layout
+                spec = spec["spec"]
+            self.model_spec = spec
+            for key, value in (spec.get("parameters") or {}).items():
+                self._params.setdefault(key, value)
+            return spec
+        return {}
 
     # ----- request handling -------------------------------------------------------------
 

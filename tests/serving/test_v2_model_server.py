@@ -268,10 +268,32 @@ def test_get_model_file_directory_and_errors(tmp_path: Path, iris_model_file: Pa
     assert json.loads(extra["labels.json"].get()) == ["setosa", "versicolor", "virginica"]
     assert server.get_param("threshold") == 0.25
     assert server.get_metadata()["inputs"] == [{"name": "sepal_length"}, {"name": "sepal_width"}]
-    with pytest.raises(GraphpackError, match=r"expected a file ending with '.h5' in .*found clf.pkl, labels.json"):
+    with pytest.raises(GraphpackError, match=r"expected one file ending with '.h5' in .*found clf.pkl, labels.json"):
         server.get_model(".h5")
     with pytest.raises(GraphpackError, match="has no model_path"):
         Doubler(name="d").get_model(".pkl")
+
+
+def test_get_model_directory_choice(tmp_path: Path) -> None:
+    for name in ("model.pkl", "scaler.pkl", "other.bin"):
+        (tmp_path / name).write_bytes(name.encode())
+    server = Doubler(name="d", model_path=str(tmp_path))
+    local, extra = server.get_model(".pkl")  # model<suffix> wins over other matches
+    assert local.endswith("model.pkl") and sorted(extra) == ["other.bin", "scaler.pkl"]
+    (tmp_path / "model.pkl").unlink()
+    (tmp_path / "clf.pkl").write_bytes(b"c")
+    with pytest.raises(GraphpackError, match=r"expected one file ending with '.pkl' .*clf.pkl, other.bin, scaler.pkl"):
+        server.get_model(".pkl")
+    import yaml
+
+    (tmp_path / "model_spec.yaml").write_text(yaml.safe_dump({
+        "kind": "model", "spec": {"model_file": "clf.pkl", "outputs": [{"name": "y"}], "parameters": {"k": 3}}}))
+    local, extra = server.get_model(".pkl")
+    assert local.endswith("clf.pkl") and "model_spec.yaml" not in extra
+    assert server.get_param("k") == 3 and server.get_metadata()["outputs"] == [{"name": "y"}]
+    (tmp_path / "model_spec.yaml").write_text(yaml.safe_dump({"model_file": "gone.pkl"}))
+    with pytest.raises(GraphpackError, match="names model_file 'gone.pkl', which is not in"):
+        server.get_model(".pkl")
 
 
 def test_infer_dict_orders_features(tmp_path: Path) -> None:
