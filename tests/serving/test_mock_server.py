@@ -293,3 +293,31 @@ def test_merge_joins_branches(engine: str) -> None:
         assert {"r", "r2"} <= set(out[0]) | set(out[1])
     finally:
         server.wait_for_completion()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_model_server_as_a_plain_flow_step(engine: str) -> None:
+    fn = graphpack.new_function("direct")
+    graph = fn.set_topology("flow", engine=engine)
+    graph.to("storey.Extend", name="enrich", _fn='({"tag": 1})') \
+        .to(class_name="EchoModel", name="m:v1", model_path="unused").respond()
+    server = fn.to_mock_server()
+    try:
+        out = server.test("/v2/models/m/versions/v1/infer", {"inputs": [[1, 2]]})
+        assert out["outputs"] == [[1, 2]] and out["model_version"] == "v1"
+        assert server.test("/", {"inputs": [3]})["outputs"] == [3]
+        assert server.test("/explain", {"inputs": [[1, 2, 3]]})["outputs"] == {"features": 3}
+    finally:
+        server.wait_for_completion()
+
+
+def test_serving_exports_and_mlrun_aliases() -> None:
+    from graphpack.runtime.resolve import resolve_class
+
+    names = ["V2ModelServer", "BaseModelRouter", "ModelRouter", "VotingEnsemble", "ParallelRun", "Merge",
+             "RemoteStep", "BatchHttpRequests", "RemoteStepError"]
+    for name in names:
+        assert name in graphpack.serving.__all__
+        obj = getattr(graphpack.serving, name)
+        if name != "RemoteStepError":
+            assert resolve_class(f"mlrun.serving.{name}", [], "step") is obj
