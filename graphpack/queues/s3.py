@@ -121,7 +121,7 @@ class S3Queue(Queue):
                 retries={"max_attempts": 3, "mode": "standard"},
                 max_pool_connections=max(10, self.shards + 4),
             )
-            self._client = boto3.client(
+            self._client = boto3.session.Session().client(  # a fresh session: credentials read now
                 "s3", endpoint_url=self.endpoint_url, region_name=self.region, config=config
             )
         if not getattr(self._client, "_graphpack_counted", False):
