@@ -60,10 +60,18 @@ def graph_command(source: str, function: str | None, fmt: str, output: str | Non
 @click.option("--port", type=int, help="port of the http trigger (default: function.yaml, $PORT, 8080)")
 @click.option("--workers", type=int, help="worker processes (default: the http trigger's maxWorkers)")
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
-def serve_command(function_dir: str, port: int | None, workers: int | None, host: str) -> None:
+@click.option("--workdir", type=click.Path(file_okay=False, exists=True),
+              help="directory to run in (relative paths in the graph resolve there)")
+def serve_command(function_dir: str, port: int | None, workers: int | None, host: str,
+                  workdir: str | None) -> None:
     """Run a built function (BUILD_DIR/<function>) with graphpack's own processor."""
+    import os
+
     from .runtime.processor import serve
 
+    function_dir = os.path.abspath(function_dir)
+    if workdir:
+        os.chdir(workdir)
     sys.exit(serve(function_dir, port=port, workers=workers, host=host))
 
 

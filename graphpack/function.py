@@ -265,6 +265,28 @@ class ServingFunction:
 
         return plot_graph(self.spec.graph, filename=filename, format=format, **graph_attr)
 
+    def build_config(self, function: str | None = None, target: str = "nuclio", **options: Any) -> dict:
+        """The Nuclio function.yaml dict of this function (or of its child ``function``)."""
+        from .packager import function_configs
+
+        configs = function_configs(self, target=target, **options)
+        key = function or self.metadata.name
+        if key not in configs:
+            raise GraphpackError(f"function {self.metadata.name!r} has no child {key!r} "
+                                 f"(functions: {', '.join(configs)})")
+        return configs[key]
+
+    def invoke(self, path: str = "/", body: Any = None, method: str | None = None,
+               headers: dict | None = None) -> Any:
+        """Call this function where it was deployed (``project.deploy_function``)."""
+        deployer = getattr(self, "_deployer", None)
+        if deployer is None:
+            raise GraphpackError(f"function {self.metadata.name!r} is not deployed: call project.deploy_function() first")
+        result = deployer.invoke(self.metadata.name, path, body, method, headers)
+        if not result.ok:
+            raise GraphpackError(f"{self.metadata.name} answered {result.status_code}: {result.body}")
+        return result.body
+
     # -- serialisation ----------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {"kind": self.kind, "metadata": self.metadata.to_dict(), "spec": self.spec.to_dict()}

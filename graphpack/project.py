@@ -61,6 +61,13 @@ class Project:
             raise GraphpackError(f"project {self.name!r} has no function {name!r} (functions: {known})")
         return self.functions[name]
 
+    def build_function(self, name: str | None = None, output: str | Path = "build", target: str = "nuclio",
+                       **options: Any) -> dict:
+        """Write the build contexts of function ``name`` (all functions if None) under ``output``."""
+        from .packager import build_project
+
+        return build_project(self, output, [name] if name else None, target=target, **options)
+
     def to_dict(self) -> dict:
         return {
             "kind": "project",
@@ -110,8 +117,51 @@ class Project:
             project.functions[fname] = fn
         return project
 
+    # -- deploying ------------------------------------------------------------------------
+    def deployer(self, target: str = "local") -> Any:
+        """The deployer for ``target``, with its state kept in this project's directory."""
+        from .packager.deploy import get_deployer
+
+        return get_deployer(target, self.context)
+
+    def deploy_function(self, name: str, target: str = "local", dry_run: bool = False,
+                        progress: Any = None) -> "DeployStatus":
+        """Build and deploy function ``name`` and its children (children first)."""
+        fn = self.get_function(name)
+        deployer = self.deployer(target)
+        plan = deployer.plan(self, [name])
+        outputs = {} if dry_run else deployer.apply(plan, progress=progress)
+        fn._deployer = deployer
+        return DeployStatus(fn, plan, outputs)
+
+    def invoke(self, name: str, path: str = "/", body: Any = None, method: str | None = None,
+               headers: dict | None = None, target: str = "local") -> Any:
+        """Call a deployed function; returns the body (raises GraphpackError on 4xx/5xx)."""
+        result = self.deployer(target).invoke(name, path, body, method, headers)
+        if not result.ok:
+            raise GraphpackError(f"{name} answered {result.status_code}: {result.body}")
+        return result.body
+
+    def down(self, functions: list[str] | None = None, purge: bool = False, target: str = "local") -> list[str]:
+        """Stop what deploy started (queued data is kept unless ``purge``)."""
+        return self.deployer(target).delete(functions, purge=purge)
+
     def __repr__(self) -> str:
         return f"<Project {self.name!r} at {str(self.context)!r}>"
+
+
+class DeployStatus:
+    """What ``deploy_function`` returns: ``.function`` (invoke it), ``.plan``, ``.outputs``."""
+
+    def __init__(self, function: ServingFunction, plan: Any, outputs: dict) -> None:
+        self.function = function
+        self.plan = plan
+        self.outputs = outputs
+
+    @property
+    def url(self) -> str | None:
+        info = self.outputs.get(self.function.metadata.name) or {}
+        return info.get("url")
 
 
 def get_or_create_project(name: str, context: str | Path = "./", **kw: Any) -> Project:

@@ -9,7 +9,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -46,8 +45,8 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def pid_alive(pid: int | None) -> bool:
-    """True when ``pid`` runs and is a graphpack processor (not a reused pid)."""
+def pid_alive(pid: int | None, ours: bool = False) -> bool:
+    """True when ``pid`` runs (and, unless ``ours``, is a graphpack processor, not a reused pid)."""
     if not pid:
         return False
     try:
@@ -58,7 +57,7 @@ def pid_alive(pid: int | None) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return True
-    if b"graphpack" not in cmdline:
+    if not ours and b"graphpack" not in cmdline:
         return False
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -77,7 +76,7 @@ def stop_process(pid: int, timeout: float = STOP_TIMEOUT) -> None:
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not pid_alive(pid):
+        if not pid_alive(pid, ours=True):
             _reap(pid)
             return
         _reap(pid)
@@ -87,6 +86,13 @@ def stop_process(pid: int, timeout: float = STOP_TIMEOUT) -> None:
     except ProcessLookupError:
         pass
     _reap(pid)
+
+
+def spawn(argv: list[str], env: dict, log_fd: int) -> int:
+    """Start a detached process (own session, output to ``log_fd``) that outlives this one."""
+    actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+               (os.POSIX_SPAWN_DUP2, log_fd, 1), (os.POSIX_SPAWN_DUP2, log_fd, 2)]
+    return os.posix_spawn(argv[0], argv, env, file_actions=actions, setsid=True)
 
 
 def _reap(pid: int) -> None:
@@ -256,17 +262,16 @@ class LocalDeployer(Deployer):
         with open(log_path, "ab") as log:
             log.write(f"--- graphpack deploy: starting {step.function} at {time.ctime()} ---\n".encode())
             log.flush()
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "graphpack.cli", "serve", str(function_dir), "--port", str(port),
-                 "--host", self.host],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(self.root),
-                env={**os.environ, "GRAPHPACK_STATE": str(self.state_path), "PYTHONUNBUFFERED": "1"},
-                start_new_session=True)
+            pid = spawn([sys.executable, "-m", "graphpack.cli", "serve", str(function_dir), "--port", str(port),
+                         "--host", self.host, "--workdir", str(self.root)],
+                        {**os.environ, "GRAPHPACK_STATE": str(self.state_path), "PYTHONUNBUFFERED": "1"},
+                        log.fileno())
         url = f"http://{self.host}:{port}"
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise GraphpackError(f"function {step.function!r} exited on start (code {proc.returncode}); "
+            if not pid_alive(pid, ours=True):
+                _reap(pid)
+                raise GraphpackError(f"function {step.function!r} exited on start; "
                                      f"last log lines:\n{tail(log_path)}")
             try:
                 if call(url + "/__health", "GET", timeout=1.0).status_code == 200:
@@ -275,11 +280,11 @@ class LocalDeployer(Deployer):
                 pass
             time.sleep(0.05)
         else:
-            stop_process(proc.pid)
+            stop_process(pid)
             raise GraphpackError(f"function {step.function!r} did not become healthy in {START_TIMEOUT:.0f}s; "
                                  f"last log lines:\n{tail(log_path)}")
         progress(f"{step.function} is ready at {url}")
-        return {"pid": proc.pid, "port": port, "url": url, "log": str(log_path), "dir": str(function_dir),
+        return {"pid": pid, "port": port, "url": url, "log": str(log_path), "dir": str(function_dir),
                 "digest": step.details.get("digest"), "root": step.details.get("root"),
                 "started": time.time()}
 
