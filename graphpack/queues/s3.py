@@ -274,22 +274,24 @@ class S3Queue(Queue):
         self._raise_flush_error()
 
     def _flush_shard(self, shard: int) -> None:
+        """Write what the shard has buffered now (records pushed meanwhile wait for the next flush)."""
         with self._flush_locks[shard]:
-            while True:
-                with self._lock:
-                    buf = self._buffers.get(shard)
-                    if buf is None or not buf.records:
-                        return
-                    take = buf.records[: self.flush_records]
-                    rest = buf.records[len(take):]
-                    self._buffers[shard] = _Buffer(rest, sum(len(d) for d in rest), buf.since)
+            with self._lock:
+                buf = self._buffers.pop(shard, None)
+            if buf is None or not buf.records:
+                return
+            pending = buf.records
+            while pending:
+                take = pending[: self.flush_records]
                 try:
                     self._write_segment(shard, _encode_segment(take))
                 except BaseException:
                     with self._lock:  # put them back in front, keeping the order
-                        buf = self._buffers[shard]
-                        self._buffers[shard] = _Buffer(take + buf.records, buf.size + sum(map(len, take)), buf.since)
+                        later = self._buffers.pop(shard, _Buffer())
+                        records = pending + later.records
+                        self._buffers[shard] = _Buffer(records, sum(map(len, records)), buf.since)
                     raise
+                pending = pending[len(take):]
 
     def _write_segment(self, shard: int, body: bytes) -> None:
         segment = self._next_segment.get(shard)

@@ -19,6 +19,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from contextlib import contextmanager
 from typing import Any, Iterator
 
 import pytest
@@ -52,9 +53,12 @@ def _wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> N
     raise RuntimeError(f"moto server did not answer at {url} within {timeout:.0f} s")
 
 
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator[str]:
-    """Endpoint URL of a moto S3 server running for the whole test session."""
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """Run ``python -m moto.server`` on 127.0.0.1 with dummy credentials in ``os.environ``.
+
+    Usable outside pytest (benchmarks): ``with moto_server() as endpoint: ...``.
+    """
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tempfile.TemporaryFile()
@@ -68,9 +72,9 @@ def s3_server() -> Iterator[str]:
     try:
         try:
             _wait_until_up(url, proc)
-        except RuntimeError:
+        except RuntimeError as exc:
             log.seek(0)
-            raise RuntimeError(log.read().decode(errors="replace")[-2000:]) from None
+            raise RuntimeError(f"{exc}: {log.read().decode(errors='replace')[-2000:]}") from None
         yield url
     finally:
         proc.terminate()
@@ -85,6 +89,13 @@ def s3_server() -> Iterator[str]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """Endpoint URL of a moto S3 server running for the whole test session."""
+    with moto_server() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
