@@ -46,12 +46,19 @@ class Event:
         **attrs: Any,
     ) -> None:
         self.body = body
-        self.id = id or new_event_id()
+        if id:
+            self.id = id  # otherwise made on first use (see __getattr__): most events never need one
         self.path = path
         self.method = method
         self.headers = headers if headers is not None else {}
         for name, value in attrs.items():
             setattr(self, name, value)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "id":
+            value = self.__dict__["id"] = new_event_id()
+            return value
+        raise AttributeError(f"'Event' object has no attribute {name!r}")
 
     @property
     def time(self) -> datetime:
@@ -76,6 +83,7 @@ class Event:
 
     def copy(self, deep_body: bool = True) -> "Event":
         """A copy for a parallel branch: attributes shallow, body deep (so branches cannot interfere)."""
+        self.id  # noqa: B018 - fix the id before copying: branches share it
         new = object.__new__(Event)
         new.__dict__.update(self.__dict__)
         new.headers = dict(self.headers)

@@ -152,6 +152,7 @@ class Engine:
         self.context = context
         self.has_responder = any(n.responder and not n.is_error_step for n in nodes)
         self.has_async = any(n.is_async for n in nodes)
+        self.chain = plain_chain(nodes, starts, error_node)
 
     def _error_event(self, node: Node, event: Event, exc: BaseException) -> tuple[Node, Event]:
         """Decide where a step failure goes; raise when nothing handles it."""
@@ -176,6 +177,42 @@ class Engine:
         return handler.children
 
 
+def plain_chain(nodes: list[Node], starts: list[Node], error_node: Node | None) -> tuple | None:
+    """(functions, node names) when the graph is one chain of body -> body calls with no error
+    handlers and the responder (if any) last: then the engines run it as a plain loop."""
+    if len(starts) != 1 or error_node is not None or len(nodes) != len(set(nodes)):
+        return None
+    chain, node = [], starts[0]
+    while True:
+        if node.body_fn is None or node.on_error is not None or node.kind not in ("task",):
+            return None
+        chain.append(node)
+        if len(node.children) > 1 or (node.responder and node.children):
+            return None
+        if not node.children:
+            break
+        node = node.children[0]
+    if len(chain) != len(nodes):
+        return None
+    return tuple(n.body_fn for n in chain), tuple(chain)
+
+
+def run_chain(engine: "Engine", event: Event) -> Event:
+    """Run a plain chain (see plain_chain); failures name their step."""
+    functions, chain = engine.chain  # type: ignore[misc]
+    body = event.body
+    index = 0
+    try:
+        for fn in functions:
+            body = fn(body)
+            index += 1
+    except Exception as exc:  # noqa: BLE001 - no error handler in a plain chain
+        event.body = body
+        engine._error_event(chain[index], event, exc)  # pushes to the error stream, raises StepError
+    event.body = body
+    return event
+
+
 class SyncEngine(Engine):
     """Runs the graph in the caller's thread."""
 
@@ -184,6 +221,8 @@ class SyncEngine(Engine):
         self._run_coroutine = loop_runner
 
     def run(self, event: Event) -> Event | None:
+        if self.chain is not None:
+            return run_chain(self, event)
         state = _State()
         starts = self.starts
         try:
@@ -273,6 +312,11 @@ class AsyncEngine(Engine):
     """Runs the graph as a coroutine; branches run concurrently when steps are async."""
 
     async def run(self, event: Event, state: _State | None = None) -> Event | None:
+        if self.chain is not None:
+            result = run_chain(self, event)
+            if state is not None:
+                state.respond(result)
+            return result
         state = state or _State()
         try:
             await self._fan_out(self.starts, event, state)

@@ -21,7 +21,7 @@ class Node:
     """A compiled step."""
 
     __slots__ = ("name", "fullname", "step", "call", "is_async", "children", "responder",
-                 "on_error", "kind", "obj", "index", "is_error_step")
+                 "on_error", "kind", "obj", "index", "is_error_step", "body_fn")
 
     def __init__(self, step: BaseStep, call: Callable, is_async: bool = False, obj: Any = None) -> None:
         self.step = step
@@ -36,6 +36,7 @@ class Node:
         self.on_error: Node | None = None
         self.index = 0
         self.is_error_step = step.kind == "error_step"
+        self.body_fn: Callable | None = None  # set when the step is a plain body -> body call
 
     def __repr__(self) -> str:
         return f"<Node {self.fullname}>"
@@ -193,7 +194,7 @@ def compile_task(step: TaskStep, namespaces: list, context: Any, routes: dict | 
             is_async = inspect.iscoroutinefunction(fn)
         full = bool(step.full_event)
         call = _event_call(fn, is_async) if full else _body_call(fn, step.input_path, step.result_path, is_async)
-        return Node(step, call, is_async, obj=fn)
+        return _with_body_fn(Node(step, call, is_async, obj=fn), fn, full)
     extra = {"routes": routes} if routes is not None else None
     obj = instantiate(step, namespaces, context, extra)
     if step.handler:
@@ -212,7 +213,14 @@ def compile_task(step: TaskStep, namespaces: list, context: Any, routes: dict | 
     is_async = inspect.iscoroutinefunction(method)
     # do_event classes (model servers, routers) apply input/result paths themselves
     call = _event_call(method, is_async) if full else _body_call(method, step.input_path, step.result_path, is_async)
-    return Node(step, call, is_async, obj=obj)
+    return _with_body_fn(Node(step, call, is_async, obj=obj), method, full)
+
+
+def _with_body_fn(node: Node, fn: Callable, full: bool) -> Node:
+    step = node.step
+    if not full and not node.is_async and not step.input_path and not step.result_path:
+        node.body_fn = fn
+    return node
 
 
 def compile_router(step: RouterStep, namespaces: list, context: Any) -> Node:

@@ -13,7 +13,7 @@ from ..graph.steps import BaseStep, FlowStep, RouterStep, step_from_dict
 from ..graph.validate import validate_graph
 from .context import GraphContext
 from .event import Event
-from .flow import AsyncEngine, SyncEngine, build_nodes, drive
+from .flow import AsyncEngine, SyncEngine, build_nodes, drive, run_chain
 from .nodes import post_init
 from .response import Response
 
@@ -52,6 +52,7 @@ class GraphServer:
         self._loop_thread: threading.Thread | None = None
         self._pending: set = set()
         self._nodes: list = []
+        self._chain: tuple | None = None
 
     # -- (de)serialisation ------------------------------------------------------------------
     @classmethod
@@ -125,6 +126,7 @@ class GraphServer:
         else:
             self._engine = SyncEngine(nodes, starts, error_node, self.context, loop_runner=self._run_in_loop)
         post_init(nodes, self.load_mode or "sync")
+        self._chain = self._engine.chain
         return self
 
     @property
@@ -134,20 +136,26 @@ class GraphServer:
     # -- running ----------------------------------------------------------------------------
     def run(self, event: Event, context: Any = None, get_body: bool = False) -> Any:
         """Process one event; returns a Response (or the body with ``get_body``)."""
-        if self._engine is None:
-            raise GraphpackError("call init_object() before running events")
         try:
-            self._decode(event)
-            if self._is_async:
-                result = self._run_async_blocking(event)
-            else:
-                result = self._engine.run(event)
-            response = self._to_response(event, result)
+            response = self._to_response(event, self._execute(event))
         except Exception as exc:  # noqa: BLE001 - turned into a status code
             response = self.error_response(exc)
         if get_body:
             return response.body
         return response
+
+    def _execute(self, event: Event) -> Event | None:
+        """Run the graph on a decoded event; raises on failure."""
+        engine = self._engine
+        if engine is None:
+            raise GraphpackError("call init_object() before running events")
+        if event.body.__class__ in (str, bytes, bytearray):
+            self._decode(event)
+        if self._chain is not None:  # a plain chain (flow.plain_chain): the engines' loop, inlined
+            return run_chain(engine, event)
+        if self._is_async:
+            return self._run_async_blocking(event)
+        return engine.run(event)
 
     async def run_async(self, event: Event) -> Response:
         """Process one event inside a running event loop (the processor's path)."""
@@ -258,14 +266,16 @@ class GraphServer:
             if content_type in JSON_TYPES:
                 raise BadRequestError(f"request body is not valid JSON: {exc}") from None
 
-    def _to_response(self, event: Event, result: Event | None) -> Response:
+    def _result_body(self, event: Event, result: Event | None) -> Any:
         if self._is_async and not self._engine.has_responder:
-            return Response(body={"id": event.id}, content_type="application/json")
-        body = result.body if result is not None else None
+            return {"id": event.id}
+        return result.body if result is not None else None
+
+    def _to_response(self, event: Event, result: Event | None) -> Response:
+        body = self._result_body(event, result)
         if isinstance(body, Response):
             return body
-        if self.context is not None and self.context.Response is not Response and \
-                type(body).__name__ == "Response" and hasattr(body, "status_code"):
+        if _looks_like_response(body):  # e.g. nuclio_sdk.Response from context.Response
             return Response(getattr(body, "headers", None), body.body,
                             getattr(body, "content_type", None), body.status_code)
         return Response(body=body, content_type=_content_type(body))
@@ -297,13 +307,14 @@ class GraphServer:
              event_id: str | None = None, trigger: Any = None, offset: int | None = None,
              time: Any = None) -> Any:
         """Send one request through the graph, as an HTTP call to the function would."""
-        headers = dict(headers or {})
-        for key, value in headers.items():
-            lower = key.lower()
-            if lower in ("mlrun-event-id", "graphpack-event-id"):
-                event_id = value
-            elif lower in ("mlrun-event-path", "graphpack-event-path"):
-                path = value
+        if headers:
+            headers = dict(headers)
+            for key, value in headers.items():
+                lower = key.lower()
+                if lower in ("mlrun-event-id", "graphpack-event-id"):
+                    event_id = value
+                elif lower in ("mlrun-event-path", "graphpack-event-path"):
+                    path = value
         event = Event(body, event_id, path or "/", method or ("POST" if body is not None else "GET"), headers)
         if content_type is not None:
             event.content_type = content_type
@@ -313,12 +324,24 @@ class GraphServer:
             event.offset = offset
         if time is not None:
             event.time = time
-        response = self.run(event)
+        try:
+            result = self._execute(event)
+        except Exception as exc:  # noqa: BLE001 - turned into a status code
+            response = self.error_response(exc)
+        else:
+            body = self._result_body(event, result)
+            if get_body and body.__class__ is not Response and not _looks_like_response(body):
+                return body  # the common case: no Response object needed
+            response = self._to_response(event, result)
         if response.status_code >= 300 and not silent:
             raise RequestFailed(response.status_code, response.body)
         if not get_body or response.status_code >= 300:
             return response
         return response.body
+
+
+def _looks_like_response(body: Any) -> bool:
+    return type(body).__name__ == "Response" and hasattr(body, "status_code")
 
 
 def _new_state() -> Any:
