@@ -80,7 +80,7 @@ class HttpTrigger(Trigger):
         if workers is not None:
             if not isinstance(workers, int) or workers < 1:
                 raise GraphpackError(f"http trigger: workers must be a positive integer, got {workers!r}")
-            self.extra["maxWorkers"] = workers
+            self.extra["numWorkers"] = workers
         if port is not None:
             self.attributes["port"] = int(port)
         if max_body_size is not None:
@@ -111,7 +111,7 @@ class V3IOStreamTrigger(Trigger):
         if webapi:
             self.extra["url"] = webapi
         if shards:
-            self.extra["maxWorkers"] = int(shards)
+            self.extra["numWorkers"] = int(shards)
 
 
 def trigger_to_dict(name: str, spec: Any) -> dict:
