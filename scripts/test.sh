@@ -3,8 +3,9 @@
 #
 # 1. Setup: independent steps run in parallel, each skips itself when its work is already
 #    done, and each reports how long it took. A step is one function named step_<name>
-#    listed in SETUP_STEPS; it writes its progress to stdout (kept in a log, shown on
-#    failure) and ends with a one-line note for the summary in $STEP_NOTE_FILE.
+#    (every such function is a step, in name order); it runs under `set -e`, writes its
+#    progress to stdout (kept in a log, shown on failure) and may leave a one-line note
+#    for the summary with `note TEXT`. Steps that depend on each other belong in one step.
 #    Helpers in scripts/lib.sh: apt_install (serialised with a lock, `apt-get update` only
 #    when a package cannot be found or downloaded) and pip_editable.
 # 2. Tests: pytest over tests/ (or the paths given), skip reasons shown, then one line
@@ -21,8 +22,6 @@ cd "$REPO"
 PYTHON="${PYTHON:-python3}"
 # shellcheck source=scripts/lib.sh
 source "$REPO/scripts/lib.sh"
-
-SETUP_STEPS=(graphviz pip)
 
 # ---------------------------------------------------------------- helpers
 
@@ -45,6 +44,31 @@ step_pip() {
   note "pip install -e .[test]: ${r##*$'\n'}"
 }
 
+# Container images (tests/packager/images, deploy --target docker): Debian docker.io, started
+# here with --iptables=false --bridge=none (overlay2, vfs when overlay2 fails; containers use
+# --network host), docker-registry (tests start their own instances on free loopback ports,
+# with and without an htpasswd file made here), skopeo. The base image is built by the tests
+# from Debian's python3 .deb closure and cached by content under $GRAPHPACK_CACHE/images.
+step_docker() {
+  apt_install docker.io docker-registry skopeo apache2-utils
+  mkdir -p "$CACHE/images"
+  [ -s "$CACHE/images/htpasswd" ] || htpasswd -Bbn graphpack graphpack-test > "$CACHE/images/htpasswd"
+  if docker info > /dev/null 2>&1; then note "dockerd running"; return 0; fi
+  local driver
+  for driver in overlay2 vfs; do
+    as_root setsid nohup dockerd --storage-driver="$driver" --iptables=false --ip-masq=false --bridge=none \
+      > "$CACHE/dockerd.log" 2>&1 < /dev/null &
+    for _ in $(seq 1 120); do
+      docker info > /dev/null 2>&1 && { note "started dockerd ($driver)"; return 0; }
+      kill -0 $! 2> /dev/null || break
+      sleep 0.25
+    done
+    echo "dockerd with $driver did not start:"; tail -n 5 "$CACHE/dockerd.log"
+    kill $! 2> /dev/null || true
+  done
+  return 1
+}
+
 # ---------------------------------------------------------------- run the setup
 
 now() { date +%s.%N; }
@@ -52,6 +76,8 @@ secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
 run_setup() {
   local logdir step pid status=0 t0
+  local -a SETUP_STEPS
+  mapfile -t SETUP_STEPS < <(declare -F | awk '{print $3}' | sed -n 's/^step_//p')
   logdir="$(mktemp -d)"
   t0="$(now)"
   declare -A pids

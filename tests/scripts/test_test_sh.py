@@ -14,9 +14,10 @@ SCRIPT = REPO / "scripts" / "test.sh"
 
 
 def run_test_sh(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, GRAPHPACK_SKIP_SETUP="1", PYTHON=sys.executable)
-    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True,
-                          env=env, timeout=120)
+    # No plugin autoload (hypothesis alone takes seconds to import); timeout is in setup.cfg.
+    env = dict(os.environ, GRAPHPACK_SKIP_SETUP="1", PYTHON=sys.executable, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+    return subprocess.run(["bash", str(SCRIPT), *args, "-p", "pytest_timeout"], capture_output=True,
+                          text=True, env=env, timeout=120)
 
 
 def write(tmp_path: Path, source: str) -> Path:
