@@ -7,6 +7,8 @@ Measures, in one run:
   - graphpack's mock server;
   - with ``--peer mlrun``: the identical code on MLRun (``import mlrun``) in bench/.venv-peers.
 It prints µs/event, events/s and the ratio against the goal: graphpack >= 3x MLRun's events/s.
+graphpack and the peer are measured in turns (``--rounds``, default 2) and each side keeps its
+best median, so load from other processes does not land on one side only.
 
     python bench/router.py                 # graphpack + bare call
     python bench/router.py --peer mlrun    # ... and MLRun, with the ratio against it
@@ -81,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peer", choices=["mlrun"], help="also run the identical graph on this peer")
     parser.add_argument("--events", type=int, help="events per timed run for every case (default: per case)")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per case; the median is shown")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="alternate graphpack and the peer this many times; each keeps its best median")
     parser.add_argument("--json", metavar="FILE", help="write all timings to FILE as JSON")
     parser.add_argument("--markdown", action="store_true", help="also print a README table")
     parser.add_argument("--check", action="store_true", help="exit 1 when the measured goal is missed")
@@ -93,21 +97,28 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     print(f"router bench: POST {PATH} {json.dumps(BODY)} through the mock server, "
-          f"median of {args.repeats} runs, python {sys.version.split()[0]}", flush=True)
+          f"median of {args.repeats} runs, best of {args.rounds} round(s), python {sys.version.split()[0]}",
+          flush=True)
     bare = measure("bare predict call", bare_call(), events["bare"], args.repeats)
     print_table([bare])
-    gp = measure_api("graphpack", events["router"], args.repeats)
-    print_table([gp])
-    peer = None
-    if args.peer:
-        from peers import run_script
+    # graphpack and the peer take turns, round after round; each side keeps its best median,
+    # so a burst of load on a shared machine penalises neither side more than the other
+    gp: Timing | None = None
+    peer: Timing | None = None
+    for _ in range(args.rounds):
+        t = measure_api("graphpack", events["router"], args.repeats)
+        gp = t if gp is None or t.us_per_event < gp.us_per_event else gp
+        if args.peer:
+            from peers import run_script
 
-        result = run_script(args.peer, Path(__file__).resolve(),
-                            ["--worker", args.peer, "--repeats", str(args.repeats)]
-                            + (["--events", str(args.events)] if args.events else []))
-        peer = Timing.from_dict(result)
-        peer.name = peer.name.replace("mlrun", "MLRun")
-        print_table([peer])
+            result = run_script(args.peer, Path(__file__).resolve(),
+                                ["--worker", args.peer, "--repeats", str(args.repeats)]
+                                + (["--events", str(args.events)] if args.events else []))
+            p = Timing.from_dict(result)
+            p.name = p.name.replace("mlrun", "MLRun")
+            peer = p if peer is None or p.us_per_event < peer.us_per_event else peer
+    assert gp is not None
+    print_table([gp] + ([peer] if peer else []))
 
     overhead = gp.us_per_event / bare.us_per_event
     print(ratio_line("graphpack router / bare predict (µs/event)", overhead))
