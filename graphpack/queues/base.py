@@ -68,6 +68,7 @@ class Queue(ABC):
         shards: int = 1,
         max_record_size: int = DEFAULT_MAX_RECORD_SIZE,
         dead_letter: str | None = None,
+        retention_in_hours: float | None = None,
         **options: Any,
     ) -> None:
         if int(shards) < 1:
@@ -77,6 +78,7 @@ class Queue(ABC):
         self.url = url
         self.shards = int(shards)
         self.max_record_size = int(max_record_size)
+        self.retention_in_hours = retention_in_hours  # v3io stream retention; others keep until cleanup()
         self.dead_letter_url = dead_letter if dead_letter is not None else self._dead_letter_default()
         self._dead_letter_queue: Queue | None = None
         self._lock = threading.RLock()

@@ -43,6 +43,7 @@ class Consumer:
         poll_interval: float = 0.05,
         retry_delay: float = 0.0,
         shards: list[int] | None = None,
+        cleanup_interval: float | None = 60.0,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be >= 1")
@@ -63,6 +64,8 @@ class Consumer:
         self.dead_lettered = 0
         self._stop = threading.Event()
         self._next_balance = 0.0
+        self.cleanup_interval = cleanup_interval
+        self._next_cleanup = time.monotonic() + (cleanup_interval or 0.0)
 
     # -- shard ownership ---------------------------------------------------------------------------
     def rebalance(self, force: bool = False) -> set[int]:
@@ -117,7 +120,20 @@ class Consumer:
                 self.queue.commit(shard, self.group, items[-1].offset)
             except LeaseLost:
                 self._lost(shard)
+        self._maybe_cleanup()
         return done
+
+    def _maybe_cleanup(self) -> None:
+        """The owner of shard 0 deletes consumed segments every ``cleanup_interval`` seconds."""
+        if not self.cleanup_interval or 0 not in self.owned or time.monotonic() < self._next_cleanup:
+            return
+        self._next_cleanup = time.monotonic() + self.cleanup_interval
+        try:
+            removed = self.queue.cleanup()
+            if removed:
+                logger.info("queue %s: removed %d consumed segment(s)", self.queue.url, removed)
+        except Exception as exc:  # retention is housekeeping; never stop the flow for it
+            logger.warning("queue %s: cleanup failed: %s", self.queue.url, exc)
 
     def _handle(self, item: QueueItem) -> None:
         last: BaseException | None = None

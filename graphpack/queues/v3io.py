@@ -1,7 +1,7 @@
 """``v3io://container/stream/path``: a v3io stream through the v3io web API (httpx, imported lazily).
 
 The endpoint comes from ``endpoint=`` or ``V3IO_API``, the access key from ``access_key=`` or
-``V3IO_ACCESS_KEY``. ``check()`` creates the stream with ``shards`` (and ``retention_hours``) when it
+``V3IO_ACCESS_KEY``. ``check()`` creates the stream with ``shards`` (and ``retention_in_hours``, default 24) when it
 does not exist, or verifies its shard count. Offsets are the stream's sequence numbers.
 Checkpoints use the format Nuclio's ``v3ioStream`` trigger and v3io-go use, so a child deployed
 with that trigger continues where a graphpack consumer stopped, and vice versa: the attribute
@@ -36,10 +36,8 @@ class V3ioQueue(Queue):
         url: str,
         endpoint: str | None = None,
         access_key: str | None = None,
-        retention_hours: int = 24,
         poll_interval: float = 0.25,
         timeout: float = 10.0,
-        retention_in_hours: int | None = None,
         **options: Any,
     ) -> None:
         super().__init__(url, **options)
@@ -52,7 +50,7 @@ class V3ioQueue(Queue):
         if self.endpoint and "://" not in self.endpoint:
             self.endpoint = "http://" + self.endpoint
         self.access_key = access_key if access_key is not None else os.environ.get("V3IO_ACCESS_KEY")
-        self.retention_hours = int(retention_in_hours or retention_hours)
+        self.retention_hours = int(self.retention_in_hours or 24)
         self.poll_interval = float(poll_interval)
         self.timeout = float(timeout)
         self._http: Any = None

@@ -146,3 +146,19 @@ def test_fixed_shards(queue_factory):
     consumer = Consumer(q, "child", lambda rec, item: seen.append(item.shard), shards=[1])
     run_until(consumer, lambda: False, timeout=0.5)
     assert seen and set(seen) == {1}
+
+
+def test_owner_of_shard_0_runs_cleanup(queue_factory):
+    q = queue_factory(shards=2)
+    calls = []
+    real = q.cleanup
+    q.cleanup = lambda: calls.append(1) or real()  # type: ignore[method-assign]
+    q.push([{"n": n} for n in range(10)])
+    q.flush()
+    consumer = Consumer(q, "child", lambda rec, item: None, cleanup_interval=0.05)
+    run_until(consumer, lambda: len(calls) >= 2, timeout=5)
+    assert len(calls) >= 2
+    fixed = Consumer(queue_factory(shards=2), "other", lambda rec, item: None, shards=[1], cleanup_interval=0.01)
+    fixed.queue.cleanup = lambda: calls.append(2)  # type: ignore[method-assign]
+    run_until(fixed, lambda: False, timeout=0.3)
+    assert 2 not in calls  # only the owner of shard 0 cleans up

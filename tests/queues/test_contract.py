@@ -183,13 +183,22 @@ def test_members_heartbeat(queue_factory):
     assert a.members("g", "a", ttl=30) == ["a"]
 
 
-def test_cleanup_keeps_uncommitted_data(queue_factory):
-    q = queue_factory()
+def test_cleanup_removes_only_committed_segments(queue_factory):
+    options = {"segment_bytes": 1} if queue_factory.backend == "file" else {}
+    q = queue_factory(**options)
     for n in range(5):
         q.push([{"n": n}])
-        q.flush()
+        q.flush()  # file: one segment per push (segment_bytes=1); s3: one segment object per flush
     items = drain(q, 0, "g", 5)
     q.commit(0, "g", items[2].offset)
-    q.cleanup()
-    q2 = queue_factory()
+    other = queue_factory(**options)
+    other_items = drain(other, 0, "slow", 2)
+    other.commit(0, "slow", other_items[0].offset)
+    # group "slow" still needs everything after record 0: file drops segment 0 (record 0 only),
+    # s3 keeps the segment holding the oldest checkpoint
+    assert q.cleanup() == {"file": 1}.get(queue_factory.backend, 0)
+    other.commit(0, "slow", other_items[1].offset)
+    assert q.cleanup() == {"file": 1, "s3": 1}.get(queue_factory.backend, 0)
+    q2 = queue_factory(**options)
     assert [i.record()["n"] for i in drain(q2, 0, "g", 2)] == [3, 4]
+    assert [i.record()["n"] for i in drain(q2, 0, "slow", 3)] == [2, 3, 4]
