@@ -1,29 +1,35 @@
-"""User-facing step classes; also reachable as ``mlrun.serving.X`` / ``storey.X`` in class names."""
-from ..runtime.context import GraphContext
-from ..runtime.server import GraphServer
-from .steps import Extend, Filter, FlatMap, Map, MapClass
-from .v2_model_server import V2ModelServer
-from .routers import BaseModelRouter, ModelRouter
-from .ensemble import VotingEnsemble
-from .parallel import ParallelRun
-from .merger import Merge
-from .remote import BatchHttpRequests, RemoteStep, RemoteStepError
+"""User-facing step classes; also reachable as ``mlrun.serving.X`` / ``storey.X`` in class names.
 
-__all__ = [
-    "GraphContext",
-    "GraphServer",
-    "Extend",
-    "Filter",
-    "FlatMap",
-    "Map",
-    "MapClass",
-    "V2ModelServer",
-    "BaseModelRouter",
-    "ModelRouter",
-    "VotingEnsemble",
-    "ParallelRun",
-    "Merge",
-    "RemoteStep",
-    "BatchHttpRequests",
-    "RemoteStepError",
-]
+Names are imported on first use, so a function that only needs ``Map`` does not pay for the
+model servers' imports at start-up.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "GraphContext": "..runtime.context",
+    "GraphServer": "..runtime.server",
+    "Extend": ".steps", "Filter": ".steps", "FlatMap": ".steps", "Map": ".steps", "MapClass": ".steps",
+    "V2ModelServer": ".v2_model_server",
+    "BaseModelRouter": ".routers", "ModelRouter": ".routers",
+    "VotingEnsemble": ".ensemble",
+    "ParallelRun": ".parallel",
+    "Merge": ".merger",
+    "RemoteStep": ".remote", "BatchHttpRequests": ".remote", "RemoteStepError": ".remote",
+}
+
+__all__ = list(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'graphpack.serving' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
