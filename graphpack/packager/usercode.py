@@ -15,6 +15,7 @@ import json
 import keyword
 import re
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,7 +85,10 @@ def export_notebook(path: Path) -> str:
     except ImportError:
         return read_code(path)
     try:
-        notebook = nbformat.reads(path.read_text(), as_version=4)
+        with warnings.catch_warnings():  # cells without ids (older notebooks) are fine here
+            warnings.filterwarnings("ignore", module=r"nbformat(\..*)?$")
+            warnings.filterwarnings("ignore", message=".*missing an id field.*")
+            notebook = nbformat.reads(path.read_text(), as_version=4)
         for cell in notebook.cells:
             if cell.cell_type == "code":
                 cell.source = _translate(cell.source)
