@@ -86,9 +86,10 @@ def _queue_inputs(graph: Any, child_names: list[str]) -> dict[str, QueueStep]:
 
 
 def _runs_steps(graph: Any, child: str) -> bool:
-    if isinstance(graph, FlowStep):
-        return any(getattr(s, "function", None) == child for s in graph.steps.values())
-    return False
+    steps = list(graph.steps.values()) if isinstance(graph, FlowStep) else []
+    for step in list(steps) + ([graph] if graph is not None else []):
+        steps += list((getattr(step, "routes", None) or {}).values())
+    return any(getattr(s, "function", None) == child for s in steps)
 
 
 def _queue_input(where: str, queue: QueueStep, group: str, target: str) -> QueueInput:

@@ -221,3 +221,12 @@ def test_entry_imports_only_the_runtime():
 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_spec_next_to_the_entry_when_the_spec_file_env_points_nowhere(function_dir, monkeypatch):
+    """Under Nuclio's own builder the code lands in /opt/nuclio, not where GRAPHPACK_SPEC_FILE points."""
+    directory, module = function_dir(flow_spec("sync", threshold=3))
+    monkeypatch.setenv("GRAPHPACK_SPEC_FILE", str(directory / "absent" / "spec.json"))
+    context, _ = make_context()
+    entry.init_context(context, modules=[module], spec_dir=str(directory))
+    assert body_of(call(entry, context, body=b'{"op": "param"}', content_type=JSON))["threshold"] == 3

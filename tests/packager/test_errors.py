@@ -147,3 +147,13 @@ def test_design_example_builds_for_every_target(tmp_path):
     for target in ("local", "docker", "nuclio", "knative"):
         source = write_project(tmp_path / "src", DESIGN, QUEUE="s3://bucket/q1", SHARDS=None)
         assert run_build("-f", str(source), "-o", str(tmp_path / target), "--target", target).exit_code == 0
+
+
+def test_router_route_in_a_child_counts_as_running_there(tmp_path):
+    source = write_project(tmp_path / "src", '''
+fn = project.set_function("serving.py", name="api")
+fn.set_topology("router")
+fn.add_model("m1", class_name="Echo", model_path="/m", child_function="side")
+fn.add_child_function("side")
+''')
+    assert run_build("-f", str(source), "-o", str(tmp_path / "out")).exit_code == 0
