@@ -195,3 +195,23 @@ def test_yaml_project_builds(tmp_path):
     spec = load_json(out / "router-fn" / "spec.json")
     assert spec["graph"]["kind"] == "router" and list(spec["graph"]["routes"]) == ["m1"]
     assert yaml.safe_load((out / "router-fn" / "function.yaml").read_text())["metadata"]["name"] == "models-router-fn"
+
+
+def test_dockerfile(design_project, tmp_path):
+    from graphpack.runtime.processor import HEALTH_PATH
+
+    out = built(design_project, tmp_path, extra='fn.spec.build_commands = ["apt-get install -y libgomp1"]\n')
+    text = (out / "recommender" / "Dockerfile").read_text()
+    lines = text.splitlines()
+    assert "ARG BASE_IMAGE=python:3.11-slim" in lines and "FROM ${BASE_IMAGE}" in lines
+    assert "RUN apt-get install -y libgomp1" in lines
+    assert "--no-index" in text and "--find-links /tmp/graphpack/wheels" in text
+    order = [next(i for i, line in enumerate(lines) if line.startswith(prefix)) for prefix in (
+        "RUN apt-get", "COPY requirements.txt", "COPY wheels/", "COPY graphpack/", "COPY function.yaml", "USER")]
+    assert order == sorted(order)  # dependencies first, the function's code last
+    assert "serving.py" in lines[order[4]] and "graphpack_entry.py" in lines[order[4]]
+    assert "USER 10001:10001" in lines
+    assert f"127.0.0.1:%s{HEALTH_PATH}" in text
+    assert lines[-1] == 'CMD ["graphpack", "serve", "/opt/graphpack/function"]'
+    child = (out / "enricher" / "Dockerfile").read_text()
+    assert "enrich.py" in child and "serving.py" not in child
