@@ -1,8 +1,10 @@
 """Shared timing helpers for graphpack's benchmarks.
 
 Every bench measures the same way: a warmup, then ``repeats`` timed runs of ``events``
-calls each, and reports the median run as µs/event and events/s. This module imports
-nothing but the standard library, so the peer venvs (bench/.venv-peers) can use it too.
+calls each, and reports the median run as µs/event and events/s. ``measure`` times in
+process; ``serve`` / ``Worker`` / ``interleave`` time several processes (graphpack and a
+peer such as MLRun) taking turns run by run, so drifting machine load hits both alike.
+This module imports nothing but the standard library, so the peer venvs can use it too.
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ from __future__ import annotations
 import gc
 import json
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable
@@ -120,3 +125,109 @@ def read_result(output: str) -> dict:
         if line.startswith(RESULT_MARKER):
             return json.loads(line[len(RESULT_MARKER):])
     raise ValueError("no benchmark result in the output:\n" + output[-2000:])
+
+
+# -- interleaved runs in worker processes -----------------------------------------------------
+# On a shared machine the load drifts within seconds, so figures taken one process after the
+# other are not comparable. Instead each side runs in a worker process that stays up, and the
+# parent asks the workers for one timed run at a time, in turn, for every repeat.
+
+
+def serve(cases: dict[str, Callable[[], object]], warmup: int = 200,
+          done: Callable[[], object] | None = None) -> None:
+    """Worker side: warm every case up, then answer ``run CASE EVENTS`` lines from stdin.
+
+    Each answer is a marked result ``{"case": CASE, "us": µs/event}``; ``quit`` (or the end of
+    stdin) stops serving and calls ``done`` (e.g. the mock servers' wait_for_completion).
+    """
+    for call in cases.values():
+        for _ in range(warmup):
+            call()
+    emit_result({"ready": sorted(cases)})
+    for line in sys.stdin:
+        words = line.split()
+        if not words or words[0] == "quit":
+            break
+        _, case, events = words
+        call, n = cases[case], int(events)
+        gc.collect()
+        start = time.perf_counter()
+        for _ in range(n):
+            call()
+        emit_result({"case": case, "us": (time.perf_counter() - start) / n * 1e6})
+    if done is not None:
+        done()
+
+
+class Worker:
+    """Parent side of :func:`serve`: a worker process asked for one timed run at a time."""
+
+    def __init__(self, label: str, argv: list[str], env: dict[str, str] | None = None,
+                 cwd: str | None = None, timeout: float = 600) -> None:
+        self.label = label
+        self.timeout = timeout
+        self._stderr = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self._stderr, text=True, env=env, cwd=cwd, bufsize=1)
+        try:
+            self.cases = self._read()["ready"]
+        except BaseException:
+            self.close()
+            raise
+
+    def _read(self) -> dict:
+        assert self.proc.stdout is not None
+        seen: list[str] = []
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                self.proc.wait(timeout=30)
+                self._stderr.seek(0)
+                raise RuntimeError(f"{self.label} worker exited ({self.proc.returncode}):\n"
+                                   + "".join(seen[-20:]) + self._stderr.read()[-3000:])
+            if line.startswith(RESULT_MARKER):
+                return json.loads(line[len(RESULT_MARKER):])
+            seen.append(line)
+
+    def run(self, case: str, events: int) -> float:
+        """One timed run of ``events`` calls of ``case``; returns µs/event."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"run {case} {events}\n")
+        self.proc.stdin.flush()
+        return float(self._read()["us"])
+
+    def close(self) -> None:
+        """Ask the worker to finish and wait for it."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            if self.proc.poll() is None:
+                self.proc.stdin.write("quit\n")
+            self.proc.stdin.close()
+        except OSError:  # the worker is gone already
+            pass
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
+        self._stderr.close()
+
+
+def interleave(workers: list[Worker], events: dict[str, int], repeats: int) -> dict[str, Timing]:
+    """Time every case of every worker ``repeats`` times, taking turns run by run.
+
+    Results are keyed ``"<worker label> <case>"``. The order of the workers alternates from
+    one repeat to the next so that neither side always runs first.
+    """
+    out: dict[str, Timing] = {}
+    for r in range(repeats):
+        order = workers if r % 2 == 0 else list(reversed(workers))
+        for case, n in events.items():
+            for w in order:
+                if case not in w.cases:
+                    continue
+                key = f"{w.label} {case}"
+                t = out.setdefault(key, Timing(name=key, events=n, repeats=repeats))
+                t.runs_us.append(w.run(case, n))
+    return out

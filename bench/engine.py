@@ -22,13 +22,16 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# bench/ goes last on sys.path: its files (http.py, ...) must not shadow the standard library.
+_BENCH = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH] + [str(_BENCH)]
 
-from _harness import Timing, emit_result, measure, print_table, ratio_line  # noqa: E402
+from _harness import Timing, Worker, interleave, print_table, ratio_line, serve  # noqa: E402
 
 BODY = {"v": 1}
 EXPECTED = {"v": 6}
 DEFAULT_EVENTS = {"bare": 200_000, "sync": 20_000, "async": 3_000}
+PEER_LABELS = {"mlrun": "MLRun"}
 GOALS = {"sync_vs_bare": 2.5, "sync_vs_mlrun": 4.5, "async_vs_mlrun": 20.0}
 
 
@@ -81,18 +84,38 @@ def build_server(api, engine: str):
     return fn.to_mock_server(namespace=globals())
 
 
-def measure_api(module: str, events: dict[str, int], repeats: int) -> dict[str, Timing]:
-    """Time the chain through ``module``'s mock server, both engines."""
+def worker(module: str) -> None:
+    """Child mode: build both mock servers on ``module`` and serve timed runs (_harness.serve)."""
     api = importlib.import_module(module)
-    out = {}
-    for engine in ("sync", "async"):
-        server = build_server(api, engine)
+    servers = {engine: build_server(api, engine) for engine in ("sync", "async")}
+    for engine, server in servers.items():
         got = server.test("/", BODY)
         if got != EXPECTED:
             raise SystemExit(f"{module} {engine}: the chain returned {got!r}, expected {EXPECTED!r}")
-        out[engine] = measure(f"{module} {engine}", lambda: server.test("/", BODY), events[engine], repeats)
-        server.wait_for_completion()
-    return out
+    cases = {engine: (lambda server=server: server.test("/", BODY)) for engine, server in servers.items()}
+    if module == "graphpack":
+        cases["bare"] = bare_chain()
+
+    def done() -> None:
+        for server in servers.values():
+            server.wait_for_completion()
+
+    serve(cases, warmup=300, done=done)
+
+
+def run_all(peer: str | None, events: dict[str, int], repeats: int) -> dict[str, Timing]:
+    """Start the workers and time every case, graphpack and peer taking turns run by run."""
+    script = str(Path(__file__).resolve())
+    workers = [Worker("graphpack", [sys.executable, "-P", script, "--worker", "graphpack"])]
+    try:
+        if peer:
+            from peers import start_worker
+
+            workers.append(start_worker(peer, script, ["--worker", peer], label=PEER_LABELS[peer]))
+        return interleave(workers, events, repeats)
+    finally:
+        for w in workers:
+            w.close()
 
 
 def _ratios(bare: Timing, gp: dict[str, Timing], peer: dict[str, Timing] | None) -> list[str]:
@@ -130,32 +153,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="write all timings to FILE as JSON")
     parser.add_argument("--markdown", action="store_true", help="also print a README table")
     parser.add_argument("--check", action="store_true", help="exit 1 when a measured goal is missed")
-    parser.add_argument("--worker", metavar="MODULE", help=argparse.SUPPRESS)  # child mode: one API only
+    parser.add_argument("--worker", metavar="MODULE", help=argparse.SUPPRESS)  # child mode: serve runs
     args = parser.parse_args(argv)
     events = {k: args.events or v for k, v in DEFAULT_EVENTS.items()}
 
     if args.worker:
-        timings = measure_api(args.worker, events, args.repeats)
-        emit_result({k: t.to_dict() for k, t in timings.items()})
+        worker(args.worker)
         return 0
 
-    print(f"engine bench: 5-step chain through the mock server, body {json.dumps(BODY)}, "
-          f"median of {args.repeats} runs, python {sys.version.split()[0]}", flush=True)
-    bare = measure("bare Python chain", bare_chain(), events["bare"], args.repeats)
-    print_table([bare])
-    gp = measure_api("graphpack", events, args.repeats)
-    print_table(gp.values())
+    print(f"engine bench: 5-step chain through the mock server, body {json.dumps(BODY)}, median of "
+          f"{args.repeats} runs taken in turns, python {sys.version.split()[0]}", flush=True)
+    timings = run_all(args.peer, events, args.repeats)
+    bare = timings.pop("graphpack bare")
+    bare.name = "bare Python chain"
+    gp = {engine: timings[f"graphpack {engine}"] for engine in ("sync", "async")}
     peer = None
     if args.peer:
-        from peers import run_script
-
-        result = run_script(args.peer, Path(__file__).resolve(),
-                            ["--worker", args.peer, "--repeats", str(args.repeats)]
-                            + (["--events", str(args.events)] if args.events else []))
-        peer = {k: Timing.from_dict(v) for k, v in result.items()}
-        for t in peer.values():
-            t.name = t.name.replace("mlrun", "MLRun")
-        print_table(peer.values())
+        peer = {engine: timings[f"{PEER_LABELS[args.peer]} {engine}"] for engine in ("sync", "async")}
+    print_table([bare, *gp.values(), *(peer or {}).values()])
     lines = _ratios(bare, gp, peer)
     for line in lines:
         print(line)

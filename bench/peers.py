@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from _harness import read_result
+from _harness import Worker, read_result  # bench/ is on sys.path: peers is imported by bench scripts
 
 BENCH_DIR = Path(__file__).resolve().parent
 VENV_DIR = BENCH_DIR / ".venv-peers"
@@ -57,19 +57,24 @@ def ensure_peer(peer: str, quiet: bool = False) -> Path:
 
 
 def peer_env() -> dict[str, str]:
-    """Environment for a peer child: offline MLRun, quiet logs, bench/ importable."""
+    """Environment for a peer child: offline MLRun, quiet logs."""
     env = dict(os.environ)
     env.pop("MLRUN_DBPATH", None)
+    env.pop("PYTHONPATH", None)
     env.setdefault("MLRUN_LOG_LEVEL", "ERROR")
-    env["PYTHONPATH"] = str(BENCH_DIR)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
+
+
+# Children run with -P (no script dir or cwd first on sys.path) so bench/http.py and the like
+# cannot shadow the standard library; bench/ is appended for _harness.
+_SNIPPET_PREAMBLE = f"import sys; sys.path.append({str(BENCH_DIR)!r})\n"
 
 
 def run_script(peer: str, script: Path | str, args: list[str], timeout: float = 1800) -> dict:
     """Run a bench script with the peer's python and return the result it emitted."""
     python = ensure_peer(peer)
-    proc = subprocess.run([str(python), str(script), *args], capture_output=True, text=True,
+    proc = subprocess.run([str(python), "-P", str(script), *args], capture_output=True, text=True,
                           env=peer_env(), cwd=str(BENCH_DIR), timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"{peer} run of {script} failed (exit {proc.returncode}):\n"
@@ -80,12 +85,18 @@ def run_script(peer: str, script: Path | str, args: list[str], timeout: float = 
 def run_snippet(peer: str, code: str, timeout: float = 1800) -> dict:
     """Run Python source in the peer venv; it must call ``_harness.emit_result``."""
     python = ensure_peer(peer)
-    proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True,
-                          env=peer_env(), cwd=str(BENCH_DIR), timeout=timeout)
+    proc = subprocess.run([str(python), "-P", "-c", _SNIPPET_PREAMBLE + code], capture_output=True,
+                          text=True, env=peer_env(), cwd=str(BENCH_DIR), timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"{peer} snippet failed (exit {proc.returncode}):\n"
                            f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return read_result(proc.stdout)
+
+
+def start_worker(peer: str, script: Path | str, args: list[str], label: str | None = None) -> Worker:
+    """Start ``script args`` with the peer's python as a :class:`_harness.Worker`."""
+    python = ensure_peer(peer)
+    return Worker(label or peer, [str(python), "-P", str(script), *args], env=peer_env(), cwd=str(BENCH_DIR))
 
 
 if __name__ == "__main__":  # `python bench/peers.py mlrun` prepares the venv

@@ -50,3 +50,35 @@ def test_result_round_trip_through_a_child_process() -> None:
     assert back.us_per_event == 2.0 and back.runs_us == [1.0, 3.0]
     with pytest.raises(ValueError):
         _harness.read_result("no result here")
+
+
+WORKER_CODE = """
+import sys, time
+sys.path.append(%r)
+import _harness
+calls = []
+print("some startup noise", flush=True)
+_harness.serve({"fast": lambda: calls.append(1), "slow": lambda: time.sleep(0.0005)}, warmup=3,
+               done=lambda: print("done after", len(calls), file=sys.stderr, flush=True))
+"""
+
+
+def test_workers_take_turns_and_report_each_case() -> None:
+    code = WORKER_CODE % str(Path(_harness.__file__).parent)
+    a = _harness.Worker("a", [sys.executable, "-c", code])
+    b = _harness.Worker("b", [sys.executable, "-c", code])
+    try:
+        assert a.cases == ["fast", "slow"]
+        timings = _harness.interleave([a, b], {"fast": 50, "slow": 4}, repeats=3)
+    finally:
+        a.close()
+        b.close()
+    assert sorted(timings) == ["a fast", "a slow", "b fast", "b slow"]
+    assert all(len(t.runs_us) == 3 for t in timings.values())
+    assert timings["a slow"].us_per_event >= 500 > timings["a fast"].us_per_event
+    assert a.proc.returncode == 0 and b.proc.returncode == 0
+
+
+def test_worker_that_dies_reports_its_stderr() -> None:
+    with pytest.raises(RuntimeError, match="boom"):
+        _harness.Worker("bad", [sys.executable, "-c", "raise SystemExit('boom')"])
