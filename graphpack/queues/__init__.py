@@ -9,6 +9,8 @@ import importlib
 from typing import Any
 
 from .base import LeaseLost, Queue, QueueError, QueueItem, RecordTooLarge
+from .consumer import Consumer
+from .errorstream import error_record, push_error
 
 # scheme -> "module:Class"; backends are imported only when used (boto3/httpx stay lazy)
 BACKENDS: dict[str, str] = {
@@ -51,12 +53,15 @@ def check_queue_url(url: str, **options: Any) -> None:
 
 __all__ = [
     "BACKENDS",
+    "Consumer",
     "LeaseLost",
     "Queue",
     "QueueError",
     "QueueItem",
     "RecordTooLarge",
     "check_queue_url",
+    "error_record",
     "open_queue",
+    "push_error",
     "scheme_of",
 ]

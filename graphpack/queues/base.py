@@ -81,7 +81,8 @@ class Queue(ABC):
         self.retention_in_hours = retention_in_hours  # v3io stream retention; others keep until cleanup()
         self.dead_letter_url = dead_letter if dead_letter is not None else self._dead_letter_default()
         self._dead_letter_queue: Queue | None = None
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # producer state
+        self._read_lock = threading.RLock()  # consumer cursors (held across reads, apart from pushes)
         self._round_robin = 0
         self._cursors: dict[tuple[str, int], Any] = {}
         self.closed = False
@@ -136,7 +137,7 @@ class Queue(ABC):
 
     def rewind(self, shard: int, group: str) -> None:
         """Forget the group's cursor so the next read starts after its committed checkpoint."""
-        with self._lock:
+        with self._read_lock:
             self._cursors.pop((group, shard), None)
 
     def commit(self, shard: int, group: str, offset: int) -> None:

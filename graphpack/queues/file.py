@@ -185,7 +185,7 @@ class FileQueue(Queue):
 
     def _read(self, shard: int, group: str, max_records: int) -> list[QueueItem]:
         self._ensure()
-        with self._lock:
+        with self._read_lock:
             cursor = self._cursors.get((group, shard)) or self._start(shard, group)
             first, pos, next_offset = cursor
             path = self._shard_dir(shard) / f"{first:020d}.seg"

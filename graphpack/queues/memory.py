@@ -63,7 +63,7 @@ class MemoryQueue(Queue):
             self._state.cond.notify_all()
 
     def _read(self, shard: int, group: str, max_records: int) -> list[QueueItem]:
-        with self._lock:
+        with self._read_lock:
             start = self._cursors.get((group, shard))
             if start is None:
                 done = self.committed(shard, group)

@@ -327,7 +327,7 @@ class S3Queue(Queue):
         return None if found is None else int(json.loads(found[0])["offset"])
 
     def rewind(self, shard: int, group: str) -> None:
-        with self._lock:
+        with self._read_lock:
             self._cursors.pop((group, shard), None)
             self._ckpt_etags.pop((group, shard), None)
 
@@ -360,7 +360,7 @@ class S3Queue(Queue):
         return records
 
     def _read(self, shard: int, group: str, max_records: int) -> list[QueueItem]:
-        with self._lock:
+        with self._read_lock:
             cursor = self._cursors.get((group, shard))
             if cursor is None:
                 cursor = self._cursors[(group, shard)] = self._start(shard, group)

@@ -164,7 +164,7 @@ class V3ioQueue(Queue):
 
     def _read(self, shard: int, group: str, max_records: int) -> list[QueueItem]:
         self._ensure()
-        with self._lock:
+        with self._read_lock:
             location = self._cursors.get((group, shard))
             if location is None:
                 location = self._seek(shard, group)

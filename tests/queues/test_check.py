@@ -112,3 +112,21 @@ def test_v3io_endpoint_from_environment(monkeypatch):
             assert q.endpoint == url
         finally:
             q.close()
+
+
+def test_public_names():
+    import graphpack.queues as queues
+
+    for name in queues.__all__:
+        assert getattr(queues, name) is not None
+    assert set(queues.BACKENDS) == {"memory", "file", "s3", "v3io"}
+
+
+def test_package_import_stays_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, graphpack.queues, graphpack.queues.consumer; "
+            "print(sorted(m for m in ('boto3', 'botocore', 'httpx') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
