@@ -15,7 +15,8 @@ import importlib
 import json
 import os
 import threading
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from ..errors import GraphpackError
 from ..runtime.event import Event
@@ -141,12 +142,18 @@ def handler(context: Any, event: Any) -> Any:
         graph_event = from_nuclio(event, context)
         response = server.run(graph_event)
     except Exception as exc:  # noqa: BLE001 - never let the wrapper send a traceback
-        server.context.logger.error(f"graphpack: event handling failed: {type(exc).__name__}: {exc}")
+        _logger(server).error(f"graphpack: event handling failed: {type(exc).__name__}: {exc}")
         return error_output(500, f"{type(exc).__name__}: {exc}", context)
     if response.status_code >= 400 and is_stream(kind):
-        server.context.logger.error(f"graphpack: stream event {graph_event.id} failed "
+        _logger(server).error(f"graphpack: stream event {graph_event.id} failed "
                                     f"({response.status_code}): {response.body}")
     return to_nuclio(response, context)
+
+
+def _logger(server: GraphServer) -> Any:
+    from ..runtime.logger import logger
+
+    return server.context.logger if server.context is not None else logger
 
 
 # -- graphpack's own queue consumer (queues Nuclio has no trigger for) ---------------------------
@@ -185,7 +192,7 @@ def start_consumer(server: GraphServer, url: str, group: str) -> Any:
 
         consumer = Consumer(queue, group, handle)
         thread = threading.Thread(target=consumer.run, name=f"graphpack-consumer-{group}", daemon=True)
-        consumer.thread = thread
+        consumer.thread = thread  # type: ignore[attr-defined]
         _state["consumers"].append(consumer)
         thread.start()
     if server.context is not None:
@@ -201,7 +208,7 @@ def shutdown(timeout: float | None = 10) -> None:
     for consumer in consumers:
         consumer.stop()
     for consumer in consumers:
-        consumer.thread.join(timeout)
+        consumer.thread.join(timeout)  # type: ignore[attr-defined]
         consumer.queue.close()
     if server is not None:
         server.wait_for_completion(timeout)

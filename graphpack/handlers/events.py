@@ -107,7 +107,7 @@ def from_record(data: Any) -> Event:
     record = data
     if isinstance(data, (bytes, bytearray, str)):
         try:
-            record = wire.decode(data)
+            record = wire.decode(bytes(data) if isinstance(data, bytearray) else data)
         except wire.RecordError:
             record = data  # not JSON: the raw payload is the body
     return wire.unwrap(record, Event)

@@ -142,7 +142,7 @@ def _cron_attributes(attributes: dict, where: str) -> dict:
     if schedule:
         attributes["schedule"] = check_cron(str(schedule), f"{where}: field attributes.schedule")
     else:
-        attributes["interval"] = check_interval(interval, f"{where}: field attributes.interval")
+        attributes["interval"] = check_interval(str(interval), f"{where}: field attributes.interval")
     event = attributes.get("event")
     if event is not None:
         if not isinstance(event, dict):

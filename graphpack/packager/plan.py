@@ -76,7 +76,7 @@ def _queue_inputs(graph: Any, child_names: list[str]) -> dict[str, QueueStep]:
         return {}
     steps = graph.steps
     found: dict[str, QueueStep] = {}
-    for name, step in steps.items():
+    for step in steps.values():
         for parent in step.after:
             queue = steps.get(parent)
             if isinstance(queue, QueueStep) and step.function and step.function in child_names \
@@ -93,13 +93,14 @@ def _runs_steps(graph: Any, child: str) -> bool:
 
 
 def _queue_input(where: str, queue: QueueStep, group: str, target: str) -> QueueInput:
+    name = queue.name or ""
     path = queue.path or ""
     if not path:
         if target != "local":
             raise GraphpackError(
                 f"{where}: queue {queue.name!r}: field 'path' is empty; a queue that joins two functions needs "
                 f"a path (s3://, v3io:// or a file path) for target {target!r} (only 'local' provides a default queue)")
-        return QueueInput(queue.name, None, "default", group, queue.shards)
+        return QueueInput(name, None, "default", group, queue.shards)
     scheme = path.split("://", 1)[0].lower() if "://" in path else "file"
     if scheme == "memory" and target != "local":
         raise GraphpackError(f"{where}: queue {queue.name!r}: field 'path' {path!r} is an in-process memory:// "
@@ -109,7 +110,7 @@ def _queue_input(where: str, queue: QueueStep, group: str, target: str) -> Queue
                              f"{scheme!r} (use v3io://, s3:// or a file path)")
     options = {k: v for k, v in (queue.options or {}).items() if k not in ("full_event",)}
     group = str(options.pop("group", group))
-    return QueueInput(queue.name, path, scheme, group, queue.shards, options)
+    return QueueInput(name, path, scheme, group, queue.shards, options)
 
 
 def nuclio_name(project: str, *parts: str) -> str:

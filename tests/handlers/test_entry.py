@@ -10,7 +10,14 @@ import graphpack
 from graphpack.errors import GraphpackError
 from graphpack.handlers import entry
 
-from .nuclio_harness import body_of, call, decode_event, encode_event, make_context, respond
+from .nuclio_harness import (
+    body_of,
+    call,
+    decode_event,
+    encode_event,
+    make_context,
+    respond,
+)
 
 JSON = "application/json"
 

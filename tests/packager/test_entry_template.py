@@ -48,7 +48,7 @@ print(json.dumps(results))
 def run_entry(build_dir: Path, requests: list, env: dict | None = None) -> list[dict]:
     proc = subprocess.run([sys.executable, "-W", "error", "-c", DRIVER, str(build_dir), str(HARNESS),
                            json.dumps(requests)], capture_output=True, text=True, cwd=build_dir.parent,
-                          env=env, timeout=60)
+                          env=env, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

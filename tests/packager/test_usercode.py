@@ -70,9 +70,9 @@ def test_notebook_project_goes_through_nuclio_jupyters_exporter(tmp_path):
         "import graphpack\n%matplotlib inline",
         "# mlrun: start\nclass Echo:\n    def do(self, x):\n        return x\n# mlrun: end",
         "# graphpack: ignore\nprint('not exported')",
-        'project = graphpack.get_or_create_project("nbproj", "./")\n'
-        'fn = project.set_function("echo", kind="serving")\n'
-        'fn.set_topology("flow", engine="sync").to(class_name="Echo", name="e")',
+        ('project = graphpack.get_or_create_project("nbproj", "./")\n'
+         'fn = project.set_function("echo", kind="serving")\n'
+         'fn.set_topology("flow", engine="sync").to(class_name="Echo", name="e")'),
     ]))
     out = tmp_path / "out"
     result = run_build("-f", str(src / "pipeline.ipynb"), "-o", str(out))
