@@ -24,6 +24,7 @@ from .base import Queue, QueueError, QueueItem
 MAX_RECORDS_PER_PUT = 1000
 MAX_PUT_BYTES = 8 * 1024 * 1024  # below the documented 10 MB body limit, leaving room for base64 JSON
 FALSE_CONDITION = "16777244"
+DEFAULT_WEBAPI = "http://v3io-webapi:8081"
 
 
 class V3ioQueue(Queue):
@@ -284,6 +285,29 @@ class V3ioQueue(Queue):
                     s["shards"] = [x for x in s["shards"] if x != shard]
 
         self._update_state(group, change)
+
+    # -- packaging ------------------------------------------------------------------------------------
+    def nuclio_trigger(self, group: str, seek_to: str = "earliest", batch_size: int = 64, **attributes: Any) -> dict:
+        """The Nuclio ``v3ioStream`` trigger that consumes this stream as ``group``.
+
+        Same stream, same checkpoint attribute as :class:`V3ioQueue`. The access key is not written
+        into the config: ``password: $generate`` makes Nuclio read ``V3IO_ACCESS_KEY`` at run time.
+        """
+        if seek_to not in ("earliest", "latest"):
+            raise QueueError(f"seekTo must be 'earliest' or 'latest', not {seek_to!r}")
+        return {
+            "kind": "v3ioStream",
+            "url": self.endpoint or DEFAULT_WEBAPI,
+            "password": "$generate",
+            "attributes": {
+                "containerName": self.container,
+                "streamPath": self.path,
+                "consumerGroup": group,
+                "seekTo": seek_to,
+                "readBatchSize": batch_size,
+                **attributes,
+            },
+        }
 
     # -- lifecycle --------------------------------------------------------------------------------
     def _dead_letter_options(self) -> dict:

@@ -140,3 +140,19 @@ def test_reads_before_first_record_and_illegal_location_recovery(fake_url):
     assert q.read(shard, "g") == []
     assert [i.record()["body"] for i in q.read(shard, "g")] == [1]  # re-seeked from the checkpoint
     q.close()
+
+
+def test_nuclio_trigger_points_at_the_same_stream(monkeypatch):
+    monkeypatch.delenv("V3IO_API", raising=False)
+    q = open_queue("v3io://users/pipelines/p1/q1", shards=4, access_key="secret-key")
+    trigger = q.nuclio_trigger("enricher")
+    assert trigger == {
+        "kind": "v3ioStream",
+        "url": "http://v3io-webapi:8081",
+        "password": "$generate",
+        "attributes": {"containerName": "users", "streamPath": "pipelines/p1/q1", "consumerGroup": "enricher",
+                       "seekTo": "earliest", "readBatchSize": 64},
+    }
+    assert "secret-key" not in json.dumps(trigger)
+    with pytest.raises(Exception, match="seekTo"):
+        q.nuclio_trigger("g", seek_to="middle")
