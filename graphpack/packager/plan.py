@@ -17,6 +17,7 @@ from typing import Any
 from ..errors import GraphpackError
 from ..graph.steps import FlowStep, QueueStep
 from ..graph.validate import validate_graph
+from .names import check_names
 from .usercode import CodeFile, child_code, function_code
 
 TARGETS = ("local", "docker", "nuclio", "knative")
@@ -141,6 +142,7 @@ def plan_function(fn: Any, project: str | None = None, target: str = "nuclio") -
     root_code = function_code(fn, where)
     inputs = _queue_inputs(fn.spec.graph, list(children))
     base_labels = dict(fn.metadata.labels)
+    check_names(fn.spec.graph, "", root_code, where)
     plans = [_plan(fn, project, "", root_code, None, base_labels)]
     for child_name, child in children.items():
         child_where = f"{where}: child {child_name!r}"
@@ -151,6 +153,7 @@ def plan_function(fn: Any, project: str | None = None, target: str = "nuclio") -
         group = nuclio_name(project, name, child_name)
         queue_input = _queue_input(child_where, queue, group, target) if queue is not None else None
         code = child_code(fn, child, child_where, root_code)
+        check_names(fn.spec.graph, child_name, code, child_where)
         plans.append(_plan(fn, project, child_name, code, queue_input, base_labels, child))
     return plans
 
