@@ -47,6 +47,7 @@ def defined_names(code: CodeFile, where: str) -> tuple[set[str], bool]:
 
 def _steps(graph: Any, current: str) -> list:
     """The steps (and routes) function ``current`` runs."""
+    steps: list
     if isinstance(graph, RouterStep):
         steps = [graph]
     elif isinstance(graph, FlowStep):
@@ -62,8 +63,8 @@ def check_names(graph: Any, current: str, code: tuple[CodeFile, ...] | list[Code
     """Raise GraphpackError naming the step and field whose class/handler the code lacks."""
     defined: set[str] = set()
     star = False
-    for module in code:
-        names, has_star = defined_names(module, where)
+    for code_file in code:
+        names, has_star = defined_names(code_file, where)
         defined |= names
         star = star or has_star
     modules = {c.module for c in code}
