@@ -51,7 +51,7 @@ def instructions(text: str) -> list[Instruction]:
         if not buffer:
             start = number
         if stripped.endswith("\\"):
-            buffer += stripped[:-1] + " "
+            buffer += stripped[:-1].rstrip() + " "
             continue
         buffer += stripped
         keyword, _, args = buffer.partition(" ")
@@ -64,7 +64,7 @@ def instructions(text: str) -> list[Instruction]:
 
 
 def _substitute(text: str, values: dict[str, str]) -> str:
-    return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: values.get(m[1] or m[2], m[0]), text)
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: values.get(m[1] or m[2], ""), text)
 
 
 def _pairs(args: str) -> list[tuple[str, str]]:

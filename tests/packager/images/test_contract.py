@@ -1,0 +1,39 @@
+"""One contract suite, run against every image builder (builder.py check_image_builder)."""
+import pytest
+
+from graphpack.packager.images import FixedBuilder, ImageRef, get_builder
+from graphpack.packager.images.builder import check_image_builder
+
+from .conftest import repo
+
+
+@pytest.fixture(params=["oci", "docker"])
+def builder_name(request):
+    if request.param == "docker":
+        request.getfixturevalue("docker_engine")
+    return request.param
+
+
+def test_builder_contract(builder_name, auth_registry, base_image, make_context, secret_env):
+    context = make_context()
+    with auth_registry.client() as client:
+        builder = get_builder(builder_name, base=base_image, registry=client)
+        tag = f"{auth_registry.host}/{repo(builder_name)}:v1"
+        ref = check_image_builder(builder, context, tag, client, secrets=[secret_env])
+    assert isinstance(ref, ImageRef) and ref.pinned == tag.rsplit(":", 1)[0] + "@" + ref.digest
+
+
+def test_fixed_builder_is_a_fake_with_stable_digests(make_context):
+    context = make_context()
+    fake = FixedBuilder()
+    first = fake.build(context, "r:1/x:1")
+    assert fake.build(context, "r:1/x:1") == first and fake.builds == [(str(context), "r:1/x:1")] * 2
+    (context / "serving.py").write_text("changed\n")
+    assert fake.build(context, "r:1/x:1").digest != first.digest
+
+
+def test_unknown_builder_names_the_known_ones():
+    from graphpack import GraphpackError
+
+    with pytest.raises(GraphpackError, match=r"unknown image builder 'kaniko' \(known: docker, fixed, oci\)"):
+        get_builder("kaniko")
