@@ -202,3 +202,21 @@ def test_cleanup_removes_only_committed_segments(queue_factory):
     q2 = queue_factory(**options)
     assert [i.record()["n"] for i in drain(q2, 0, "g", 2)] == [3, 4]
     assert [i.record()["n"] for i in drain(q2, 0, "slow", 3)] == [2, 3, 4]
+
+
+def test_two_producers_on_one_shard(queue_factory):
+    a, b = queue_factory(), queue_factory()
+    for n in range(0, 60, 3):
+        a.push([{"p": "a", "n": n}, {"p": "a", "n": n + 1}])
+        a.flush()
+        b.push([{"p": "b", "n": n}])
+        b.flush()
+    reader = queue_factory()
+    items = drain(reader, 0, "g", 60)
+    recs = [i.record() for i in items]
+    assert len(recs) == 60
+    for producer in ("a", "b"):
+        ns = [r["n"] for r in recs if r["p"] == producer]
+        assert ns == sorted(ns) and len(ns) == (40 if producer == "a" else 20)
+    offsets = [i.offset for i in items]
+    assert offsets == sorted(offsets) and len(set(offsets)) == 60

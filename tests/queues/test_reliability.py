@@ -108,7 +108,9 @@ def _soak(url: str, out: Path, options: dict) -> None:
             os.kill(proc.pid, signal.SIGKILL)
             _reap(proc)
             kills += 1
-            proc = _spawn(url, out, "child-0", options)  # the restarted pod keeps its member id
+            # the restarted pod comes back under a new member id half of the time: the dead
+            # member's leases and heartbeat must expire before its shards move on
+            proc = _spawn(url, out, f"child-{kills % 2}", options)
         producer.join(60)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and len({n for _, _, n in _lines(out)}) < EVENTS:
@@ -135,12 +137,12 @@ def _soak(url: str, out: Path, options: dict) -> None:
 
 
 def test_file_queue_survives_kill_9(tmp_path):
-    _soak(str(tmp_path / "q"), tmp_path / "out.txt", {})
+    _soak(str(tmp_path / "q"), tmp_path / "out.txt", {"lease_ttl": 2.0})
 
 
 def test_s3_queue_survives_kill_9(tmp_path, s3_server, s3_bucket):
     _soak(f"s3://{s3_bucket}/queues/q", tmp_path / "out.txt",
-          {"endpoint_url": s3_server, "linger": 0.05, "poll_interval": 0.02, "lease_ttl": 5.0})
+          {"endpoint_url": s3_server, "linger": 0.05, "poll_interval": 0.02, "lease_ttl": 2.0})
 
 
 def _split(url: str, out: Path, options: dict) -> None:
