@@ -215,3 +215,13 @@ def test_dockerfile(design_project, tmp_path):
     assert lines[-1] == 'CMD ["graphpack", "serve", "/opt/graphpack/function"]'
     child = (out / "enricher" / "Dockerfile").read_text()
     assert "enrich.py" in child and "serving.py" not in child
+
+
+def test_inline_spec_env_fallback(design_project, tmp_path):
+    from graphpack.source import load_source
+
+    fn = load_source(design_project()).get_function("recommender")
+    config = fn.build_config("enricher", inline_spec=True)
+    env = {e["name"]: e.get("value") for e in config["spec"]["env"]}
+    assert json.loads(env["GRAPHPACK_SPEC"]) == fn.serving_spec(current_function="enricher")
+    assert "GRAPHPACK_SPEC" not in {e["name"] for e in fn.build_config()["spec"]["env"]}
