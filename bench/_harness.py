@@ -29,12 +29,18 @@ class Timing:
     name: str
     events: int
     repeats: int
-    runs_us: list[float] = field(default_factory=list)  # µs/event of each run
+    runs_us: list[float] = field(default_factory=list)  # wall-clock µs/event of each run
+    cpu_runs_us: list[float] = field(default_factory=list)  # process CPU µs/event of each run
 
     @property
     def us_per_event(self) -> float:
         """Median µs per event over the runs."""
         return statistics.median(self.runs_us)
+
+    @property
+    def cpu_us_per_event(self) -> float | None:
+        """Median process CPU µs per event (all threads), when recorded; less hit by other load."""
+        return statistics.median(self.cpu_runs_us) if self.cpu_runs_us else None
 
     @property
     def events_per_s(self) -> float:
@@ -50,11 +56,13 @@ class Timing:
         d = asdict(self)
         d["us_per_event"] = self.us_per_event
         d["events_per_s"] = self.events_per_s
+        d["cpu_us_per_event"] = self.cpu_us_per_event
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Timing":
-        return cls(name=d["name"], events=d["events"], repeats=d["repeats"], runs_us=list(d["runs_us"]))
+        return cls(name=d["name"], events=d["events"], repeats=d["repeats"], runs_us=list(d["runs_us"]),
+                   cpu_runs_us=list(d.get("cpu_runs_us") or []))
 
 
 def measure(
@@ -80,21 +88,25 @@ def measure(
     loop = range(events)
     for _ in range(repeats):
         gc.collect()
+        cpu = time.process_time()
         start = time.perf_counter()
         for _ in loop:
             call()
         if after is not None:
             after()
         elapsed = time.perf_counter() - start
+        timing.cpu_runs_us.append((time.process_time() - cpu) / events * 1e6)
         timing.runs_us.append(elapsed / events * 1e6)
     return timing
 
 
 def format_timing(t: Timing, width: int = 24) -> str:
-    """One line: name, µs/event, events/s, spread."""
+    """One line: name, µs/event, events/s, CPU µs/event, spread."""
+    cpu = t.cpu_us_per_event
     return (
         f"  {t.name:<{width}} {t.us_per_event:10.2f} µs/event {t.events_per_s:14,.0f} events/s"
-        f"   (median of {t.repeats} x {t.events:,}, spread {t.spread:.0%})"
+        + (f" {cpu:10.2f} cpu-µs/event" if cpu is not None else "")
+        + f"   (median of {t.repeats} x {t.events:,}, spread {t.spread:.0%})"
     )
 
 
@@ -151,10 +163,12 @@ def serve(cases: dict[str, Callable[[], object]], warmup: int = 200,
         _, case, events = words
         call, n = cases[case], int(events)
         gc.collect()
+        cpu = time.process_time()
         start = time.perf_counter()
         for _ in range(n):
             call()
-        emit_result({"case": case, "us": (time.perf_counter() - start) / n * 1e6})
+        wall = time.perf_counter() - start
+        emit_result({"case": case, "us": wall / n * 1e6, "cpu_us": (time.process_time() - cpu) / n * 1e6})
     if done is not None:
         done()
 
@@ -189,12 +203,13 @@ class Worker:
                 return json.loads(line[len(RESULT_MARKER):])
             seen.append(line)
 
-    def run(self, case: str, events: int) -> float:
-        """One timed run of ``events`` calls of ``case``; returns µs/event."""
+    def run(self, case: str, events: int) -> tuple[float, float]:
+        """One timed run of ``events`` calls of ``case``; returns (wall, CPU) µs/event."""
         assert self.proc.stdin is not None
         self.proc.stdin.write(f"run {case} {events}\n")
         self.proc.stdin.flush()
-        return float(self._read()["us"])
+        result = self._read()
+        return float(result["us"]), float(result["cpu_us"])
 
     def close(self) -> None:
         """Ask the worker to finish and wait for it."""
@@ -229,5 +244,7 @@ def interleave(workers: list[Worker], events: dict[str, int], repeats: int) -> d
                     continue
                 key = f"{w.label} {case}"
                 t = out.setdefault(key, Timing(name=key, events=n, repeats=repeats))
-                t.runs_us.append(w.run(case, n))
+                wall, cpu = w.run(case, n)
+                t.runs_us.append(wall)
+                t.cpu_runs_us.append(cpu)
     return out
