@@ -237,3 +237,16 @@ def test_spec_next_to_the_entry_when_the_spec_file_env_points_nowhere(function_d
     context, _ = make_context()
     entry.init_context(context, modules=[module], spec_dir=str(directory))
     assert body_of(call(entry, context, body=b'{"op": "param"}', content_type=JSON))["threshold"] == 3
+
+
+def test_str_body_headers_fields_and_event_id_header(flow):
+    import nuclio_sdk
+
+    event = nuclio_sdk.Event(body='{"s": "x"}', content_type="application/json", path="/p", method="PUT",
+                             headers={"Graphpack-Event-Id": "abc", "X-K": "v"}, fields={"q": "1"},
+                             trigger=nuclio_sdk.TriggerInfo("http", "http"))
+    graph_event = graphpack.handlers.from_nuclio(event, flow)
+    assert (graph_event.id, graph_event.path, graph_event.method) == ("abc", "/p", "PUT")
+    assert graph_event.fields == {"q": "1"} and graph_event.get_header("x-k") == "v"
+    response = respond(entry.handler(flow, event))
+    assert body_of(response) == {"echo": {"s": "x"}}
