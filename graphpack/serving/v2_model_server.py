@@ -83,6 +83,8 @@ class V2ModelServer:
         cls = type(self)  # which no-op hooks a subclass overrides (skipped on the hot path if not)
         self._hooks = (cls.preprocess is not V2ModelServer.preprocess,
                        cls.postprocess is not V2ModelServer.postprocess)
+        self._plain = self.protocol == "v2" and not any(self._hooks) and all(
+            getattr(cls, m) is getattr(V2ModelServer, m) for m in ("validate", "_infer"))
 
     # ----- lifecycle -------------------------------------------------------------------
 
@@ -236,10 +238,20 @@ class V2ModelServer:
             request_id = request.get("id") or event.id
         else:
             request_id = event.id
-        if op == "infer":
-            event.body = self._infer(event, request, request_id, op)
-            if self.result_path:
-                event.body = update_in(body, self.result_path, event.body)
+        if op == "infer" and self._plain:
+            # the common case, inlined: a ready model, no pre/post-process or validate override
+            if not self.ready:
+                self._check_readiness(event)
+            if request.__class__ is not dict or request.get("inputs").__class__ is not list:
+                self.validate(request, op)  # raises the 400 naming what is wrong
+            answer = {
+                "id": request_id,
+                "model_name": self.name,
+                "model_version": self.version or None,
+                "outputs": self.predict(request),
+                "timestamp": utc_timestamp(),
+            }
+            event.body = update_in(body, self.result_path, answer) if self.result_path else answer
             return event
         get = is_get(event)
 
