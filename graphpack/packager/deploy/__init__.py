@@ -14,7 +14,13 @@ def _local(project_dir: str | Path, **options: Any) -> Deployer:
     return LocalDeployer(project_dir, **options)
 
 
-TARGETS = {"local": _local}
+def _docker(project_dir: str | Path, **options: Any) -> Deployer:
+    from .docker import DockerDeployer
+
+    return DockerDeployer(project_dir, **options)
+
+
+TARGETS = {"local": _local, "docker": _docker}
 
 
 def get_deployer(target: str = "local", project_dir: str | Path = ".", **options: Any) -> Deployer:

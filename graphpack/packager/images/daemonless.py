@@ -41,8 +41,9 @@ class OCIBuilder(ImageBuilder):
     name = "oci"
 
     def __init__(self, base: Image | str | None = None, registry: Registry | None = None, push: bool = True,
-                 progress: Progress | None = None, store: BlobStore | None = None) -> None:
+                 progress: Progress | None = None, store: BlobStore | None = None, load: bool = False) -> None:
         self.base = base
+        self.load = load
         self.registry = registry
         self.push = push
         self.progress = progress or (lambda message: None)
@@ -54,6 +55,11 @@ class OCIBuilder(ImageBuilder):
     def build(self, context: str | Path, tag: str) -> ImageRef:
         image = self.assemble(context)
         self.last = image
+        if self.load:
+            from .publish import load_into_docker
+
+            load_into_docker(image, tag)
+            self.progress(f"loaded {tag} into Docker")
         if not self.push:
             return ImageRef(tag, image.digest)
         registry = self.registry
@@ -97,8 +103,11 @@ class OCIBuilder(ImageBuilder):
             return base
         if base not in self._bases:
             ref = Reference.parse(base)
-            registry = self.registry if self.registry and self.registry.host == ref.host else Registry(ref.host)
-            self._bases[base] = registry.pull_image(ref.repo, ref.ref)
+            if self.registry is not None and self.registry.host == ref.host:
+                self._bases[base] = self.registry.pull_image(ref.repo, ref.ref)
+            else:
+                with Registry(ref.host) as registry:
+                    self._bases[base] = registry.pull_image(ref.repo, ref.ref)
         return self._bases[base]
 
     @staticmethod

@@ -1,0 +1,329 @@
+"""The docker target: every function as a container of its own image on the local Docker
+engine (``--network host``, port from the config), built by the daemonless builder (default)
+or by Docker, pushed to a registry when one is configured, else loaded straight into the
+engine. State, logs and invoke work as for the local target (state in
+``<project>/.graphpack/docker-state.json``); secret references are resolved at run time from
+the deploying shell's environment and never reach an image."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from ...errors import GraphpackError
+from .base import InvokeResult, Plan, Progress, Step, unknown_function
+from .http import call
+from .local import START_TIMEOUT, LocalDeployer, _quiet
+
+STOP_TIMEOUT = 30
+LABEL = "org.graphpack"
+
+
+class DockerDeployer(LocalDeployer):
+    """Deploys a project as Docker containers. ``builder``: "oci" (default, $GRAPHPACK_IMAGE_BUILDER)
+    or "docker"; ``registry``: host[:port] to push to ($GRAPHPACK_REGISTRY; none: load locally)."""
+
+    target = "docker"
+
+    def __init__(self, project_dir: str | Path = ".", host: str = "127.0.0.1", builder: str | None = None,
+                 registry: str | None = None, base: Any = None) -> None:
+        super().__init__(project_dir, host)
+        self.state_path = self.dir / "docker-state.json"
+        self.build_dir = self.dir / "docker-build"
+        self.builder_name = builder or os.environ.get("GRAPHPACK_IMAGE_BUILDER") or "oci"
+        self.registry_host = registry if registry is not None else os.environ.get("GRAPHPACK_REGISTRY") or None
+        self.base = base
+        self._docker: Any = None
+
+    @property
+    def docker(self) -> Any:
+        if self._docker is None:
+            from ..images.docker_engine import docker_client
+
+            self._docker = docker_client()
+        return self._docker
+
+    def _errors(self, what: str) -> Any:
+        from ..images.docker_engine import docker_errors
+
+        return docker_errors(what)
+
+    def container_name(self, project: str, function: str) -> str:
+        return f"graphpack-{project}-{function}".lower().replace("_", "-")
+
+    def _container(self, name: str | None) -> Any:
+        """The container called ``name``, or None."""
+        import docker.errors
+
+        if not name:
+            return None
+        with self._errors("inspect"):
+            try:
+                return self.docker.containers.get(name)
+            except docker.errors.NotFound:
+                return None
+
+    def _running(self, entry: dict | None) -> bool:
+        container = self._container((entry or {}).get("container"))
+        return bool(container and container.status == "running")
+
+    # -- plan / apply -------------------------------------------------------------------------
+    def _render(self, project: Any, functions: list[str] | None) -> list:
+        from .. import plan_and_render
+        from .local import _functions, with_default_queues
+
+        names = list(functions) if functions else list(_functions(project))
+        if not names:
+            raise GraphpackError(f"project {project.name!r} has no functions to deploy")
+        local = with_default_queues(project, self.queues_dir)
+        contexts = []
+        for name in names:
+            contexts += plan_and_render(local.get_function(name), project.name, "docker")
+        return sorted(contexts, key=lambda c: (c.plan.root, c.plan.is_root))
+
+    def plan(self, project: Any, functions: list[str] | None = None) -> Plan:
+        state = self.load_state()["functions"]
+        steps = []
+        contexts = self._render(project, functions)
+        details_extra = {"builder": self.builder_name, "registry": self.registry_host or ""}
+        for context in contexts:
+            name = context.plan.function
+            digest = self._digest(context)
+            current = state.get(name)
+            details = {"root": context.plan.root, "digest": digest, **details_extra}
+            if current is None:
+                steps.append(Step("start", name, "new function", details))
+            elif not self._running(current):
+                steps.append(Step("start", name, "container not running", details))
+            elif current.get("digest") != digest:
+                steps.append(Step("restart", name, "code or config changed", details))
+            else:
+                steps.append(Step("keep", name, f"running at {current.get('url')} ({current.get('image')})", details))
+        return Plan(self.target, project.name, tuple(steps), str(self.build_dir), tuple(contexts))
+
+    def apply(self, plan: Plan, progress: Progress | None = None) -> dict:
+        progress = progress or _quiet
+        state = self.load_state()
+        state["project"] = plan.project
+        if not plan.changes:
+            return self.status()
+        from .. import write_contexts
+
+        wanted = {s.function for s in plan.changes}
+        contexts = [c for c in plan.artifacts if c.plan.function in wanted]
+        self._add_wheels(contexts, progress)
+        progress(f"building {len(contexts)} function(s) into {self.build_dir}")
+        write_contexts(contexts, self.build_dir)
+        self.queues_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.queues_dir, 0o1777)   # the image's user writes file queues in this bind mount
+        builder = self._builder(progress)
+        started: list[str] = []
+        try:
+            self._apply_steps(plan, state, builder, started, progress)
+        finally:
+            if builder.registry is not None:
+                builder.registry.close()
+        return self.status()
+
+    def _apply_steps(self, plan: Plan, state: dict, builder: Any, started: list, progress: Progress) -> None:
+        try:
+            for step in plan.steps:
+                if step.action == "keep":
+                    continue
+                image = self._image(builder, plan.project, step, progress)
+                entry = state["functions"].get(step.function)
+                if entry:
+                    self._remove(entry.get("container"), progress)
+                entry = self._run(plan.project, step, image, entry.get("port") if entry else None, progress)
+                state["functions"][step.function] = entry
+                started.append(step.function)
+                self.save_state(state)
+        except GraphpackError:
+            for name in started:
+                self._remove(state["functions"][name].get("container"), progress)
+                state["functions"].pop(name, None)
+            self.save_state(state)
+            raise
+        self.save_state(state)
+
+    @staticmethod
+    def _add_wheels(contexts: list, progress: Progress) -> None:
+        from ..images.wheels import download_wheels, requirement_lines
+
+        for context in contexts:
+            lines = requirement_lines(context.files["requirements.txt"][0].decode())
+            progress(f"wheels for {context.plan.function}: {', '.join(lines) or 'none'}")
+            directory = download_wheels(lines)
+            for wheel in sorted(directory.glob("*.whl")):
+                context.files[f"wheels/{wheel.name}"] = (wheel.read_bytes(), False)
+
+    def _builder(self, progress: Progress) -> Any:
+        from ..images import get_builder
+        from ..images.registry import Registry
+
+        registry = Registry(self.registry_host) if self.registry_host else None
+        options: dict = {"base": self.base, "registry": registry, "push": registry is not None, "progress": progress}
+        if self.builder_name == "oci":
+            options["load"] = registry is None
+        return get_builder(self.builder_name, **options)
+
+    def _image(self, builder: Any, project: str, step: Step, progress: Progress) -> str:
+        """Build the function's image; returns what to run (pulled by digest when pushed)."""
+        repo = f"{project}/{step.function}".lower().replace("_", "-")
+        digest = step.details["digest"]
+        if self.registry_host:
+            tag = f"{self.registry_host}/{repo}:{digest}"
+        else:
+            tag = f"graphpack.local/{repo}:{digest}"
+        progress(f"building image {tag} with the {self.builder_name} builder")
+        started = time.perf_counter()
+        ref = builder.build(self.build_dir / step.function, tag)
+        progress(f"built {ref.name} ({ref.digest[:19]}) in {time.perf_counter() - started:.2f}s")
+        if not self.registry_host:
+            return tag
+        auth = None
+        if builder.registry is not None and builder.registry.username:
+            auth = {"username": builder.registry.username, "password": builder.registry.password or ""}
+        with self._errors("pull"):
+            self.docker.api.pull(ref.pinned.split("@")[0], tag=ref.digest, auth_config=auth)
+        return ref.pinned
+
+    def _environment(self, function: str, port: int) -> dict:
+        config = self._config(function)
+        env = {"PORT": str(port)}
+        missing = []
+        for item in config["spec"].get("env") or []:
+            if "value" in item:
+                env[item["name"]] = str(item["value"])
+            elif item["name"] in os.environ:   # a secret reference, resolved now, at run time
+                env[item["name"]] = os.environ[item["name"]]
+            else:
+                missing.append(item["name"])
+        if missing:
+            raise GraphpackError(f"function {function!r} needs {', '.join(missing)} in the environment "
+                                 "(secret references are resolved when the container starts)")
+        return env
+
+    def _mounts(self, function: str) -> dict:
+        config = self._config(function)
+        volumes = {str(self.queues_dir): {"bind": str(self.queues_dir), "mode": "rw"}}
+        for item in config["spec"].get("volumes") or []:
+            path = (item.get("volumeMount") or {}).get("mountPath")
+            if path and os.path.exists(path):   # a secrets file or directory, mounted read-only
+                volumes[path] = {"bind": path, "mode": "ro"}
+        return volumes
+
+    def _run(self, project: str, step: Step, image: str, port: int | None, progress: Progress) -> dict:
+        port = self._pick_port(step, port, progress)
+        name = self.container_name(project, step.function)
+        self._remove(name, progress)
+        progress(f"starting container {name} on port {port}")
+        labels = {f"{LABEL}.project": project, f"{LABEL}.function": step.function,
+                  f"{LABEL}.digest": step.details.get("digest", "")}
+        with self._errors("run"):
+            container = self.docker.containers.run(
+                image, name=name, detach=True, network_mode="host", environment=self._environment(step.function, port),
+                volumes=self._mounts(step.function), labels=labels, working_dir=None)
+        url = f"http://{self.host}:{port}"
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            with self._errors("inspect"):
+                container.reload()
+            if container.status not in ("created", "running"):
+                raise GraphpackError(f"container {name} exited on start; last log lines:\n{self._tail(container)}")
+            try:
+                if call(url + "/__health", "GET", timeout=1.0).status_code == 200:
+                    break
+            except GraphpackError:
+                pass
+            time.sleep(0.1)
+        else:
+            raise GraphpackError(f"container {name} did not become healthy in {START_TIMEOUT:.0f}s; "
+                                 f"last log lines:\n{self._tail(container)}")
+        progress(f"{step.function} is ready at {url}")
+        return {"container": name, "id": container.id, "image": image, "port": port, "url": url,
+                "digest": step.details.get("digest"), "root": step.details.get("root"), "started": time.time()}
+
+    @staticmethod
+    def _tail(container: Any, lines: int = 20) -> str:
+        try:
+            return container.logs(tail=lines).decode(errors="replace").rstrip() or "(no log)"
+        except Exception:  # noqa: BLE001 - only for an error message
+            return "(no log)"
+
+    def _remove(self, name: str | None, progress: Progress) -> None:
+        container = self._container(name)
+        if container is None:
+            return
+        progress(f"stopping container {name}")
+        with self._errors("stop"):
+            if container.status == "running":
+                container.stop(timeout=STOP_TIMEOUT)   # SIGTERM: the processor drains first
+            container.remove(force=True)
+
+    # -- operations ----------------------------------------------------------------------------
+    def status(self) -> dict:
+        out = {}
+        for name, entry in self.load_state()["functions"].items():
+            container = self._container(entry.get("container"))
+            state = "missing"
+            health = ""
+            if container is not None:
+                state = container.status
+                health = ((container.attrs.get("State") or {}).get("Health") or {}).get("Status", "")
+            out[name] = {"url": entry.get("url"), "pid": None, "port": entry.get("port"),
+                         "state": state, "health": health, "root": entry.get("root"),
+                         "container": entry.get("container"), "image": entry.get("image")}
+        return out
+
+    def invoke(self, function: str, path: str = "/", body: Any = None, method: str | None = None,
+               headers: dict | None = None, timeout: float = 60.0) -> InvokeResult:
+        return super().invoke(function, path, body, method, headers, timeout)
+
+    def logs(self, function: str, follow: bool = False) -> Iterator[str]:
+        functions = self.load_state()["functions"]
+        if function not in functions:
+            raise unknown_function(function, list(functions))
+        container = self._container(functions[function].get("container"))
+        if container is None:
+            raise GraphpackError(f"the container of {function!r} is gone (run `graphpack deploy --target docker`)")
+        with self._errors("logs"):
+            if not follow:
+                yield from container.logs().decode(errors="replace").splitlines()
+                return
+            buffer = b""
+            for chunk in container.logs(stream=True, follow=True):
+                buffer += chunk
+                *complete, buffer = buffer.split(b"\n")
+                for line in complete:
+                    yield line.decode(errors="replace")
+
+    def delete(self, functions: list[str] | None = None, purge: bool = False) -> list[str]:
+        import shutil
+
+        state = self.load_state()
+        known = state["functions"]
+        names = list(functions) if functions else list(known)
+        for name in names:
+            if name not in known:
+                raise unknown_function(name, list(known))
+        for name in sorted(names, key=lambda n: known[n].get("root") != n):
+            self._remove(known[name].get("container"), _quiet)
+            known.pop(name)
+        self.save_state(state)
+        if purge:
+            shutil.rmtree(self.queues_dir, ignore_errors=True)
+            if not known:
+                shutil.rmtree(self.build_dir, ignore_errors=True)
+        return names
+
+    @staticmethod
+    def _digest(context: Any) -> str:
+        files = {k: v for k, v in context.digests().items() if not k.startswith("wheels/")}
+        return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+
+
+__all__ = ["DockerDeployer"]

@@ -1,0 +1,105 @@
+"""The docker target with the real Docker engine and a real registry (deploy/docker.py)."""
+import json
+import socket
+import uuid
+
+import pytest
+from click.testing import CliRunner
+
+import graphpack
+from graphpack import GraphpackError
+from graphpack.cli import main
+from graphpack.packager.deploy import check_deployer, get_deployer
+
+CODE = '''
+import os
+
+
+class Pre:
+    def __init__(self, context=None, name=None, tag="v1"):
+        self.context = context
+        self.tag = tag
+
+    def do(self, body):
+        token = self.context.get_secret("API_TOKEN") or ""
+        return {"body": body, "tag": self.tag, "token_len": len(token), "uid": os.getuid()}
+'''
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def engine():
+    import docker
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"the Docker engine is not reachable ({exc}); scripts/test.sh starts dockerd")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch, engine):
+    monkeypatch.setenv("API_TOKEN", "tok-" + uuid.uuid4().hex)
+    (tmp_path / "serving.py").write_text(CODE)
+    name = "d" + uuid.uuid4().hex[:6]
+    project = graphpack.get_or_create_project(name, str(tmp_path))
+    fn = project.set_function("serving.py", name="root")
+    fn.with_secrets("env", ["API_TOKEN"])
+    fn.set_topology("flow", engine="sync").to(class_name="Pre", name="pre").respond()
+    fn.with_http(workers=1, port=free_port())
+    yield project
+    try:
+        get_deployer("docker", str(tmp_path)).delete(purge=True)
+    except GraphpackError:
+        pass
+
+
+@pytest.mark.parametrize("builder", ["oci", "docker"])
+def test_docker_target_contract_through_a_registry(project, builder, tmp_path):
+    from graphpack.packager.images.testing import registry_available, run_registry
+
+    if not registry_available():
+        pytest.skip("docker-registry is not installed (scripts/test.sh installs it)")
+    with run_registry() as registry:
+        deployer = get_deployer("docker", project.context, builder=builder, registry=registry.host)
+        expected = {"body": {"x": 1}, "tag": "v1", "token_len": 36, "uid": 10001}
+        check_deployer(deployer, project, "root", "/", {"x": 1}, expected)
+
+
+def test_cli_deploy_status_invoke_logs_down_without_a_registry(project, monkeypatch):
+    monkeypatch.delenv("GRAPHPACK_REGISTRY", raising=False)
+    directory = project.context
+    project.save()
+    runner = CliRunner()
+    deployed = runner.invoke(main, ["deploy", "-f", directory, "--target", "docker"], catch_exceptions=False)
+    assert deployed.exit_code == 0, deployed.output
+    status = runner.invoke(main, ["status", "--target", "docker", "-C", directory, "--json"])
+    info = json.loads(status.output)["root"]
+    assert info["state"] == "running" and info["image"].startswith(f"graphpack.local/{project.name}/root:")
+    answer = runner.invoke(main, ["invoke", "root", "/", "-d", '{"a": 2}', "--target", "docker", "-C", directory])
+    assert answer.exit_code == 0, answer.output
+    assert json.loads(answer.output.strip().splitlines()[-1])["body"] == {"a": 2}
+    logs = runner.invoke(main, ["logs", "root", "--target", "docker", "-C", directory])
+    assert "worker 0 ready" in logs.output
+    # unchanged: nothing to do; changed code: the container is replaced
+    again = get_deployer("docker", directory).plan(project)
+    assert not again.changes
+    down = runner.invoke(main, ["down", "--target", "docker", "-C", directory])
+    assert down.exit_code == 0 and "stopped 1 function(s): root" in down.output
+    assert get_deployer("docker", directory).status() == {}
+
+
+def test_missing_secret_is_a_clear_error(project, monkeypatch):
+    monkeypatch.delenv("API_TOKEN")
+    deployer = get_deployer("docker", project.context)
+    with pytest.raises(GraphpackError, match="needs API_TOKEN in the environment"):
+        deployer.apply(deployer.plan(project))
+    assert deployer.status() == {}
