@@ -12,7 +12,6 @@ S3 requests per event (root + child, every request boto3 sent) and p50/p99 deliv
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -25,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _harness import emit_result, ratio_line, read_result  # noqa: E402
+from _harness import emit_result, ratio_line, read_result
 
 GOAL_EVENTS_PER_S = 10_000
 GOAL_REQUESTS_PER_EVENT = 0.01

@@ -17,8 +17,9 @@ import threading
 import time
 import zlib
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Self
 
 from ..errors import GraphpackError
 from . import record as wire
@@ -90,10 +91,10 @@ class Queue(ABC):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url} shards={self.shards}>"
 
-    def __enter__(self) -> "Queue":
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- producing ---------------------------------------------------------------------------

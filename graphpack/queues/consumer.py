@@ -15,7 +15,8 @@ import os
 import threading
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import record as wire
 from .base import LeaseLost, Queue, QueueItem
@@ -132,7 +133,7 @@ class Consumer:
             removed = self.queue.cleanup()
             if removed:
                 logger.info("queue %s: removed %d consumed segment(s)", self.queue.url, removed)
-        except Exception as exc:  # retention is housekeeping; never stop the flow for it
+        except Exception as exc:  # noqa: BLE001 - housekeeping never stops the flow
             logger.warning("queue %s: cleanup failed: %s", self.queue.url, exc)
 
     def _handle(self, item: QueueItem) -> None:
@@ -142,7 +143,7 @@ class Consumer:
                 self.handler(wire.decode(item.data), item)
                 self.processed += 1
                 return
-            except Exception as exc:  # the handler's errors decide retries, nothing else
+            except Exception as exc:  # noqa: BLE001 - any handler error counts as a failed attempt
                 last = exc
                 if self.on_error is not None:
                     self.on_error(item, exc, attempt)
@@ -180,11 +181,11 @@ class Consumer:
         for shard in sorted(self.owned):
             try:
                 self.queue.release(shard, self.group, self.owner)
-            except Exception as exc:  # best effort on the way out
+            except Exception as exc:  # noqa: BLE001 - best effort on the way out
                 logger.warning("could not release shard %d: %s", shard, exc)
         self.owned.clear()
         if self.fixed_shards is None:
             try:
                 self.queue.leave(self.group, self.owner)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - best effort on the way out
                 logger.warning("could not leave group %s: %s", self.group, exc)

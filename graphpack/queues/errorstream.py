@@ -7,7 +7,7 @@ sent as its ``repr`` so the error record itself always gets through.
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from . import record as wire
@@ -27,7 +27,7 @@ def error_record(step: str, error: BaseException | str, body: Any, event_id: Any
     if isinstance(body, (bytes, bytearray)):
         body = bytes(body).decode("utf-8", "replace")
     rec = {"error": message, "step": step, "body": body, "id": event_id,
-           "time": datetime.now(timezone.utc).isoformat()}
+           "time": datetime.now(UTC).isoformat()}
     rec.update(extra)
     return rec
 
@@ -42,11 +42,12 @@ def push_error(
         queue = target
     else:
         with _lock:
-            queue = _queues.get(target)
-            if queue is None or queue.closed:
+            cached = _queues.get(target)
+            if cached is None or cached.closed:
                 from . import open_queue
 
-                queue = _queues[target] = open_queue(target, **(options or {}))
+                cached = _queues[target] = open_queue(target, **(options or {}))
+            queue = cached
     queue.push([rec])
     queue.flush()
     return rec

@@ -17,6 +17,7 @@ killed consumer's shards are free at once.
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import os
 import struct
@@ -284,7 +285,7 @@ class FileQueue(Queue):
                 continue
             low = min(m for m in marks if m is not None)
             segments = self._segments(shard)
-            for (first, path), (next_first, _) in zip(segments, segments[1:]):
+            for (_, path), (next_first, _) in itertools.pairwise(segments):
                 if next_first - 1 <= low:
                     path.unlink(missing_ok=True)
                     removed += 1

@@ -24,10 +24,10 @@ import json
 import struct
 import threading
 import time
-import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from .base import LeaseLost, Queue, QueueError, QueueItem
 
@@ -243,7 +243,7 @@ class S3Queue(Queue):
                 if buf.size >= self.flush_bytes or len(buf.records) >= self.flush_records or self.linger <= 0:
                     due.append(shard)
             if self._flusher is None and self.linger > 0:
-                self._flusher = threading.Thread(target=self._flush_loop, name=f"s3-queue-flush", daemon=True)
+                self._flusher = threading.Thread(target=self._flush_loop, name="s3-queue-flush", daemon=True)
                 self._flusher.start()
         for shard in due:
             self._flush_shard(shard)
@@ -263,7 +263,7 @@ class S3Queue(Queue):
             for shard in due:
                 try:
                     self._flush_shard(shard)
-                except Exception as exc:  # kept for the next push/flush; records stay buffered
+                except Exception as exc:  # noqa: BLE001 - raised at the next push/flush; records stay buffered
                     self._flush_error = exc
                     time.sleep(min(1.0, self.linger * 4))
 

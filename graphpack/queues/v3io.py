@@ -15,7 +15,7 @@ import base64
 import json
 import os
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -236,7 +236,7 @@ class V3ioQueue(Queue):
     @staticmethod
     def _alive(session: dict, ttl: float, now: float) -> bool:
         try:
-            beat = datetime.fromisoformat(session["last_heartbeat_time"].replace("Z", "+00:00")).timestamp()
+            beat = datetime.fromisoformat(session["last_heartbeat_time"]).timestamp()
         except (KeyError, ValueError):
             return False
         return now - beat <= ttl
@@ -248,7 +248,7 @@ class V3ioQueue(Queue):
         if mine is None:
             mine = {"member_id": owner, "shards": []}
             sessions.append(mine)
-        mine["last_heartbeat_time"] = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+        mine["last_heartbeat_time"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         self._sessions[owner] = ttl
         return mine
 

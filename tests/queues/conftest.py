@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
-from graphpack.queues import Queue, open_queue
-from graphpack.queues import memory
+from graphpack.queues import Queue, memory, open_queue
 
 BACKENDS = ["memory", "file", "s3", "v3io"]
 

@@ -115,7 +115,7 @@ def test_v3io_endpoint_from_environment(monkeypatch):
 
 
 def test_public_names():
-    import graphpack.queues as queues
+    from graphpack import queues
 
     for name in queues.__all__:
         assert getattr(queues, name) is not None

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from graphpack.queues import LeaseLost, QueueItem, RecordTooLarge, open_queue
+from graphpack.queues import QueueItem, RecordTooLarge, open_queue
 from graphpack.queues import record as wire
 from graphpack.runtime.event import Event
 

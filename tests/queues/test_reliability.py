@@ -16,8 +16,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
-
 from graphpack.queues import open_queue
 from graphpack.queues import record as wire
 from graphpack.runtime.event import Event
@@ -67,7 +65,7 @@ def _produce(url: str, options: dict, errors: list) -> threading.Thread:
     def run() -> None:
         try:
             queue = open_queue(url, **producer_options)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported by the test thread
             errors.append(exc)
             return
         try:
@@ -79,7 +77,7 @@ def _produce(url: str, options: dict, errors: list) -> threading.Thread:
                     events.append(wire.wrap(ev))
                 queue.push(events)
                 time.sleep(0.01)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported by the test thread
             errors.append(exc)
         finally:
             queue.close()

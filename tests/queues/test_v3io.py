@@ -95,7 +95,7 @@ def test_condition_evaluator():
 
 
 def test_checkpoints_and_state_use_nuclio_format(fake_url):
-    fake, url = fake_url
+    _, url = fake_url
     q = open_queue("v3io://bigdata/streams/orders", shards=2, endpoint=url, access_key="k")
     q.check()
     q.push([{"n": n} for n in range(6)])

@@ -17,10 +17,11 @@ import struct
 import threading
 import time
 import zlib
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 LOCATION = struct.Struct(">BxxxIQ")  # version, shard id, sequence number: 16 bytes
@@ -353,8 +354,8 @@ class FakeV3io:
         return 404, {}, {"ErrorCode": -2, "ErrorMessage": "No such file or directory"}
 
 
-_CLAUSE_EXISTS = re.compile(r"^exists\s*\(\s*([\w.\-]+)\s*\)$", re.I)
-_CLAUSE_NOT = re.compile(r"^not\s*\((.*)\)$", re.I)
+_CLAUSE_EXISTS = re.compile(r"^exists\s*\(\s*([\w.\-]+)\s*\)$", re.IGNORECASE)
+_CLAUSE_NOT = re.compile(r"^not\s*\((.*)\)$", re.IGNORECASE)
 _CLAUSE_EQ = re.compile(r"^([\w.\-]+)\s*==\s*(.+)$")
 
 
@@ -373,7 +374,7 @@ def _strip_parens(text: str) -> str:
 
 def evaluate(expression: str, attrs: dict[str, Any]) -> bool:
     """Evaluate the subset of v3io condition expressions consumer groups use."""
-    clauses = re.split(r"\s+AND\s+", expression.strip(), flags=re.I)
+    clauses = re.split(r"\s+AND\s+", expression.strip(), flags=re.IGNORECASE)
     for clause in clauses:
         clause = _strip_parens(clause)
         if m := _CLAUSE_NOT.match(clause):
@@ -405,7 +406,7 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         try:
             status, extra, payload = self.fake.handle(self.command, self.path, headers, body)
-        except Exception as exc:  # a fake bug must show up in the test, not hang it
+        except Exception as exc:  # noqa: BLE001 - a fake bug must show up in the test, not hang it
             status, extra, payload = 500, {}, {"ErrorCode": -1, "ErrorMessage": repr(exc)}
         data = b"" if payload is None else json.dumps(payload).encode()
         self.send_response(status)
