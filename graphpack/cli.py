@@ -83,8 +83,15 @@ def serve_command(function_dir: str, port: int | None, workers: int | None, host
               show_default=True, help="where the functions will run (only 'local' allows queues without a path)")
 @click.option("--wheels", type=click.Path(file_okay=False), help="directory of wheels to put in each context")
 @click.option("--json", "as_json", is_flag=True, help="print what was written as JSON")
+@click.option("--image", is_flag=True, help="also build an image per function (wheels downloaded on the host)")
+@click.option("--builder", type=click.Choice(["oci", "docker"]), default="oci", show_default=True,
+              help="oci: daemonless and reproducible; docker: the Docker engine")
+@click.option("--registry", help="registry host[:port] to push to (default: $GRAPHPACK_REGISTRY)")
+@click.option("--push/--no-push", default=True, show_default=True, help="push the images to the registry")
+@click.option("--tag", help="image tag (default: a digest of the build context)")
 def build_command(source: str, output: str, functions: tuple, target: str, wheels: str | None,
-                  as_json: bool) -> None:
+                  as_json: bool, image: bool, builder: str, registry: str | None, push: bool,
+                  tag: str | None) -> None:
     """Write a build context per function (function.yaml, entry module, code, spec, Dockerfile)."""
     import json
 
@@ -93,11 +100,39 @@ def build_command(source: str, output: str, functions: tuple, target: str, wheel
 
     project = load_source(source)
     result = build_project(project, output, list(functions) or None, target=target, wheels=wheels)
+    if image:
+        from .packager.images.pipeline import build_images
+
+        result["images"] = build_images(result, project.name, builder, registry, push, tag, _progress(as_json))
     if as_json:
         click.echo(json.dumps(result, indent=2, sort_keys=True))
     else:
         for item in result["functions"]:
             click.echo(f"{item['path']}  ({item['name']})")
+        for item in result.get("images", []):
+            click.echo(f"{item['pinned'] if item['pushed'] else item['image'] + '  ' + item['digest']}")
+
+
+@main.command("base-image")
+@click.option("--registry", help="registry host[:port] to push to (default: $GRAPHPACK_REGISTRY)")
+@click.option("--push/--no-push", default=True, show_default=True, help="push when a registry is set")
+@click.option("--load", is_flag=True, help="load it into the local Docker engine")
+@click.option("--force", is_flag=True, help="rebuild even when cached")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def base_image_command(registry: str | None, push: bool, load: bool, force: bool, as_json: bool) -> None:
+    """Build graphpack's Python base image from Debian packages (cached by content)."""
+    import json
+
+    from .packager.images.pipeline import base_image
+
+    info = base_image(registry, push, load, force, _progress(as_json))
+    if as_json:
+        click.echo(json.dumps(info, indent=2, sort_keys=True))
+        return
+    click.echo(f"{info['name']}  {info['digest']}  ({info['size'] / 1e6:.1f} MB)")
+    for key in ("pushed", "docker"):
+        if key in info:
+            click.echo(f"{key}: {info[key]}")
 
 
 def _project_dir(source: str) -> str:
