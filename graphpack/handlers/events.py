@@ -4,7 +4,8 @@ The Nuclio SDK hands the handler an event whose strings may be ``bytes`` (when t
 does not decode event strings) and whose body is ``bytes``, ``str`` or, for JSON requests the
 SDK could parse, a ``dict``/``list``. HTTP and cron events keep their path and method; events
 read from a stream are queue records: the path resets to ``/`` and a wrapped record
-(``{"full_event_wrapper": true, ...}``) is unwrapped into the event that was pushed.
+(``{"full_event_wrapper": true, ...}``) is unwrapped into the event that was pushed. A
+``text/*`` body is decoded to ``str`` (the mock server's view of a text request).
 """
 from __future__ import annotations
 
@@ -84,12 +85,14 @@ def from_nuclio(event: Any, context: Any = None) -> Event:
     else:
         if isinstance(body, (bytes, bytearray)) and not body:
             body = None  # an empty request body (Nuclio may hand over b"")
+        content_type = text(getattr(event, "content_type", None))
+        if isinstance(body, (bytes, bytearray)):
+            body = decode_text(body, content_type)
         path = text(getattr(event, "path", None)) or "/"
         method = text(getattr(event, "method", None)) or ("POST" if kind != "cron" or body is not None else "GET")
         event_id = _header(headers, EVENT_ID_HEADERS) or text(getattr(event, "id", None)) or None
         path = _header(headers, EVENT_PATH_HEADERS) or path
         graph_event = Event(body, event_id, path, method, headers)
-        content_type = text(getattr(event, "content_type", None))
         if content_type:
             graph_event.content_type = content_type
         fields = getattr(event, "fields", None)
@@ -100,6 +103,23 @@ def from_nuclio(event: Any, context: Any = None) -> Event:
             graph_event.time = when
     graph_event.trigger = kind
     return graph_event
+
+
+def decode_text(body: bytes | bytearray, content_type: str) -> Any:
+    """A ``text/*`` body as ``str`` (its charset, UTF-8 by default), as the mock server hands text
+    to the graph; Nuclio delivers every non-JSON body as bytes. Other bodies are returned as given."""
+    main, _, params = content_type.partition(";")
+    if not main.strip().lower().startswith("text/"):
+        return body
+    charset = "utf-8"
+    for param in params.split(";"):
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset" and value.strip():
+            charset = value.strip().strip('"')
+    try:
+        return bytes(body).decode(charset)
+    except (LookupError, UnicodeDecodeError):
+        return body  # not text after all: the graph gets the bytes
 
 
 def from_record(data: Any) -> Event:

@@ -44,8 +44,14 @@ def test_json_body_round_trip(flow):
     assert body_of(response) == {"echo": {"a": [1, 2]}}
 
 
-def test_text_body_reaches_the_step_as_bytes(flow):
+def test_text_body_reaches_the_step_as_str(flow):
+    """As in the mock server (``test(path, "plain words")``); found under the real processor."""
     response = call(entry, flow, body=b"plain words", content_type="text/plain")
+    assert (response["status_code"], body_of(response)) == (200, {"echo": "plain words"})
+
+
+def test_non_text_body_reaches_the_step_as_bytes(flow):
+    response = call(entry, flow, body=b"plain words", content_type="application/octet-stream")
     assert (response["status_code"], body_of(response)) == (200, {"raw": "plain words"})
 
 
