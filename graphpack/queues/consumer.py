@@ -42,6 +42,7 @@ class Consumer:
         owner: str | None = None,
         lease_ttl: float = 10.0,
         poll_interval: float = 0.05,
+        max_poll_interval: float = 1.0,
         retry_delay: float = 0.0,
         shards: list[int] | None = None,
         cleanup_interval: float | None = 60.0,
@@ -58,6 +59,7 @@ class Consumer:
         self.owner = owner or f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.lease_ttl = float(lease_ttl)
         self.poll_interval = float(poll_interval)
+        self.max_poll_interval = max(float(max_poll_interval), self.poll_interval)
         self.retry_delay = float(retry_delay)
         self.fixed_shards = list(shards) if shards is not None else None
         self.owned: set[int] = set()
@@ -163,12 +165,20 @@ class Consumer:
             self.queue.dead_letter(item, last, group=self.group)
 
     def run(self, stop: threading.Event | None = None) -> None:
-        """Loop until ``stop`` (or :meth:`stop`) is set; idles ``poll_interval`` when there is nothing."""
+        """Loop until ``stop`` (or :meth:`stop`) is set.
+
+        When a round finds nothing, the loop waits ``poll_interval`` and doubles the wait on every
+        further empty round up to ``max_poll_interval`` (each poll of an S3 shard is a request).
+        """
         stop = stop or self._stop
+        idle = self.poll_interval
         try:
             while not stop.is_set() and not self._stop.is_set():
                 if self.run_once() == 0:
-                    stop.wait(self.poll_interval)
+                    stop.wait(idle)
+                    idle = min(idle * 2, self.max_poll_interval)
+                else:
+                    idle = self.poll_interval
         finally:
             self.close()
 

@@ -1,6 +1,7 @@
 """The consumer loop on every backend: at-least-once, dead letters, shard split between members."""
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
@@ -162,3 +163,24 @@ def test_owner_of_shard_0_runs_cleanup(queue_factory):
     fixed.queue.cleanup = lambda: calls.append(2)  # type: ignore[method-assign]
     run_until(fixed, lambda: False, timeout=0.3)
     assert 2 not in calls  # only the owner of shard 0 cleans up
+
+
+def test_idle_polling_backs_off(tmp_path):
+    calls = []
+    q = open_queue(str(tmp_path / "q"))
+    real = q.read
+    q.read = lambda *a, **k: calls.append(time.monotonic()) or real(*a, **k)  # type: ignore[method-assign]
+    consumer = Consumer(q, "g", lambda rec, item: None, poll_interval=0.01, max_poll_interval=0.16)
+    stop = threading.Event()
+    thread = threading.Thread(target=consumer.run, args=(stop,))
+    thread.start()
+    time.sleep(1.0)
+    q.push([{"n": 1}])
+    time.sleep(0.3)
+    stop.set()
+    thread.join(5)
+    gaps = [b - a for a, b in itertools.pairwise(calls)]
+    assert max(gaps) < 0.3 and max(gaps) >= 0.15  # capped at max_poll_interval
+    assert len(calls) < 20  # 1 s idle at 10 ms without backoff would be ~100 polls
+    assert consumer.processed == 1
+    q.close()
