@@ -123,7 +123,7 @@ def build_nodes(graph: BaseStep, namespaces: list, context: Any, current: str) -
     return list(nodes.values()), starts, nodes.get(graph.on_error) if graph.on_error else None
 
 
-class _State:
+class EventState:
     """What one event has produced so far."""
 
     __slots__ = ("response", "responded", "last", "future")
@@ -169,7 +169,7 @@ class Engine:
         event.origin_state = origin
         return handler, event
 
-    def _after_error(self, handler: Node, out: Event | None, state: _State) -> list[Node]:
+    def _after_error(self, handler: Node, out: Event | None, state: EventState) -> list[Node]:
         """The handler's output answers unless the flow resumes (``before=``)."""
         before = getattr(handler.step, "before", None)
         if out is not None and self.has_responder and not before:
@@ -223,7 +223,7 @@ class SyncEngine(Engine):
     def run(self, event: Event) -> Event | None:
         if self.chain is not None:
             return run_chain(self, event)
-        state = _State()
+        state = EventState()
         starts = self.starts
         try:
             if len(starts) == 1:
@@ -242,7 +242,7 @@ class SyncEngine(Engine):
             out = self._run_coroutine(out)
         return out
 
-    def _emit(self, node: Node, event: Event, state: _State) -> None:
+    def _emit(self, node: Node, event: Event, state: EventState) -> None:
         while True:
             try:
                 out = node.call(event) if not node.is_async else self._call(node, event)
@@ -284,7 +284,7 @@ class SyncEngine(Engine):
                 return
             node, event = children[0], out
 
-    def _after_step(self, node: Node, out: Event, state: _State) -> None:
+    def _after_step(self, node: Node, out: Event, state: EventState) -> None:
         if node.responder:
             state.respond(out)
             if node.children:
@@ -297,7 +297,7 @@ class SyncEngine(Engine):
             return
         self._fan_out(node.children, out, state)
 
-    def _fan_out(self, children: list[Node], event: Event, state: _State) -> None:
+    def _fan_out(self, children: list[Node], event: Event, state: EventState) -> None:
         events = [event] + [event.copy() for _ in children[1:]]  # copies before any branch runs
         for child, branch_event in zip(children, events):
             self._emit(child, branch_event, state)
@@ -311,13 +311,13 @@ def _body_event(event: Event, body: Any) -> Event:
 class AsyncEngine(Engine):
     """Runs the graph as a coroutine; branches run concurrently when steps are async."""
 
-    async def run(self, event: Event, state: _State | None = None) -> Event | None:
+    async def run(self, event: Event, state: EventState | None = None) -> Event | None:
         if self.chain is not None:
             result = run_chain(self, event)
             if state is not None:
                 state.respond(result)
             return result
-        state = state or _State()
+        state = state or EventState()
         try:
             await self._fan_out(self.starts, event, state)
         except (StepError, HTTPError):
@@ -330,7 +330,7 @@ class AsyncEngine(Engine):
         out = node.call(event)
         return await out if node.is_async else out
 
-    async def _emit(self, node: Node, event: Event, state: _State) -> None:
+    async def _emit(self, node: Node, event: Event, state: EventState) -> None:
         try:
             out = await self._call(node, event)
         except Exception as exc:  # noqa: BLE001 - routed to error handlers
@@ -361,7 +361,7 @@ class AsyncEngine(Engine):
                 continue
             await self._fan_out(node.children, item, state)
 
-    async def _fan_out(self, children: list[Node], event: Event, state: _State) -> None:
+    async def _fan_out(self, children: list[Node], event: Event, state: EventState) -> None:
         if len(children) == 1:
             await self._emit(children[0], event, state)
             return

@@ -13,7 +13,7 @@ from ..graph.steps import BaseStep, FlowStep, RouterStep, step_from_dict
 from ..graph.validate import validate_graph
 from .context import GraphContext
 from .event import Event
-from .flow import AsyncEngine, SyncEngine, build_nodes, drive, run_chain
+from .flow import AsyncEngine, SyncEngine, EventState, build_nodes, drive, run_chain
 from .nodes import post_init
 from .response import Response
 
@@ -160,23 +160,29 @@ class GraphServer:
     async def run_async(self, event: Event) -> Response:
         """Process one event inside a running event loop (the processor's path)."""
         try:
-            self._decode(event)
-            if not self._is_async:
-                result = self._engine.run(event)
-            elif not self._engine.has_async:
-                result = drive(self._engine.run(event))
-                if not self._engine.has_responder:
-                    result = None
+            if event.body.__class__ in (str, bytes, bytearray):
+                self._decode(event)
+            engine = self._engine
+            if self._chain is not None:
+                result = run_chain(engine, event)
+            elif not self._is_async:
+                result = engine.run(event)
+            elif not engine.has_async:
+                result = drive(engine.run(event))
             else:
-                task = asyncio.ensure_future(self._engine.run(event, state := _new_state()))
-                if not self._engine.has_responder:
-                    self._track(task)
-                    result = None
-                else:
-                    result = await self._wait_response(task, state)
+                result = await self._run_on_loop(event)
             return self._to_response(event, result)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - turned into a status code
             return self.error_response(exc)
+
+    async def _run_on_loop(self, event: Event) -> Event | None:
+        """Start the event on the running loop; wait for the responder's output, if any."""
+        state = EventState()
+        task = asyncio.ensure_future(self._engine.run(event, state))
+        if not self._engine.has_responder:
+            self._track(task)  # answered with {"id"} at once; processing goes on
+            return None
+        return await self._wait_response(task, state)
 
     async def _wait_response(self, task: asyncio.Future, state: Any) -> Any:
         state.future = asyncio.get_running_loop().create_future()
@@ -196,22 +202,10 @@ class GraphServer:
         if not task.cancelled() and task.exception() is not None and self.context is not None:
             self.context.logger.error(f"background event failed: {task.exception()}")
 
-    def _run_async_blocking(self, event: Event) -> Any:
-        engine = self._engine
-        if not engine.has_async:
-            result = drive(engine.run(event))
-            return result if engine.has_responder else None
-        loop = self._ensure_loop()
-        future = asyncio.run_coroutine_threadsafe(self.run_async_raw(event), loop)
-        return future.result()
-
-    async def run_async_raw(self, event: Event) -> Any:
-        state = _new_state()
-        task = asyncio.ensure_future(self._engine.run(event, state))
-        if not self._engine.has_responder:
-            self._track(task)
-            return None
-        return await self._wait_response(task, state)
+    def _run_async_blocking(self, event: Event) -> Event | None:
+        if not self._engine.has_async:
+            return drive(self._engine.run(event))
+        return asyncio.run_coroutine_threadsafe(self._run_on_loop(event), self._ensure_loop()).result()
 
     def _run_in_loop(self, coro: Any) -> Any:
         """Run a coroutine for the sync engine (an async step in a sync graph)."""
@@ -342,12 +336,6 @@ class GraphServer:
 
 def _looks_like_response(body: Any) -> bool:
     return type(body).__name__ == "Response" and hasattr(body, "status_code")
-
-
-def _new_state() -> Any:
-    from .flow import _State
-
-    return _State()
 
 
 def _content_type(body: Any) -> str:
