@@ -124,3 +124,105 @@ def test_single_handler_step_reads_its_parameter(tmp_path):
 def test_error_handler_per_step(tmp_path):
     out = run(tmp_path, ERRORS).strip().splitlines()[-1]
     assert eval(out) == {"failed_step": "my-class", "error": "bad input 5"}
+
+
+CLASSIFIER = '''
+import pickle
+from typing import List
+
+import numpy as np
+from cloudpickle import load
+import graphpack
+
+class ClassifierModel(graphpack.serving.V2ModelServer):
+    def load(self):
+        """load and initialize the model and/or other elements"""
+        model_file, extra_data = self.get_model(".pkl")
+        self.model = load(open(model_file, "rb"))
+
+    def predict(self, body: dict) -> List:
+        """Generate model predictions from sample."""
+        feats = np.asarray(body["inputs"])
+        result: np.ndarray = self.model.predict(feats)
+        return result.tolist()
+'''
+
+ROUTER = CLASSIFIER + '''
+from sklearn.datasets import load_iris
+
+fn = graphpack.new_function("serving", kind="serving", image="mlrun/mlrun")
+# set the topology/router
+graph = fn.set_topology("router")
+
+# Add the model
+fn.add_model("model1", class_name="ClassifierModel", model_path=MODEL_PATH)
+
+# Add additional models
+#fn.add_model("model2", class_name="ClassifierModel", model_path="<path2>")
+
+# create and use the graph simulator
+server = fn.to_mock_server()
+x = load_iris()['data'].tolist()
+result = server.test("/v2/models/model1/infer", {"inputs": x})
+
+print(result)
+'''
+
+FLOW = CLASSIFIER + '''
+from sklearn.datasets import load_iris
+x = load_iris()['data'].tolist()
+
+fn2 = graphpack.code_to_function("serving_example_flow",
+                             kind="serving",
+                             image="mlrun/mlrun")
+
+graph2 = fn2.set_topology("flow")
+
+graph2_enrich = graph2.to("storey.Extend", name="enrich", _fn='({"tag": "something"})')
+
+# add an Ensemble router with two child models (routes)
+router = graph2.add_step(graphpack.serving.ModelRouter(), name="router", after="enrich")
+router.add_route("m1", class_name="ClassifierModel", model_path=MODEL_PATH)
+router.respond()
+
+# Add additional models
+#router.add_route("m2", class_name="ClassifierModel", model_path=path2)
+
+# plot the graph (using Graphviz)
+graph2.plot(rankdir='LR')
+fn2_server = fn2.to_mock_server()
+
+result = fn2_server.test("/v2/models/m1/infer", {"inputs": x})
+
+print(result)
+graph2_enrich.error_handler("catcher")
+graph2.add_step("ErrHandler", name="catcher", full_event=True, after="")
+graph2.plot(rankdir='LR')
+fn2_server.wait_for_completion()
+'''
+
+
+def _iris_model(tmp_path):
+    import pickle
+
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    data = load_iris()
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps(LogisticRegression(max_iter=500).fit(data.data, data.target)))
+    return path
+
+
+def test_router_topology_with_a_model(tmp_path):
+    # the docs load model.pkl from a URL; no network here, so the same model is trained locally
+    code = f"MODEL_PATH = {str(_iris_model(tmp_path))!r}\n" + ROUTER
+    result = eval(run(tmp_path, code).strip().splitlines()[-1])
+    assert result["model_name"] == "model1" and len(result["outputs"]) == 150
+    assert set(result["outputs"]) == {0, 1, 2} and result["outputs"][0] == 0
+
+
+def test_flow_with_extend_router_and_respond(tmp_path):
+    code = f"MODEL_PATH = {str(_iris_model(tmp_path))!r}\n" + FLOW
+    result = eval(run(tmp_path, code).strip().splitlines()[-1])
+    assert result["model_name"] == "m1" and len(result["outputs"]) == 150
