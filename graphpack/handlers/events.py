@@ -5,7 +5,8 @@ does not decode event strings) and whose body is ``bytes``, ``str`` or, for JSON
 SDK could parse, a ``dict``/``list``. HTTP and cron events keep their path and method; events
 read from a stream are queue records: the path resets to ``/`` and a wrapped record
 (``{"full_event_wrapper": true, ...}``) is unwrapped into the event that was pushed. A
-``text/*`` body is decoded to ``str`` (the mock server's view of a text request).
+``text/*`` body, and a cron trigger's body without a content type, is decoded to ``str`` (the
+mock server's view of a text request, and the text the trigger declared).
 """
 from __future__ import annotations
 
@@ -86,8 +87,8 @@ def from_nuclio(event: Any, context: Any = None) -> Event:
         if isinstance(body, (bytes, bytearray)) and not body:
             body = None  # an empty request body (Nuclio may hand over b"")
         content_type = text(getattr(event, "content_type", None))
-        if isinstance(body, (bytes, bytearray)):
-            body = decode_text(body, content_type)
+        if isinstance(body, (bytes, bytearray)):  # a cron body is text declared in function.yaml
+            body = decode_text(body, content_type or ("text/plain" if kind == "cron" else ""))
         path = text(getattr(event, "path", None)) or "/"
         method = text(getattr(event, "method", None)) or ("POST" if kind != "cron" or body is not None else "GET")
         event_id = _header(headers, EVENT_ID_HEADERS) or text(getattr(event, "id", None)) or None

@@ -3,7 +3,7 @@
 ``toolchain`` skips (naming the missing part and the exact error) only when the setup step
 could not obtain the processor; ``shop`` is a project built once per session with
 ``graphpack build``: the seed router and flow graphs with a scikit-learn iris model, and a
-``mirror`` flow for JSON, text and bytes bodies plus a cron trigger.
+``mirror`` flow for JSON, text and bytes bodies plus two cron triggers (JSON and text bodies).
 """
 from __future__ import annotations
 
@@ -108,7 +108,12 @@ router.respond()
 mirror = project.set_function("serving.py", name="mirror", kind="serving")
 mirror.set_topology("flow", engine="sync").to(class_name="Mirror", name="mirror").respond()
 mirror.add_trigger("tick", graphpack.CronTrigger(interval="1s", body={"op": "tick"}))
+mirror.add_trigger("note", graphpack.CronTrigger(interval="1s", body="plain note"))
 '''
+
+
+#: the mirror's cron triggers and the bodies they declare
+CRON_BODIES = {"tick": {"op": "tick"}, "note": "plain note"}
 
 
 @pytest.fixture(scope="session")

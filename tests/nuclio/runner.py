@@ -192,7 +192,7 @@ class NuclioProcessor(_Process):
         return self
 
     def __enter__(self) -> Self:
-        return self.start()
+        return self if self.proc is not None else self.start()
 
 
 class GraphpackServe(_Process):
@@ -229,4 +229,4 @@ class GraphpackServe(_Process):
         return self
 
     def __enter__(self) -> Self:
-        return self.start()
+        return self if self.proc is not None else self.start()

@@ -1,5 +1,5 @@
 """Differences found between the mock server and the real Nuclio processor, pinned down at the
-unit level (the end-to-end proofs are in test_http.py, test_cron.py, test_child.py)."""
+unit level (the end-to-end proofs are in test_http.py and test_cron.py)."""
 from __future__ import annotations
 
 import nuclio_sdk
@@ -33,3 +33,13 @@ def test_nuclio_text_event_reaches_the_graph_as_str() -> None:
     raw = nuclio_sdk.Event(body=b"\x00\x01", content_type="application/octet-stream",
                            trigger=nuclio_sdk.TriggerInfo("http", "http"))
     assert from_nuclio(raw).body == b"\x00\x01"
+
+
+def test_cron_text_body_reaches_the_graph_as_str() -> None:
+    """Nuclio's cron event carries the declared body as bytes with no content type; the graph
+    gets the text the trigger declared (a JSON body keeps its Content-Type header and is decoded)."""
+    event = nuclio_sdk.Event(body=b"plain note", trigger=nuclio_sdk.TriggerInfo("cron", "note"))
+    graph_event = from_nuclio(event)
+    assert (graph_event.body, graph_event.trigger) == ("plain note", "cron")
+    stream = nuclio_sdk.Event(body=b"\x00raw", trigger=nuclio_sdk.TriggerInfo("http", "http"))
+    assert from_nuclio(stream).body == b"\x00raw"  # only cron bodies are text by construction

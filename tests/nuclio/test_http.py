@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from .client import Answer, Case, from_mock, over_http
-from .conftest import Built, mock_server
+from .conftest import CRON_BODIES, Built, mock_server
 from .runner import GraphpackServe, NuclioProcessor
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [5.9, 3.0, 5.1, 1.8]]
@@ -60,7 +60,7 @@ def running(toolchain: dict, shop: Built) -> Iterator[dict]:
     try:
         for function in CASES:
             directory = shop.function(function)
-            started[function] = [None, NuclioProcessor(toolchain, directory, triggers={"tick": None},
+            started[function] = [None, NuclioProcessor(toolchain, directory, triggers=dict.fromkeys(CRON_BODIES),
                                                        log_level="info").spawn(),
                                  GraphpackServe(directory).spawn()]
         for function, entry in started.items():
