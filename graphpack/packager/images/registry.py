@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -90,7 +91,11 @@ class Registry:
             if found:
                 username, password = found
         self.username, self.password = username, password
-        self._client = httpx.Client(timeout=timeout, follow_redirects=True)
+        # TCP_NODELAY: headers and body go out as separate writes; without it each small
+        # request waits for a delayed ACK (tens of ms on loopback)
+        transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+        self._client = httpx.Client(timeout=timeout, follow_redirects=True, transport=transport)
+        self._present: set[tuple[str, str]] = set()   # (repo, digest) known to be in the registry
         self._auth: dict[str, str] = {}   # scope -> Authorization header value
         self._basic = False
         self.uploads = 0                  # blobs really uploaded (for tests and progress)
@@ -186,10 +191,13 @@ class Registry:
         self._check(self._send("GET", self.url("/v2/"), "*"), "GET /v2/")
 
     def has_blob(self, repo: str, digest: str) -> bool:
+        if (repo, digest) in self._present:   # pushed or seen by this client: blobs are immutable
+            return True
         response = self._send("HEAD", self.url(f"/v2/{repo}/blobs/{digest}"), self._scope(repo, True))
         if response.status_code == 404:
             return False
         self._check(response, f"HEAD blob {digest[:19]}")
+        self._present.add((repo, digest))
         return True
 
     def get_blob(self, repo: str, digest: str) -> bytes:
@@ -211,6 +219,7 @@ class Registry:
             response = self._send("POST", url + "?" + urlencode({"mount": digest, "from": mount_from}), scope)
             if response.status_code == 201:
                 self.mounts += 1
+                self._present.add((repo, digest))
                 return False
         else:
             response = self._send("POST", url, scope)
@@ -231,6 +240,7 @@ class Registry:
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(length)}
         response = self._send("PUT", location, scope, content=body, headers=headers)
         self._check(response, f"upload {digest[:19]} to {repo}")
+        self._present.add((repo, digest))
         self.uploads += 1
         return True
 
