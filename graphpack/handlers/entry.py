@@ -11,11 +11,13 @@ This module runs inside the image: it imports graphpack's runtime only.
 """
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import os
 import threading
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..errors import GraphpackError
@@ -140,7 +142,7 @@ def handler(context: Any, event: Any) -> Any:
     try:
         kind = trigger_kind(event, context)
         graph_event = from_nuclio(event, context)
-        response = server.run(graph_event)
+        response = _run(server, graph_event)
     except Exception as exc:  # noqa: BLE001 - never let the wrapper send a traceback
         _logger(server).error(f"graphpack: event handling failed: {type(exc).__name__}: {exc}")
         return error_output(500, f"{type(exc).__name__}: {exc}", context)
@@ -148,6 +150,23 @@ def handler(context: Any, event: Any) -> Any:
         _logger(server).error(f"graphpack: stream event {graph_event.id} failed "
                                     f"({response.status_code}): {response.body}")
     return to_nuclio(response, context)
+
+
+def _run(server: GraphServer, event: Event) -> Any:
+    """``server.run(event)``; a sync graph with async steps runs on a helper thread when the
+    caller is inside a running event loop (Nuclio's wrapper calls sync handlers from its loop)."""
+    engine = getattr(server, "_engine", None)
+    if server.engine == "sync" and getattr(engine, "has_async", False):
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return server.run(event)
+        with _lock:
+            if _state.get("executor") is None:
+                _state["executor"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="graphpack-handler")
+            executor = _state["executor"]
+        return executor.submit(server.run, event).result()
+    return server.run(event)
 
 
 def _logger(server: GraphServer) -> Any:
@@ -205,6 +224,9 @@ def shutdown(timeout: float | None = 10) -> None:
     with _lock:
         consumers, _state["consumers"] = list(_state["consumers"]), []
         server = _state["server"]
+        executor, _state["executor"] = _state.get("executor"), None
+    if executor is not None:
+        executor.shutdown(wait=True)
     for consumer in consumers:
         consumer.stop()
     for consumer in consumers:

@@ -256,3 +256,33 @@ def test_str_body_headers_fields_and_event_id_header(flow):
     assert graph_event.fields == {"q": "1"} and graph_event.get_header("x-k") == "v"
     response = respond(entry.handler(flow, event))
     assert body_of(response) == {"echo": {"s": "x"}}
+
+
+ASYNC_STEPS = '''
+import asyncio
+
+
+class Slow:
+    async def do(self, body):
+        await asyncio.sleep(0.01)
+        return {"slow": body}
+'''
+
+
+@pytest.mark.parametrize("engine", ["sync", "async"])
+def test_async_step_called_from_the_wrappers_running_loop(started, engine):
+    """Nuclio's wrapper calls a sync handler from inside its own running event loop."""
+    import asyncio
+
+    fn = graphpack.new_function("slow", project="proj")
+    fn.set_topology("flow", engine=engine).to(class_name="Slow", name="slow").respond()
+    context = started(fn.serving_spec(), code=ASYNC_STEPS)
+    event = decode_event(encode_event(body=b'{"a": 1}', content_type=JSON))
+
+    async def wrapper_loop():
+        return entry.handler(context, event)
+
+    for _ in range(2):
+        response = respond(asyncio.run(wrapper_loop()))
+        assert (response["status_code"], body_of(response)) == (200, {"slow": {"a": 1}})
+    assert body_of(respond(entry.handler(context, event))) == {"slow": {"a": 1}}  # and without a loop
