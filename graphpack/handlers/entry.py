@@ -122,6 +122,8 @@ def init_context(context: Any, modules: Iterable[str] = (), spec_dir: str | None
     platform = getattr(context, "platform", None)
     if platform is not None and hasattr(platform, "set_termination_callback"):
         platform.set_termination_callback(lambda: shutdown(timeout=10))
+    if platform is not None and hasattr(platform, "set_drain_callback"):  # stream rebalance: finish in-flight
+        platform.set_drain_callback(lambda: server.wait_for_completion(10))
     url = os.environ.get(CONSUMER_ENV)
     if url:
         start_consumer(server, url, os.environ.get(GROUP_ENV) or "graphpack")

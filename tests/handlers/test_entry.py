@@ -286,3 +286,27 @@ def test_async_step_called_from_the_wrappers_running_loop(started, engine):
         response = respond(asyncio.run(wrapper_loop()))
         assert (response["status_code"], body_of(response)) == (200, {"slow": {"a": 1}})
     assert body_of(respond(entry.handler(context, event))) == {"slow": {"a": 1}}  # and without a loop
+
+
+def test_termination_and_drain_callbacks_finish_background_events(started):
+    """An async graph without a responder answers at once; SIGUSR2/SIGUSR1 callbacks wait for it."""
+    code = '''
+import asyncio
+
+DONE = []
+
+
+class Later:
+    async def do(self, body):
+        await asyncio.sleep(0.2)
+        DONE.append(body)
+'''
+    fn = graphpack.new_function("bg", project="proj")
+    fn.set_topology("flow", engine="async").to(class_name="Later", name="later")
+    context = started(fn.serving_spec(), code=code)
+    done = next(m.DONE for name, m in list(sys.modules.items()) if name.startswith("gp_user_") and hasattr(m, "DONE"))
+    for value, callback in ((1, context.platform._drain_callback), (2, context.platform._termination_callback)):
+        response = call(entry, context, body=json.dumps({"v": value}).encode(), content_type=JSON)
+        assert set(body_of(response)) == {"id"} and {"v": value} not in done
+        callback()
+        assert {"v": value} in done
