@@ -3,15 +3,16 @@
 The graph is the router topology with one model (a V2ModelServer whose ``predict`` returns
 its inputs), called as ``server.test("/v2/models/m/infer", {"inputs": [[1, 2, 3, 4]]})``.
 Measures, in one run:
-  - a bare call: the model's ``predict`` on the request, no server around it;
+  - a bare call: the model's ``predict`` on the request and the response dict, no server;
   - graphpack's mock server;
   - with ``--peer mlrun``: the identical code on MLRun (``import mlrun``) in bench/.venv-peers.
-It prints µs/event, events/s and the ratio against the goal: graphpack >= 3x MLRun's events/s.
-graphpack and the peer are measured in turns (``--rounds``, default 2) and each side keeps its
-best median, so load from other processes does not land on one side only.
+Each side runs in a worker process and the timed runs take turns (bench/_harness.py), so
+load drifting on a shared machine hits both sides alike. It prints µs/event, events/s and the
+ratio against the goal: graphpack >= 3x MLRun's events/s.
 
     python bench/router.py                 # graphpack + bare call
     python bench/router.py --peer mlrun    # ... and MLRun, with the ratio against it
+    python bench/router.py --peer mlrun --clock cpu   # ratio on process CPU time (busy machine)
     python bench/router.py --events 200 --repeats 1   # a quick smoke run
 """
 
@@ -23,13 +24,16 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# bench/ goes last on sys.path: its files (http.py, ...) must not shadow the standard library.
+_BENCH = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH] + [str(_BENCH)]
 
-from _harness import Timing, emit_result, measure, print_table, ratio_line  # noqa: E402
+from _harness import Timing, Worker, interleave, print_table, ratio_line, serve  # noqa: E402
 
 PATH = "/v2/models/m/infer"
 BODY = {"inputs": [[1.0, 2.0, 3.0, 4.0]]}
 DEFAULT_EVENTS = {"bare": 200_000, "router": 20_000}
+PEER_LABELS = {"mlrun": "MLRun"}
 GOAL = 3.0
 
 
@@ -47,14 +51,13 @@ def model_class(api):
 
 
 def bare_call():
-    """The model's own work with no server: predict on the request body."""
-    inputs = BODY["inputs"]
+    """The model's own work with no server: predict on the request, wrapped in a response."""
 
     def predict(request):
         return request["inputs"]
 
     def call():
-        return {"id": "x", "model_name": "m", "outputs": predict({"inputs": inputs})}
+        return {"id": "x", "model_name": "m", "outputs": predict(BODY)}
 
     return call
 
@@ -67,15 +70,33 @@ def build_server(api):
     return fn.to_mock_server(namespace={"EchoModel": model_class(api)})
 
 
-def measure_api(module: str, events: int, repeats: int) -> Timing:
-    """Time V2 infer requests through ``module``'s mock server."""
+def worker(module: str) -> None:
+    """Child mode: build the mock server on ``module`` and serve timed runs (_harness.serve)."""
     api = importlib.import_module(module)
     importlib.import_module(f"{module}.serving")
     server = build_server(api)
     got = server.test(PATH, BODY)
     if not isinstance(got, dict) or got.get("outputs") != BODY["inputs"] or got.get("model_name") != "m":
         raise SystemExit(f"{module}: the router answered {got!r}")
-    return measure(f"{module} router", lambda: server.test(PATH, BODY), events, repeats)
+    cases = {"router": lambda: server.test(PATH, BODY)}
+    if module == "graphpack":
+        cases["bare"] = bare_call()
+    serve(cases, warmup=300)
+
+
+def run_all(peer: str | None, events: dict[str, int], repeats: int) -> dict[str, Timing]:
+    """Start the workers and time every case, graphpack and peer taking turns run by run."""
+    script = str(Path(__file__).resolve())
+    workers = [Worker("graphpack", [sys.executable, "-P", script, "--worker", "graphpack"])]
+    try:
+        if peer:
+            from peers import start_worker
+
+            workers.append(start_worker(peer, script, ["--worker", peer], label=PEER_LABELS[peer]))
+        return interleave(workers, events, repeats)
+    finally:
+        for w in workers:
+            w.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,50 +104,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peer", choices=["mlrun"], help="also run the identical graph on this peer")
     parser.add_argument("--events", type=int, help="events per timed run for every case (default: per case)")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per case; the median is shown")
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="alternate graphpack and the peer this many times; each keeps its best median")
     parser.add_argument("--json", metavar="FILE", help="write all timings to FILE as JSON")
     parser.add_argument("--markdown", action="store_true", help="also print a README table")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="time the ratios use: wall clock (default) or process CPU time, "
+                             "which other load on the machine disturbs less")
     parser.add_argument("--check", action="store_true", help="exit 1 when the measured goal is missed")
-    parser.add_argument("--worker", metavar="MODULE", help=argparse.SUPPRESS)  # child mode: one API only
+    parser.add_argument("--worker", metavar="MODULE", help=argparse.SUPPRESS)  # child mode: serve runs
     args = parser.parse_args(argv)
     events = {k: args.events or v for k, v in DEFAULT_EVENTS.items()}
 
     if args.worker:
-        emit_result(measure_api(args.worker, events["router"], args.repeats).to_dict())
+        worker(args.worker)
         return 0
 
-    print(f"router bench: POST {PATH} {json.dumps(BODY)} through the mock server, "
-          f"median of {args.repeats} runs, best of {args.rounds} round(s), python {sys.version.split()[0]}",
-          flush=True)
-    bare = measure("bare predict call", bare_call(), events["bare"], args.repeats)
-    print_table([bare])
-    # graphpack and the peer take turns, round after round; each side keeps its best median,
-    # so a burst of load on a shared machine penalises neither side more than the other
-    gp: Timing | None = None
-    peer: Timing | None = None
-    for _ in range(args.rounds):
-        t = measure_api("graphpack", events["router"], args.repeats)
-        gp = t if gp is None or t.us_per_event < gp.us_per_event else gp
-        if args.peer:
-            from peers import run_script
+    print(f"router bench: POST {PATH} {json.dumps(BODY)} through the mock server, median of "
+          f"{args.repeats} runs taken in turns, python {sys.version.split()[0]}", flush=True)
+    timings = run_all(args.peer, events, args.repeats)
+    bare = timings.pop("graphpack bare")
+    bare.name = "bare predict call"
+    gp = timings["graphpack router"]
+    peer = timings[f"{PEER_LABELS[args.peer]} router"] if args.peer else None
+    print_table([bare, gp, *([peer] if peer else [])])
 
-            result = run_script(args.peer, Path(__file__).resolve(),
-                                ["--worker", args.peer, "--repeats", str(args.repeats)]
-                                + (["--events", str(args.events)] if args.events else []))
-            p = Timing.from_dict(result)
-            p.name = p.name.replace("mlrun", "MLRun")
-            peer = p if peer is None or p.us_per_event < peer.us_per_event else peer
-    assert gp is not None
-    print_table([gp] + ([peer] if peer else []))
+    def us(t: Timing) -> float:
+        return (t.cpu_us_per_event or t.us_per_event) if args.clock == "cpu" else t.us_per_event
 
-    overhead = gp.us_per_event / bare.us_per_event
-    print(ratio_line("graphpack router / bare predict (µs/event)", overhead))
+    if args.clock == "cpu":
+        print("ratios below use process CPU time (--clock cpu), not wall-clock time")
+    print(ratio_line("graphpack router / bare predict (µs/event)", us(gp) / us(bare)))
     if peer is None:
         line = ratio_line("graphpack router vs MLRun router (events/s)", None,
                           f">= {GOAL:g}x; run with --peer mlrun to measure")
     else:
-        value = peer.us_per_event / gp.us_per_event
+        value = us(peer) / us(gp)
         line = ratio_line("graphpack router vs MLRun router (events/s)", value, f">= {GOAL:g}x", value >= GOAL)
     print(line)
     if args.markdown:

@@ -27,3 +27,13 @@ def test_router_bench_quick_run(tmp_path: Path) -> None:
     assert "| graphpack router |" in out
     data = json.loads(out_json.read_text())
     assert data["graphpack"]["events"] == 30 and data["graphpack"]["us_per_event"] > 0
+
+
+def test_router_bench_cpu_clock() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "router.py"), "--events", "20", "--repeats", "1", "--clock", "cpu"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ratios below use process CPU time (--clock cpu)" in proc.stdout
+    assert re.search(r"graphpack router\s+[0-9.]+ µs/event\s+[0-9,]+ events/s\s+[0-9.]+ cpu-µs/event", proc.stdout)
