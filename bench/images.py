@@ -139,6 +139,11 @@ def main() -> int:
     import shutil
 
     shutil.rmtree(work, ignore_errors=True)
+    for tag in [f"graphpack-bench/echo:cold{run}" for run in range(args.repeats)] + ["graphpack-bench/echo:hot"]:
+        try:
+            docker.client.images.remove(tag)
+        except Exception:  # noqa: BLE001 - cleanup only
+            pass
     return 0
 
 

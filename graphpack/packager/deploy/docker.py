@@ -302,6 +302,7 @@ class DockerDeployer(LocalDeployer):
                     yield line.decode(errors="replace")
 
     def delete(self, functions: list[str] | None = None, purge: bool = False) -> list[str]:
+        """Stop and remove the containers; ``purge`` also drops queued data, build output and images."""
         import shutil
 
         state = self.load_state()
@@ -310,15 +311,27 @@ class DockerDeployer(LocalDeployer):
         for name in names:
             if name not in known:
                 raise unknown_function(name, list(known))
+        images = []
         for name in sorted(names, key=lambda n: known[n].get("root") != n):
             self._remove(known[name].get("container"), _quiet)
-            known.pop(name)
+            images.append(known.pop(name).get("image"))
         self.save_state(state)
         if purge:
+            self._remove_images([i for i in images if i])
             shutil.rmtree(self.queues_dir, ignore_errors=True)
             if not known:
                 shutil.rmtree(self.build_dir, ignore_errors=True)
         return names
+
+    def _remove_images(self, images: list[str]) -> None:
+        """Untag the functions' images (layers other images share stay)."""
+        import docker.errors
+
+        for image in images:
+            try:
+                self.docker.images.remove(image)
+            except docker.errors.APIError:
+                pass   # in use by another container or already gone: nothing to purge
 
     @staticmethod
     def _digest(context: Any) -> str:

@@ -1,6 +1,7 @@
 """The docker target with the real Docker engine and a real registry (deploy/docker.py)."""
 import json
 import socket
+import time
 import uuid
 
 import pytest
@@ -102,4 +103,39 @@ def test_missing_secret_is_a_clear_error(project, monkeypatch):
     deployer = get_deployer("docker", project.context)
     with pytest.raises(GraphpackError, match="needs API_TOKEN in the environment"):
         deployer.apply(deployer.plan(project))
+    assert deployer.status() == {}
+
+
+CHILD = '''
+class Writer:
+    def do(self, body):
+        print("child got", body, flush=True)
+        return body
+'''
+
+
+def test_root_and_child_joined_by_a_file_queue_in_a_bind_mount(tmp_path, engine):
+    (tmp_path / "serving.py").write_text(CODE)
+    (tmp_path / "child.py").write_text(CHILD)
+    project = graphpack.get_or_create_project("q" + uuid.uuid4().hex[:6], str(tmp_path))
+    fn = project.set_function("serving.py", name="root")
+    fn.set_topology("flow", engine="sync").to(class_name="Pre", name="pre").respond() \
+        .to(">>", "q1", path="").to(class_name="Writer", name="write", function="child")
+    fn.add_child_function("child", "child.py")
+    fn.with_http(workers=1, port=free_port())
+    deployer = get_deployer("docker", str(tmp_path))
+    try:
+        status = deployer.apply(deployer.plan(project))
+        assert set(status) == {"root", "child"} and {s["state"] for s in status.values()} == {"running"}
+        answer = deployer.invoke("root", "/", {"n": 7})
+        assert answer.body["body"] == {"n": 7} and answer.body["uid"] == 10001
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            lines = [line for line in deployer.logs("child") if "child got" in line]
+            if lines:
+                break
+            time.sleep(0.2)
+        assert lines and "'n': 7" in lines[0] and "'tag': 'v1'" in lines[0]
+    finally:
+        deployer.delete(purge=True)
     assert deployer.status() == {}

@@ -21,6 +21,8 @@ def test_builder_contract(builder_name, auth_registry, base_image, make_context,
         tag = f"{auth_registry.host}/{repo(builder_name)}:v1"
         ref = check_image_builder(builder, context, tag, client, secrets=[secret_env])
     assert isinstance(ref, ImageRef) and ref.pinned == tag.rsplit(":", 1)[0] + "@" + ref.digest
+    if builder_name == "docker":
+        builder.client.images.remove(tag)
 
 
 def test_fixed_builder_is_a_fake_with_stable_digests(make_context):

@@ -84,6 +84,12 @@ def test_both_builders_build_push_pull_run_and_answer_the_same(registry, base_im
     finally:
         for container, _ in containers.values():
             container.remove(force=True)
+        for image in images.values():
+            for ref in (image["pinned"], image["image"]):
+                try:
+                    docker_engine.images.remove(ref)
+                except Exception:  # noqa: BLE001 - the docker-built tag may share the pulled image
+                    pass
 
 
 def invoke(port, body, container, timeout=60):
