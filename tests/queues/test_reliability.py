@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from graphpack.queues import open_queue
+from graphpack.queues import check_queue_url, open_queue
 from graphpack.queues import record as wire
 from graphpack.runtime.event import Event
 
@@ -90,7 +90,7 @@ def _produce(url: str, options: dict, errors: list) -> threading.Thread:
 def _soak(url: str, out: Path, options: dict) -> None:
     shards = 2
     options = {**options, "shards": shards, "batch_size": BATCH, "delay": 0.0003}
-    open_queue(url, **{k: v for k, v in options.items() if k not in ("delay", "batch_size", "lease_ttl")}).check()
+    check_queue_url(url, **{k: v for k, v in options.items() if k not in ("delay", "batch_size", "lease_ttl")})
     errors: list = []
     producer = _produce(url, options, errors)
     kills = 0
@@ -143,11 +143,16 @@ def test_s3_queue_survives_kill_9(tmp_path, s3_server, s3_bucket):
           {"endpoint_url": s3_server, "linger": 0.05, "poll_interval": 0.02, "lease_ttl": 2.0})
 
 
+def test_v3io_queue_survives_kill_9(tmp_path, v3io_server):
+    _soak("v3io://bigdata/queues/q", tmp_path / "out.txt",
+          {"endpoint": v3io_server, "access_key": "k", "poll_interval": 0.02, "lease_ttl": 2.0})
+
+
 def _split(url: str, out: Path, options: dict) -> None:
     shards = 4
     options = {**options, "shards": shards, "batch_size": 20, "lease_ttl": 2.0}
     plain = {k: v for k, v in options.items() if k not in ("batch_size", "lease_ttl")}
-    open_queue(url, **plain).check()
+    check_queue_url(url, **plain)
     procs = [_spawn(url, out, f"member-{i}", options) for i in range(2)]
     try:
         time.sleep(3.0)  # two heartbeats: both members see each other and settle their shards

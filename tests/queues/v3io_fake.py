@@ -396,6 +396,7 @@ def evaluate(expression: str, attrs: dict[str, Any]) -> bool:
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeV3io
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stalls
 
     def log_message(self, *args: Any) -> None:  # quiet
         pass
@@ -422,13 +423,23 @@ class _Handler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_GET = do_HEAD = do_DELETE = _serve
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (a killed consumer) is normal here; anything else is printed."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
 @contextmanager
 def serve(fake: FakeV3io | None = None) -> Iterator[str]:
     """Run the fake on 127.0.0.1 (a free port) in a thread; yields its URL (``.fake`` on the server)."""
     fake = fake or FakeV3io()
     handler = type("Handler", (_Handler,), {"fake": fake})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
