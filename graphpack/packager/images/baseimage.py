@@ -110,9 +110,9 @@ def _unpack(debs: list[Path], rootfs: Path) -> None:
         (rootfs / link).symlink_to(f"usr/{link}")
     for deb in debs:
         fsys = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
-        tar = subprocess.run(["tar", "-x", "--keep-directory-symlink", "--no-same-owner", "-C", str(rootfs)],
-                             stdin=fsys.stdout, capture_output=True)
-        fsys.wait()
+        with fsys:
+            tar = subprocess.run(["tar", "-x", "--keep-directory-symlink", "--no-same-owner", "-C", str(rootfs)],
+                                 stdin=fsys.stdout, capture_output=True)
         if fsys.returncode or tar.returncode:
             raise GraphpackError(f"cannot unpack {deb.name}: {tar.stderr.decode(errors='replace')[-300:]}")
     for drop in DROP:
@@ -162,7 +162,11 @@ def build_base(progress: Progress | None = None, force: bool = False) -> Image:
     paths = _download(debs, root / "debs")
     with tempfile.TemporaryDirectory(prefix="graphpack-rootfs-") as tmp:
         rootfs = Path(tmp) / "rootfs"
-        _unpack(paths, rootfs)
+        umask = os.umask(0o022)   # directories tar creates implicitly: same modes on any machine
+        try:
+            _unpack(paths, rootfs)
+        finally:
+            os.umask(umask)
         layer = store.write_layer(tree_entries(rootfs), comment="debian python3 closure")
     container = {
         "Env": [f"PATH={PATH}", "LANG=C.UTF-8", "PYTHONDONTWRITEBYTECODE=1"],
