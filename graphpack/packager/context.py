@@ -146,8 +146,11 @@ def write_contexts(contexts: list[BuildContext], output: str | Path) -> list[Pat
     if duplicates:
         raise GraphpackError(f"two functions would be built into the same directory: {', '.join(duplicates)}")
     created = not output.exists()
-    output.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".graphpack-build-", dir=output))
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".graphpack-build-", dir=output))
+    except OSError as exc:
+        raise GraphpackError(f"cannot write the build output {str(output)!r}: {exc.strerror or exc}") from None
     try:
         for context in contexts:
             _write_tree(staging / context.plan.function, context.files)
@@ -159,10 +162,12 @@ def write_contexts(contexts: list[BuildContext], output: str | Path) -> list[Pat
                 os.replace(target, old)
             os.replace(staging / context.plan.function, target)
             moved.append(target)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
         if created:
             shutil.rmtree(output, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise GraphpackError(f"cannot write the build output {str(output)!r}: {exc.strerror or exc}") from None
         raise
     shutil.rmtree(staging, ignore_errors=True)
     return moved

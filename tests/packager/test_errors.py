@@ -157,3 +157,12 @@ fn.add_model("m1", class_name="Echo", model_path="/m", child_function="side")
 fn.add_child_function("side")
 ''')
     assert run_build("-f", str(source), "-o", str(tmp_path / "out")).exit_code == 0
+
+
+def test_output_that_is_a_file(tmp_path):
+    source = write_project(tmp_path / "src", FLOW)
+    out = tmp_path / "taken"
+    out.write_text("not a directory")
+    result = run_build("-f", str(source), "-o", str(out))
+    assert result.exit_code == 1 and "cannot write the build output" in result.stderr
+    assert out.read_text() == "not a directory"
