@@ -178,13 +178,13 @@ class Engine:
 
 
 def plain_chain(nodes: list[Node], starts: list[Node], error_node: Node | None) -> tuple | None:
-    """(functions, node names) when the graph is one chain of body -> body calls with no error
-    handlers and the responder (if any) last: then the engines run it as a plain loop."""
-    if len(starts) != 1 or error_node is not None or len(nodes) != len(set(nodes)):
+    """(chain function, nodes) when the graph is one chain of body -> body calls with no error
+    handlers and the responder (if any) last: then the engines run it as one plain call."""
+    if len(starts) != 1 or error_node is not None:
         return None
     chain, node = [], starts[0]
     while True:
-        if node.body_fn is None or node.on_error is not None or node.kind not in ("task",):
+        if node.body_fn is None or node.on_error is not None or node.kind != "task":
             return None
         chain.append(node)
         if len(node.children) > 1 or (node.responder and node.children):
@@ -194,22 +194,29 @@ def plain_chain(nodes: list[Node], starts: list[Node], error_node: Node | None) 
         node = node.children[0]
     if len(chain) != len(nodes):
         return None
-    return tuple(n.body_fn for n in chain), tuple(chain)
+    return _compile_chain([n.body_fn for n in chain]), tuple(chain)
+
+
+def _compile_chain(functions: list) -> Any:
+    """``def chain(body): body = f0(body); body = f1(body); ...; return body`` — one frame for
+    the whole chain; a failure's line number tells which step raised."""
+    lines = ["def chain(body):"] + [f"    body = f{i}(body)" for i in range(len(functions))] + ["    return body"]
+    namespace = {f"f{i}": fn for i, fn in enumerate(functions)}
+    exec(compile("\n".join(lines), "<graphpack chain>", "exec"), namespace)  # noqa: S102 - our own template
+    return namespace["chain"]
 
 
 def run_chain(engine: "Engine", event: Event) -> Event:
-    """Run a plain chain (see plain_chain); failures name their step."""
-    functions, chain = engine.chain  # type: ignore[misc]
-    body = event.body
-    index = 0
+    """Run a plain chain (see plain_chain); a failure names its step."""
+    chain, nodes = engine.chain  # type: ignore[misc]
     try:
-        for fn in functions:
-            body = fn(body)
-            index += 1
+        event.body = chain(event.body)
     except Exception as exc:  # noqa: BLE001 - no error handler in a plain chain
-        event.body = body
-        engine._error_event(chain[index], event, exc)  # pushes to the error stream, raises StepError
-    event.body = body
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_frame.f_code is not chain.__code__:
+            tb = tb.tb_next
+        index = tb.tb_lineno - 2 if tb is not None else 0
+        engine._error_event(nodes[index], event, exc)  # pushes to the error stream, raises StepError
     return event
 
 

@@ -324,7 +324,7 @@ class GraphServer:
             response = self.error_response(exc)
         else:
             body = self._result_body(event, result)
-            if get_body and body.__class__ is not Response and not _looks_like_response(body):
+            if get_body and (body.__class__ in _PLAIN or not _looks_like_response(body)):
                 return body  # the common case: no Response object needed
             response = self._to_response(event, result)
         if response.status_code >= 300 and not silent:
@@ -332,6 +332,9 @@ class GraphServer:
         if not get_body or response.status_code >= 300:
             return response
         return response.body
+
+
+_PLAIN = (dict, list, str, int, float, bool, type(None), bytes)
 
 
 def _looks_like_response(body: Any) -> bool:

@@ -309,3 +309,17 @@ def test_error_stream_receives_failed_events(engine):
     records = [json.loads(item.data) for item in items]
     assert [(r["step"], r["event"]["body"]) for r in records] == [("bad", 3)]
     assert "boom on 3" in records[0]["error"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_failure_inside_a_chain_names_the_failing_step(engine):
+    fn, graph = flow(engine)
+    graph.to(handler="(event + 'x')", name="one").to(handler="str.upper", name="two") \
+        .to(handler="int", name="three").to(handler="(event * 2)", name="four").respond()
+    server = fn.to_mock_server()
+    resp = server.test("/", "1", silent=True)
+    assert resp.status_code == 500
+    assert resp.body["step"] == "three" and "invalid literal for int()" in resp.body["error"]
+    fn, graph = flow(engine)
+    graph.to(handler="(event + 1)", name="one").to(handler="(event * 2)", name="two").respond()
+    assert fn.to_mock_server().test("/", 3) == 8
