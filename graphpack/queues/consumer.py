@@ -65,6 +65,7 @@ class Consumer:
         self.owned: set[int] = set()
         self.processed = 0
         self.dead_lettered = 0
+        self.errors = 0
         self._stop = threading.Event()
         self._next_balance = 0.0
         self.cleanup_interval = cleanup_interval
@@ -108,7 +109,12 @@ class Consumer:
 
     # -- processing --------------------------------------------------------------------------------
     def run_once(self) -> int:
-        """Process at most one batch from every owned shard; returns how many items were handled."""
+        """Process at most one batch from every owned shard; returns how many items were handled.
+
+        If anything fails between reading a batch and committing it (a dead-letter push, the
+        commit itself, a crash of the handler that is not an ``Exception``), the shard is rewound
+        to its checkpoint before the error propagates, so the batch is delivered again.
+        """
         done = 0
         for shard in sorted(self.rebalance()):
             if self._stop.is_set():
@@ -116,13 +122,16 @@ class Consumer:
             items = self.queue.read(shard, self.group, max_records=self.batch_size, timeout=0)
             if not items:
                 continue
-            for item in items:
-                self._handle(item)
-                done += 1
             try:
+                for item in items:
+                    self._handle(item)
+                    done += 1
                 self.queue.commit(shard, self.group, items[-1].offset)
             except LeaseLost:
                 self._lost(shard)
+            except BaseException:
+                self.queue.rewind(shard, self.group)
+                raise
         self._maybe_cleanup()
         return done
 
@@ -169,12 +178,20 @@ class Consumer:
 
         When a round finds nothing, the loop waits ``poll_interval`` and doubles the wait on every
         further empty round up to ``max_poll_interval`` (each poll of an S3 shard is a request).
+        Errors from the queue (an unreachable store, say) are logged and retried with the same
+        backoff; the failed batch is delivered again.
         """
         stop = stop or self._stop
         idle = self.poll_interval
         try:
             while not stop.is_set() and not self._stop.is_set():
-                if self.run_once() == 0:
+                try:
+                    handled = self.run_once()
+                except Exception as exc:  # noqa: BLE001 - keep consuming; the batch was rewound
+                    logger.warning("consumer %s of %s: %s; retrying", self.owner, self.queue.url, exc)
+                    self.errors += 1
+                    handled = 0
+                if handled == 0:
                     stop.wait(idle)
                     idle = min(idle * 2, self.max_poll_interval)
                 else:

@@ -184,3 +184,34 @@ def test_idle_polling_backs_off(tmp_path):
     assert len(calls) < 20  # 1 s idle at 10 ms without backoff would be ~100 polls
     assert consumer.processed == 1
     q.close()
+
+
+def test_failed_dead_letter_push_redelivers_the_rest_of_the_batch(queue_factory):
+    q = queue_factory()
+    q.push([{"n": n} for n in range(6)])
+    q.flush()
+    seen = []
+    broken = [True]
+
+    def dead_letter(item, exc):
+        if broken[0]:
+            broken[0] = False
+            raise ConnectionError("dead-letter queue unreachable")
+
+    def handler(rec, item):
+        if rec["n"] == 2:
+            raise ValueError("poison")
+        seen.append(rec["n"])
+
+    consumer = Consumer(q, "child", handler, max_attempts=1, dead_letter=dead_letter,
+                        poll_interval=0.01, max_poll_interval=0.02)
+    stop = threading.Event()
+    thread = threading.Thread(target=consumer.run, args=(stop,))
+    thread.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and seen[-1:] != [5]:
+        time.sleep(0.01)
+    stop.set()
+    thread.join(5)
+    assert consumer.errors == 1
+    assert seen == [0, 1, 0, 1, 3, 4, 5]  # the batch came again from the checkpoint; nothing skipped
