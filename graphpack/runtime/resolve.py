@@ -74,7 +74,7 @@ def resolve_object(name: str, namespaces: list, kind: str = "class") -> Any:
         obj = _builtin_alias(name)
         if obj is not None:
             return obj
-        obj = _import(name)
+        obj = _import(name) or _lookup(builtins, name)  # "json.dumps", "str.upper"
         if obj is not None:
             return obj
         for namespace in namespaces:  # last resort: the short name in the user's code
