@@ -12,6 +12,7 @@ S3 requests per event (root + child, every request boto3 sent) and p50/p99 deliv
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import subprocess
 import sys
@@ -21,10 +22,15 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+# bench/ holds modules named like stdlib ones (http.py): keep it off sys.path, load _harness by path
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from _harness import emit_result, ratio_line, read_result
+_spec = importlib.util.spec_from_file_location("_harness", BENCH / "_harness.py")
+_harness = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
+sys.modules["_harness"] = _harness
+_spec.loader.exec_module(_harness)  # type: ignore[union-attr]
+emit_result, ratio_line, read_result = _harness.emit_result, _harness.ratio_line, _harness.read_result
 
 GOAL_EVENTS_PER_S = 10_000
 GOAL_REQUESTS_PER_EVENT = 0.01
