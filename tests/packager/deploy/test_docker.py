@@ -91,7 +91,9 @@ def test_cli_deploy_status_invoke_logs_down_without_a_registry(project, monkeypa
     logs = runner.invoke(main, ["logs", "root", "--target", "docker", "-C", directory])
     assert "worker 0 ready" in logs.output
     # unchanged: nothing to do; changed code: the container is replaced
-    again = get_deployer("docker", directory).plan(project)
+    from graphpack.source import load_source
+
+    again = get_deployer("docker", directory).plan(load_source(directory))
     assert not again.changes
     down = runner.invoke(main, ["down", "--target", "docker", "-C", directory])
     assert down.exit_code == 0 and "stopped 1 function(s): root" in down.output
