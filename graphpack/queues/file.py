@@ -49,11 +49,15 @@ def write_atomic(path: Path, data: bytes, fsync: bool = True) -> None:
             os.fsync(f.fileno())
     os.replace(tmp, path)
     if fsync:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    dir_fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def _scan(f: Any, pos: int, offset: int | None, limit: int | None = None) -> tuple[list[tuple[int, bytes]], int]:
@@ -142,6 +146,8 @@ class FileQueue(Queue):
                     f.flush()
                     if self.fsync:
                         os.fsync(f.fileno())
+                if self.fsync and size == 0:  # a new segment: make its directory entry durable too
+                    _fsync_dir(segment.parent)
                 self._tails[shard] = (segment, size + len(buf), next_offset)
             finally:
                 os.close(lock_fd)
