@@ -169,7 +169,9 @@ def _parse_data(data: str | None) -> Any:
 
 @main.command("deploy")
 @source_option
-@click.option("--target", default="local", show_default=True, help="local (more targets: docker, nuclio, knative)")
+@click.option("--target", default="local", show_default=True,
+              help="local, nuclio or knative (cluster targets read $GRAPHPACK_REGISTRY, $NUCLIO_DASHBOARD_URL, "
+                   "$KUBECONFIG)")
 @click.option("--function", "functions", multiple=True, help="project function to deploy (default: all); repeatable")
 @click.option("--dry-run", is_flag=True, help="print the plan and change nothing")
 @click.option("--json", "as_json", is_flag=True, help="print the plan / result as JSON")
@@ -195,6 +197,27 @@ def deploy_command(source: str, target: str, functions: tuple, dry_run: bool, as
     for name, info in status.items():
         click.echo(f"{name}: {info['url']}  ({info['state']})")
     click.echo(f"deployed {len(plan.changes)} change(s), {len(status)} function(s) running on {target}")
+
+
+@main.command("render")
+@source_option
+@click.option("--target", type=click.Choice(["knative", "nuclio"]), required=True, help="manifests for this target")
+@click.option("-o", "--output", required=True, help="directory to write the manifests to")
+@click.option("--function", "functions", multiple=True, help="project function to render (default: all); repeatable")
+@click.option("--image", "images", multiple=True, help="FUNCTION=IMAGE: use this image, build nothing; repeatable")
+@click.option("--registry", envvar="GRAPHPACK_REGISTRY", help="build images and push them here [$GRAPHPACK_REGISTRY]")
+@click.option("--builder", default="oci", show_default=True, help="image builder: oci, docker or fixed")
+@click.option("--namespace", help="namespace written into the manifests")
+def render_command(source: str, target: str, output: str, functions: tuple, images: tuple, registry: str | None,
+                   builder: str, namespace: str | None) -> None:
+    """Write the target's manifests (GitOps) without applying them."""
+    from .packager.render import Images, parse_images, render
+    from .source import load_source
+
+    project = load_source(source)
+    chosen = Images(parse_images(images), registry, builder)
+    for path in render(project, target, output, list(functions) or None, chosen, namespace, _progress(False)):
+        click.echo(str(path))
 
 
 @main.command("invoke")

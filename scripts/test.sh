@@ -51,6 +51,8 @@ step_pip() {
 # from Debian's python3 .deb closure and cached by content under $GRAPHPACK_CACHE/images.
 step_docker() {
   apt_install docker.io docker-registry skopeo apache2-utils
+  # the base image is unpacked from .deb files that `apt-get download` fetches: it needs the lists
+  compgen -G "/var/lib/apt/lists/*_Packages*" > /dev/null || (flock 9; as_root apt-get update -q) 9> "$CACHE/apt.lock"
   mkdir -p "$CACHE/images"
   [ -s "$CACHE/images/htpasswd" ] || htpasswd -Bbn graphpack graphpack-test > "$CACHE/images/htpasswd"
   if docker info > /dev/null 2>&1; then note "dockerd running"; return 0; fi
@@ -83,6 +85,12 @@ step_nuclio() {
     3) note "UNAVAILABLE (tests/nuclio will skip): ${out##*$'\n'}" ;;
     *) return $rc ;;
   esac
+}
+
+# Knative manifest checker (tests/knative: Knative's own Go validation + the CRD schemas from the
+# same modules), cached under $GRAPHPACK_CACHE/knative-check/<digest of go.mod, go.sum, main.go>.
+step_knative_check() {
+  "$PYTHON" -m tests.knative.checker
 }
 
 # ---------------------------------------------------------------- run the setup

@@ -20,7 +20,19 @@ def _docker(project_dir: str | Path, **options: Any) -> Deployer:
     return DockerDeployer(project_dir, **options)
 
 
-TARGETS = {"local": _local, "docker": _docker}
+def _knative(project_dir: str | Path, **options: Any) -> Deployer:
+    from .knative import KnativeDeployer
+
+    return KnativeDeployer(project_dir, **options)
+
+
+def _nuclio(project_dir: str | Path, **options: Any) -> Deployer:
+    from .nuclio import NuclioDeployer
+
+    return NuclioDeployer(project_dir, **options)
+
+
+TARGETS = {"local": _local, "docker": _docker, "knative": _knative, "nuclio": _nuclio}
 
 
 def get_deployer(target: str = "local", project_dir: str | Path = ".", **options: Any) -> Deployer:

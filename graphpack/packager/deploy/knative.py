@@ -1,0 +1,505 @@
+"""The Knative target: a ``serving.knative.dev/v1`` Service per function and a
+``sources.knative.dev/v1`` PingSource per cron trigger, applied with server-side apply.
+
+The remote state sits behind one small object (:class:`KubeApi`: get / list / apply / delete);
+:class:`MemoryKube` is its in-memory fake for planner tests and users' own tests. A trigger
+Knative cannot express (a sub-minute interval, custom cron headers, a Kafka/v3io/... trigger) is
+a one-line error at plan time, before anything changes.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ...errors import GraphpackError
+from ..render import Images, context_digest, render_contexts
+from .base import Deployer, InvokeResult, Plan, Progress, Step, unknown_function
+from .http import call
+
+DEFAULT_NAMESPACE = "default"
+FIELD_MANAGER = "graphpack"
+SERVICE = ("serving.knative.dev", "v1", "services", "Service")
+PING = ("sources.knative.dev", "v1", "pingsources", "PingSource")
+KINDS = {"Service": SERVICE, "PingSource": PING}
+PROJECT_LABEL = "graphpack.io/project"
+FUNCTION_LABEL = "graphpack.io/function"
+DIGEST_ANNOTATION = "graphpack.io/digest"
+HEALTH_PATH = "/__health"
+USER_ID = 10001
+DEFAULT_PORT = 8080
+READY_TIMEOUT = 300.0
+_DURATION = re.compile(r"^(\d+)(s|m|h)$")
+
+
+def _quiet(message: str) -> None:
+    """The default progress sink."""
+
+
+# -- manifests ----------------------------------------------------------------------------------
+def cron_schedule(interval: str, where: str) -> str:
+    """A Nuclio cron ``interval`` as a 5-field schedule, when Knative's one-minute cron can say it."""
+    match = _DURATION.match(interval.strip())
+    seconds = int(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)] if match else 0
+    if seconds and seconds % 60 == 0:
+        minutes = seconds // 60
+        if minutes < 60 and 60 % minutes == 0:
+            return "* * * * *" if minutes == 1 else f"*/{minutes} * * * *"
+        if minutes % 60 == 0 and 24 % (minutes // 60) == 0:
+            hours = minutes // 60
+            return "0 * * * *" if hours == 1 else f"0 */{hours} * * *"
+    raise GraphpackError(f"{where}: interval {interval!r} cannot be a Knative PingSource schedule (cron with "
+                         "one-minute resolution and no @every): use a whole number of minutes dividing an hour, "
+                         "or of hours dividing a day, or a cron schedule")
+
+
+def ping_source(context: Any, trigger_name: str, trigger: dict, service: str, namespace: str) -> dict:
+    """The PingSource of one cron trigger (sink: the function's Service)."""
+    where = f"{context.plan.where}: trigger {trigger_name!r}"
+    attributes = trigger.get("attributes") or {}
+    schedule = attributes.get("schedule") or cron_schedule(str(attributes.get("interval")), where)
+    if schedule.startswith("@every") or len(schedule.split()) == 6:
+        raise GraphpackError(f"{where}: schedule {schedule!r} cannot be a Knative PingSource schedule "
+                             "(5-field cron only: no seconds field, no @every)")
+    event = attributes.get("event") or {}
+    headers = dict(event.get("headers") or {})
+    content_type = next((headers.pop(k) for k in list(headers) if k.lower() == "content-type"), None)
+    if headers:
+        raise GraphpackError(f"{where}: cron event headers {sorted(headers)} cannot be sent by a Knative "
+                             "PingSource (it sets only the content type and CloudEvent attributes)")
+    method = str(event.get("method") or "POST").upper()
+    if method != "POST":
+        raise GraphpackError(f"{where}: cron event method {method!r}: a Knative PingSource always POSTs")
+    sink: dict = {"ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": service,
+                          "namespace": namespace}}
+    if event.get("path"):
+        sink["uri"] = "/" + str(event["path"]).lstrip("/")
+    spec: dict = {"schedule": schedule, "sink": sink}
+    body = event.get("body")
+    if body not in (None, ""):
+        spec["data"] = str(body)
+        spec["contentType"] = content_type or "text/plain"
+        if spec["contentType"] == "application/json":
+            try:
+                json.loads(spec["data"])
+            except ValueError:
+                raise GraphpackError(f"{where}: cron event body is not JSON but its Content-Type is "
+                                     "application/json (Knative checks it)") from None
+    elif content_type:
+        spec["contentType"] = content_type
+    name = f"{service}-{trigger_name}".replace("_", "-").lower()
+    if len(name) > 63:
+        raise GraphpackError(f"{where}: PingSource name {name!r} is longer than 63 characters")
+    return {"apiVersion": "sources.knative.dev/v1", "kind": "PingSource",
+            "metadata": {"name": name, "namespace": namespace, "labels": _labels(context)}, "spec": spec}
+
+
+def _labels(context: Any) -> dict:
+    labels = {PROJECT_LABEL: context.plan.project, FUNCTION_LABEL: context.plan.function,
+              "app.kubernetes.io/managed-by": "graphpack"}
+    return labels
+
+
+def _volumes(config: dict) -> tuple[list, list]:
+    volumes, mounts = [], []
+    for item in config["spec"].get("volumes") or []:
+        volumes.append(copy.deepcopy(item["volume"]))
+        mounts.append(copy.deepcopy(item["volumeMount"]))
+    return volumes, mounts
+
+
+def service_manifest(context: Any, image: str, namespace: str) -> dict:
+    """The Knative Service of one function (image by digest, probes on graphpack serve's health path)."""
+    config = context.config
+    spec = config["spec"]
+    http = next((t for t in spec["triggers"].values() if t["kind"] == "http"), {})
+    port = int((http.get("attributes") or {}).get("port") or DEFAULT_PORT)
+    workers = int(http.get("numWorkers") or 1)
+    low, high = spec.get("minReplicas"), spec.get("maxReplicas")
+    consumer = any(e["name"] == "GRAPHPACK_QUEUE_CONSUMER" for e in spec["env"])
+    if consumer:  # a child polling its queue must keep running: never scale it to zero
+        low = max(1, low or 0)
+        if high is not None and high < low:
+            high = low
+    annotations = {}
+    if low is not None:
+        annotations["autoscaling.knative.dev/min-scale"] = str(low)
+    if high is not None:
+        annotations["autoscaling.knative.dev/max-scale"] = str(high)
+    container: dict = {
+        "name": "function",
+        "image": image,
+        "ports": [{"name": "http1", "containerPort": port}],
+        "env": copy.deepcopy(spec["env"]),
+        "readinessProbe": {"httpGet": {"path": HEALTH_PATH}, "periodSeconds": 2, "failureThreshold": 3},
+        "livenessProbe": {"httpGet": {"path": HEALTH_PATH}, "periodSeconds": 10, "failureThreshold": 3,
+                          "initialDelaySeconds": 5},
+        "securityContext": {
+            "runAsNonRoot": True, "runAsUser": USER_ID, "runAsGroup": USER_ID,
+            "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    if spec.get("resources"):
+        container["resources"] = copy.deepcopy(spec["resources"])
+    volumes, mounts = _volumes(config)
+    if mounts:
+        container["volumeMounts"] = mounts
+    template_spec: dict = {"containerConcurrency": workers, "containers": [container]}
+    if volumes:
+        template_spec["volumes"] = volumes
+    template: dict = {"metadata": {"labels": _labels(context)}, "spec": template_spec}
+    if annotations:
+        template["metadata"]["annotations"] = annotations
+    return {
+        "apiVersion": "serving.knative.dev/v1", "kind": "Service",
+        "metadata": {"name": context.name, "namespace": namespace, "labels": _labels(context),
+                     "annotations": {DIGEST_ANNOTATION: context_digest(context)}},
+        "spec": {"template": template},
+    }
+
+
+def manifests(context: Any, image: str, namespace: str = DEFAULT_NAMESPACE) -> list[dict]:
+    """The Service of a function, then a PingSource per cron trigger; errors name what Knative cannot do."""
+    plan, spec = context.plan, context.config["spec"]
+    queue = plan.input_queue
+    if queue is not None and queue.scheme == "v3io":
+        raise GraphpackError(f"{plan.where}: queue {queue.step!r} ({queue.url}): Knative has no v3io stream "
+                             "source; use an s3:// queue (read by graphpack's own consumer)")
+    service = service_manifest(context, image, namespace)
+    out = [service]
+    for name, trigger in sorted(spec["triggers"].items()):
+        kind = trigger["kind"]
+        if kind == "http":
+            continue
+        if kind == "cron":
+            out.append(ping_source(context, name, trigger, context.name, namespace))
+            continue
+        raise GraphpackError(f"{plan.where}: trigger {name!r} of kind {kind!r} cannot be deployed to Knative "
+                             "(graphpack maps only http to the Service and cron to a PingSource)")
+    return out
+
+
+# -- the remote state ---------------------------------------------------------------------------
+class KubeApi:
+    """The Kubernetes API for Knative objects (kubernetes Python client); errors become GraphpackError."""
+
+    def __init__(self, namespace: str = DEFAULT_NAMESPACE, kubeconfig: str | None = None,
+                 context: str | None = None, host: str | None = None, token: str | None = None) -> None:
+        try:
+            from kubernetes import client, config
+        except ImportError:
+            raise GraphpackError("the knative target needs the kubernetes client: pip install 'graphpack[knative]'") \
+                from None
+        self.namespace = namespace
+        if host:
+            configuration = client.Configuration()
+            configuration.host = host
+            if token:
+                configuration.api_key = {"authorization": f"Bearer {token}"}
+            api_client = client.ApiClient(configuration)
+        else:
+            try:
+                api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
+            except Exception as exc:  # noqa: BLE001 - kubeconfig missing or malformed: any error
+                raise GraphpackError(f"cannot load kubeconfig: {exc}") from None
+        self.host = api_client.configuration.host
+        self.api_client = api_client
+        self.custom = client.CustomObjectsApi(api_client)
+        self.core = client.CoreV1Api(api_client)
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return fn(*args, **kwargs)
+        except ApiException as exc:
+            reason = exc.reason
+            try:
+                reason = json.loads(exc.body).get("message") or reason
+            except (TypeError, ValueError, AttributeError):
+                pass
+            if exc.status == 401:
+                raise GraphpackError(f"{what}: the Kubernetes API at {self.host} rejected the credentials "
+                                     f"(401): {reason}") from None
+            if exc.status == 403:
+                raise GraphpackError(f"{what}: forbidden (403): {reason}") from None
+            if exc.status == 404:
+                raise KeyError(what) from None
+            raise GraphpackError(f"{what}: Kubernetes API answered {exc.status}: {reason}") from None
+        except Exception as exc:  # urllib3 connection errors and the like
+            if type(exc).__module__.startswith(("urllib3", "socket", "ssl")) or isinstance(exc, OSError):
+                raise GraphpackError(f"{what}: cannot reach the Kubernetes API at {self.host}: "
+                                     f"{type(exc).__name__}") from None
+            raise
+
+    def get(self, kind: str, name: str) -> dict | None:
+        group, version, plural, _ = KINDS[kind]
+        try:
+            return self._call(f"get {kind} {name}", self.custom.get_namespaced_custom_object, group, version,
+                              self.namespace, plural, name)
+        except KeyError:
+            return None
+
+    def list(self, kind: str, selector: str) -> list[dict]:
+        group, version, plural, _ = KINDS[kind]
+        try:
+            result = self._call(f"list {kind}", self.custom.list_namespaced_custom_object, group, version,
+                                self.namespace, plural, label_selector=selector)
+        except KeyError:
+            raise GraphpackError(f"the Kubernetes API at {self.host} does not serve {group}/{version} "
+                                 f"{plural}: is Knative installed?") from None
+        return list(result.get("items") or [])
+
+    def apply(self, manifest: dict) -> dict:
+        group, version, plural, _ = KINDS[manifest["kind"]]
+        name = manifest["metadata"]["name"]
+        try:
+            return self._call(f"apply {manifest['kind']} {name}", self.custom.patch_namespaced_custom_object,
+                              group, version, self.namespace, plural, name, manifest, field_manager=FIELD_MANAGER,
+                              force=True, _content_type="application/apply-patch+yaml")
+        except KeyError:
+            raise GraphpackError(f"the Kubernetes API at {self.host} does not serve {group}/{version} "
+                                 f"{plural}: is Knative installed?") from None
+
+    def delete(self, kind: str, name: str) -> bool:
+        group, version, plural, _ = KINDS[kind]
+        try:
+            self._call(f"delete {kind} {name}", self.custom.delete_namespaced_custom_object, group, version,
+                       self.namespace, plural, name)
+        except KeyError:
+            return False
+        return True
+
+    def logs(self, service: str) -> list[str]:
+        pods = self._call("list pods", self.core.list_namespaced_pod, self.namespace,
+                          label_selector=f"serving.knative.dev/service={service}")
+        lines: list[str] = []
+        for pod in pods.items:
+            text = self._call(f"logs of {pod.metadata.name}", self.core.read_namespaced_pod_log, pod.metadata.name,
+                              self.namespace, container="function")
+            lines += [f"[{pod.metadata.name}] {line}" for line in str(text).splitlines()]
+        return lines
+
+
+class MemoryKube:
+    """An in-memory KubeApi (public fake): objects by (kind, name); applied Services become Ready."""
+
+    def __init__(self, namespace: str = DEFAULT_NAMESPACE, ready: bool = True) -> None:
+        self.namespace = namespace
+        self.ready = ready
+        self.objects: dict[tuple[str, str], dict] = {}
+        self.calls: list[tuple[str, str, str]] = []
+
+    def get(self, kind: str, name: str) -> dict | None:
+        obj = self.objects.get((kind, name))
+        return copy.deepcopy(obj) if obj else None
+
+    def list(self, kind: str, selector: str) -> list[dict]:
+        wanted = dict(part.split("=", 1) for part in selector.split(",") if part)
+        return [copy.deepcopy(o) for (k, _), o in sorted(self.objects.items())
+                if k == kind and all(o["metadata"].get("labels", {}).get(a) == b for a, b in wanted.items())]
+
+    def apply(self, manifest: dict) -> dict:
+        obj = copy.deepcopy(manifest)
+        name = obj["metadata"]["name"]
+        self.calls.append(("apply", manifest["kind"], name))
+        if manifest["kind"] == "Service":
+            status = "True" if self.ready else "False"
+            obj["status"] = {"url": f"http://{name}.{self.namespace}.example.com",
+                             "conditions": [{"type": "Ready", "status": status,
+                                             **({} if self.ready else {"reason": "RevisionFailed",
+                                                                       "message": "image pull failed"})}]}
+        self.objects[(manifest["kind"], name)] = obj
+        return copy.deepcopy(obj)
+
+    def delete(self, kind: str, name: str) -> bool:
+        self.calls.append(("delete", kind, name))
+        return self.objects.pop((kind, name), None) is not None
+
+    def logs(self, service: str) -> list[str]:
+        return []
+
+
+def service_state(obj: dict | None) -> tuple[str, str]:
+    """(state, message) from a Service's Ready condition: ready, failed, deploying or missing."""
+    if obj is None:
+        return "missing", ""
+    status = obj.get("status") or {}
+    generation = obj.get("metadata", {}).get("generation")
+    if generation is not None and status.get("observedGeneration") not in (None, generation):
+        return "deploying", "the controller has not seen the latest spec yet"
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+    if ready is None:
+        return "deploying", ""
+    message = ": ".join(x for x in (ready.get("reason"), ready.get("message")) if x)
+    if ready.get("status") == "True":
+        return "ready", message
+    if ready.get("status") == "False":
+        return "failed", message
+    return "deploying", message
+
+
+# -- the deployer -------------------------------------------------------------------------------
+class KnativeDeployer(Deployer):
+    """Deploys a project as Knative Services (+ PingSources), children before the root."""
+
+    target = "knative"
+
+    def __init__(self, project_dir: str | Path = ".", namespace: str | None = None, api: Any = None,
+                 images: dict[str, str] | None = None, registry: str | None = None, builder: Any = None,
+                 wait: bool = True, ready_timeout: float = READY_TIMEOUT, **kube: Any) -> None:
+        self.root = Path(project_dir).resolve()
+        self.namespace = namespace or os.environ.get("GRAPHPACK_NAMESPACE") or DEFAULT_NAMESPACE
+        self._api = api
+        self._kube = kube
+        self.images = Images(images, registry or os.environ.get("GRAPHPACK_REGISTRY"), builder,
+                             require_digest=True)
+        self.wait = wait
+        self.ready_timeout = ready_timeout
+        self.state_path = self.root / ".graphpack" / "knative.json"
+        self.build_dir = self.root / ".graphpack" / "build-knative"
+
+    @property
+    def api(self) -> Any:
+        if self._api is None:
+            self._api = KubeApi(self.namespace, **self._kube)
+        return self._api
+
+    def _state(self) -> dict:
+        try:
+            return json.loads(self.state_path.read_text())
+        except FileNotFoundError:
+            return {"functions": {}}
+        except (OSError, ValueError) as exc:
+            raise GraphpackError(f"cannot read deploy state {str(self.state_path)!r}: {exc}") from None
+
+    def _save(self, state: dict) -> None:
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        self.state_path.write_text(json.dumps(state, indent=2, sort_keys=True))
+
+    def plan(self, project: Any, functions: list[str] | None = None) -> Plan:
+        contexts = render_contexts(project, self.target, functions)
+        placeholder = "graphpack.invalid/pending@sha256:" + "0" * 64
+        wanted = {c.plan.function: manifests(c, placeholder, self.namespace) for c in contexts}
+        self.images.check(contexts, self.target)
+        steps: list[Step] = []
+        for context in contexts:
+            function, name = context.plan.function, context.name
+            digest = context_digest(context)
+            current = self.api.get("Service", name)
+            details = {"name": name, "root": context.plan.root, "digest": digest,
+                       "pings": [m["metadata"]["name"] for m in wanted[function][1:]]}
+            if current is not None:
+                labels = current.get("metadata", {}).get("labels") or {}
+                if labels.get(PROJECT_LABEL) != project.name or labels.get(FUNCTION_LABEL) != function:
+                    raise GraphpackError(f"Knative Service {name!r} in namespace {self.namespace!r} exists and "
+                                         f"was not deployed by graphpack for {project.name}/{function}: "
+                                         "rename the project or function, or delete it")
+            stale = sorted(m["metadata"]["name"] for m in self.api.list(
+                "PingSource", f"{PROJECT_LABEL}={project.name},{FUNCTION_LABEL}={function}")
+                if m["metadata"]["name"] not in details["pings"])
+            if stale:
+                details["stale_pings"] = stale
+            if current is None:
+                steps.append(Step("create", function, "new function", details))
+            elif current["metadata"].get("annotations", {}).get(DIGEST_ANNOTATION) != digest:
+                steps.append(Step("update", function, "code or config changed", details))
+            elif stale or any(self.api.get("PingSource", p) is None for p in details["pings"]):
+                steps.append(Step("update", function, "cron sources changed", details))
+            else:
+                state, message = service_state(current)
+                if state == "failed":
+                    steps.append(Step("update", function, f"failed: {message}", details))
+                else:
+                    steps.append(Step("keep", function, f"{state} at {current.get('status', {}).get('url')}",
+                                      details))
+        return Plan(self.target, project.name, tuple(steps), str(self.build_dir), tuple(contexts))
+
+    def apply(self, plan: Plan, progress: Progress | None = None) -> dict:
+        progress = progress or _quiet
+        state = self._state()
+        state.update(project=plan.project, namespace=self.namespace)
+        functions = state.setdefault("functions", {})
+        changed = {s.function for s in plan.changes}
+        contexts = [c for c in plan.artifacts if c.plan.function in changed]
+        refs = self.images.resolve(contexts, self.build_dir, progress) if contexts else {}
+        for step in plan.steps:
+            functions[step.function] = {"name": step.details["name"], "root": step.details["root"]}
+            if step.action == "keep":
+                continue
+            context = next(c for c in contexts if c.plan.function == step.function)
+            objects = manifests(context, refs[step.function], self.namespace)
+            for obj in objects:
+                progress(f"applying {obj['kind']} {obj['metadata']['name']}")
+                self.api.apply(obj)
+            for name in step.details.get("stale_pings", ()):
+                progress(f"deleting PingSource {name}")
+                self.api.delete("PingSource", name)
+            self._save(state)
+            if self.wait:
+                self._wait_ready(step.details["name"], progress)
+        self._save(state)
+        return self.status()
+
+    def _wait_ready(self, name: str, progress: Progress) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        while True:
+            state, message = service_state(self.api.get("Service", name))
+            if state == "ready":
+                progress(f"{name} is ready")
+                return
+            if state == "failed":
+                raise GraphpackError(f"Knative Service {name!r} failed: {message}")
+            if time.monotonic() > deadline:
+                raise GraphpackError(f"Knative Service {name!r} not ready in {self.ready_timeout:.0f}s"
+                                     + (f": {message}" if message else ""))
+            time.sleep(0.5)
+
+    def status(self) -> dict:
+        out = {}
+        for function, entry in self._state().get("functions", {}).items():
+            obj = self.api.get("Service", entry["name"])
+            state, message = service_state(obj)
+            out[function] = {"url": (obj or {}).get("status", {}).get("url"), "state": state,
+                             "message": message, "name": entry["name"], "root": entry.get("root")}
+        return out
+
+    def _entry(self, function: str) -> dict:
+        functions = self._state().get("functions", {})
+        if function not in functions:
+            raise unknown_function(function, list(functions))
+        return functions[function]
+
+    def invoke(self, function: str, path: str = "/", body: Any = None, method: str | None = None,
+               headers: dict | None = None, timeout: float = 60.0) -> InvokeResult:
+        obj = self.api.get("Service", self._entry(function)["name"])
+        url = (obj or {}).get("status", {}).get("url")
+        if not url:
+            raise GraphpackError(f"function {function!r} has no URL yet (state {service_state(obj)[0]})")
+        return call(url.rstrip("/") + "/" + (path or "/").lstrip("/"), method or ("POST" if body is not None else "GET"),
+                    body, headers, timeout)
+
+    def logs(self, function: str, follow: bool = False) -> Iterator[str]:
+        yield from self.api.logs(self._entry(function)["name"])
+
+    def delete(self, functions: list[str] | None = None, purge: bool = False) -> list[str]:
+        state = self._state()
+        known = state.get("functions", {})
+        names = list(functions) if functions else list(known)
+        for name in names:
+            if name not in known:
+                raise unknown_function(name, list(known))
+        project = state.get("project", "")
+        for name in sorted(names, key=lambda n: known[n].get("root") != n):  # roots first
+            for ping in self.api.list("PingSource", f"{PROJECT_LABEL}={project},{FUNCTION_LABEL}={name}"):
+                self.api.delete("PingSource", ping["metadata"]["name"])
+            self.api.delete("Service", known[name]["name"])
+            known.pop(name)
+        self._save(state)
+        return names

@@ -1,0 +1,362 @@
+"""The Knative target: manifests checked by Knative's own Go code and CRD schemas (tests/knative),
+the planner against the in-memory fake, and the apply path (kubernetes client, server-side apply)
+against a recording fake of the Kubernetes API on 127.0.0.1."""
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+import graphpack
+from graphpack import GraphpackError
+from graphpack.cli import main
+from graphpack.packager.deploy import get_deployer
+from graphpack.packager.deploy.knative import (
+    KnativeDeployer,
+    KubeApi,
+    MemoryKube,
+    service_state,
+)
+from graphpack.packager.images import FixedBuilder
+from graphpack.packager.render import Images, render
+from tests.knative import checker
+
+from .kube_fake import KubeFake
+
+ROOT_CODE = '''
+class Pre:
+    def do(self, body):
+        body["pre"] = True
+        return body
+'''
+CHILD_CODE = '''
+class Score:
+    def do(self, body):
+        body["score"] = 1
+        return body
+'''
+REGISTRY = "registry.test/shop"
+
+
+def make_project(directory: Path, extra=None):
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "serving.py").write_text(ROOT_CODE)
+    (directory / "child.py").write_text(CHILD_CODE)
+    project = graphpack.get_or_create_project("shop", str(directory))
+    fn = project.set_function("serving.py", name="recommender")
+    graph = fn.set_topology("flow", engine="async")
+    graph.to(class_name="Pre", name="pre").respond().to(">>", "q1", path="s3://bucket/queues/q1") \
+        .to(class_name="Score", name="score", function="scorer")
+    fn.add_child_function("scorer", "child.py")
+    fn.with_http(workers=4)
+    fn.add_trigger("nightly", graphpack.CronTrigger(schedule="0 2 * * *", body={"op": "retrain"}))
+    fn.add_trigger("tick", graphpack.CronTrigger(interval="5m", body="tick"))
+    fn.set_env("MODE", "prod")
+    fn.with_secrets("env", ["API_KEY"])
+    fn.with_secrets("file", "/etc/graphpack/secrets.json")
+    fn.spec.min_replicas, fn.spec.max_replicas = 1, 3
+    fn.spec.resources = {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+    if extra:
+        extra(fn)
+    project.save()
+    return project
+
+
+@pytest.fixture
+def project(tmp_path):
+    return make_project(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def knative_check():
+    if shutil.which("go") is None:
+        pytest.skip("no Go toolchain (`go`) to build the Knative checker in tests/knative")
+    return checker.build()
+
+
+def docs(path: Path) -> list[dict]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def images():
+    return Images(registry=REGISTRY, builder=FixedBuilder())
+
+
+# -- manifests ------------------------------------------------------------------------------------
+def test_rendered_manifests_pass_knative_validation_and_crd_schemas(project, tmp_path, knative_check):
+    out = tmp_path / "manifests"
+    result = CliRunner().invoke(main, ["render", "-f", str(tmp_path), "--target", "knative", "-o", str(out),
+                                       "--registry", REGISTRY, "--builder", "fixed", "--namespace", "ml"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    files = sorted(p.name for p in out.glob("*.yaml"))
+    assert files == ["shop-recommender-scorer.yaml", "shop-recommender.yaml"]
+    root = docs(out / "shop-recommender.yaml")
+    assert [d["kind"] for d in root] == ["Service", "PingSource", "PingSource"]
+    service = root[0]
+    template = service["spec"]["template"]
+    container = template["spec"]["containers"][0]
+    assert container["image"].startswith(f"{REGISTRY}/shop-recommender@sha256:")
+    assert template["spec"]["containerConcurrency"] == 4
+    assert template["metadata"]["annotations"] == {"autoscaling.knative.dev/min-scale": "1",
+                                                   "autoscaling.knative.dev/max-scale": "3"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/__health"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/__health"}
+    assert container["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    env = {e["name"]: e for e in container["env"]}
+    assert env["MODE"]["value"] == "prod"
+    assert env["API_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "shop-secrets", "key": "API_KEY"}}
+    assert container["volumeMounts"][0]["mountPath"] == "/etc/graphpack/secrets.json"
+    assert template["spec"]["volumes"][0]["secret"] == {"secretName": "shop-secrets"}
+    assert container["resources"]["limits"] == {"memory": "1Gi"}
+    pings = {d["metadata"]["name"]: d["spec"] for d in root[1:]}
+    assert pings["shop-recommender-nightly"] == {
+        "schedule": "0 2 * * *", "data": '{"op":"retrain"}', "contentType": "application/json",
+        "sink": {"ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "shop-recommender",
+                         "namespace": "ml"}}}
+    assert pings["shop-recommender-tick"]["schedule"] == "*/5 * * * *"
+    assert pings["shop-recommender-tick"]["data"] == "tick"
+    child = docs(out / "shop-recommender-scorer.yaml")
+    assert [d["kind"] for d in child] == ["Service"]
+    child_env = {e["name"]: e.get("value") for e in child[0]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert child_env["GRAPHPACK_QUEUE_CONSUMER"] == "s3://bucket/queues/q1"
+    # a queue consumer never scales to zero
+    assert child[0]["spec"]["template"]["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"] == "1"
+    # every rendered manifest passes Knative's SetDefaults + Validate and the CRD schemas
+    check = checker.check(out)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "4 checked, 0 failed" in check.stdout
+    assert "(schema service.yaml)" in check.stdout and "(schema pingsource.yaml)" in check.stdout
+
+
+def test_manifests_for_a_plain_function_pass_the_checker(tmp_path, knative_check):
+    (tmp_path / "serving.py").write_text(ROOT_CODE)
+    project = graphpack.get_or_create_project("plain", str(tmp_path))
+    fn = project.set_function("serving.py", name="echo")
+    fn.set_topology("flow").to(class_name="Pre", name="pre").respond()
+    fn.with_http(workers=1, port=9000)
+    out = tmp_path / "out"
+    render(project, "knative", out, images=images())
+    (service,) = docs(out / "plain-echo.yaml")
+    container = service["spec"]["template"]["spec"]["containers"][0]
+    assert container["ports"] == [{"name": "http1", "containerPort": 9000}]
+    assert "annotations" not in service["spec"]["template"]["metadata"]
+    check = checker.check(out)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda d: d["spec"]["template"]["spec"].update(containerConcurrency=5000), "containerConcurrency"),
+    (lambda d: d["spec"]["template"]["spec"]["containers"][0].update(imagePullPolice="Always"), "imagePullPolice"),
+    (lambda d: d["spec"]["template"]["spec"]["containers"][0]["ports"].append({"containerPort": 9090}),
+     "ports"),
+    (lambda d: d["metadata"].update(name="Not_A_Name"), "name"),
+])
+def test_the_checker_rejects_what_knative_rejects(project, tmp_path, knative_check, mutate, expected):
+    out = tmp_path / "out"
+    render(project, "knative", out, images=images())
+    path = out / "shop-recommender-scorer.yaml"
+    (service,) = docs(path)
+    mutate(service)
+    path.write_text(yaml.safe_dump(service))
+    check = checker.check(path)
+    assert check.returncode == 1, check.stdout
+    assert "FAIL" in check.stdout and expected in check.stdout
+
+
+def test_the_checker_rejects_a_bad_ping_schedule(project, tmp_path, knative_check):
+    out = tmp_path / "out"
+    render(project, "knative", out, images=images())
+    _, ping, _ = docs(out / "shop-recommender.yaml")
+    ping["spec"]["schedule"] = "61 * * * *"
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(ping))
+    check = checker.check(path)
+    assert check.returncode == 1 and "schedule" in check.stdout
+
+
+@pytest.mark.parametrize("extra, message", [
+    (lambda fn: fn.add_trigger("fast", graphpack.CronTrigger(interval="30s")),
+     "trigger 'fast': interval '30s' cannot be a Knative PingSource schedule"),
+    (lambda fn: fn.add_trigger("fast", graphpack.CronTrigger(schedule="*/10 * * * * *")),
+     "trigger 'fast': schedule '*/10 * * * * *' cannot be a Knative PingSource schedule"),
+    (lambda fn: fn.add_trigger("hdr", graphpack.CronTrigger(schedule="0 * * * *", body="x",
+                                                            headers={"X-Op": "a"})),
+     "trigger 'hdr': cron event headers ['X-Op'] cannot be sent by a Knative PingSource"),
+    (lambda fn: fn.add_trigger("events", {"kind": "kafka-cluster", "attributes": {"brokers": ["b:9092"],
+                                                                                 "topics": ["t"]}}),
+     "trigger 'events' of kind 'kafka-cluster' cannot be deployed to Knative"),
+])
+def test_triggers_knative_cannot_express_fail_before_anything_changes(tmp_path, extra, message):
+    project = make_project(tmp_path, extra)
+    out = tmp_path / "out"
+    builder = FixedBuilder()
+    with pytest.raises(GraphpackError) as info:
+        render(project, "knative", out, images=Images(registry=REGISTRY, builder=builder))
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert not out.exists() and builder.builds == []
+    kube = MemoryKube()
+    deployer = KnativeDeployer(tmp_path, api=kube, registry=REGISTRY, builder=builder)
+    with pytest.raises(GraphpackError, match="cannot"):
+        deployer.plan(project)
+    assert kube.calls == []
+
+
+def test_v3io_queue_and_unpinned_images_are_refused(tmp_path):
+    project = make_project(tmp_path)
+    fn = project.get_function("recommender")
+    fn.spec.graph.steps["q1"].path = "v3io://projects/shop/q1"
+    fn.spec.min_replicas = fn.spec.max_replicas = 1
+    with pytest.raises(GraphpackError, match="Knative has no v3io stream source"):
+        render(project, "knative", tmp_path / "out", images=images())
+    project = make_project(tmp_path / "p2")
+    with pytest.raises(GraphpackError, match="not pinned by digest"):
+        render(project, "knative", tmp_path / "out", images=Images({"recommender": "registry.test/shop/root:v1",
+                                                                    "scorer": "registry.test/shop/s:v1"}))
+    with pytest.raises(GraphpackError, match="has no image for target 'knative'"):
+        render(project, "knative", tmp_path / "out", images=Images())
+
+
+# -- planner (in-memory remote state) -------------------------------------------------------------
+def test_plan_children_first_then_keep_then_update_only_what_changed(project, tmp_path):
+    kube = MemoryKube()
+    builder = FixedBuilder()
+    deployer = KnativeDeployer(tmp_path, api=kube, registry=REGISTRY, builder=builder)
+    plan = deployer.plan(project)
+    assert [(s.action, s.function) for s in plan.steps] == [("create", "scorer"), ("create", "recommender")]
+    assert kube.calls == [] and builder.builds == []  # planning changes nothing and builds nothing
+    status = deployer.apply(plan)
+    assert [c for c in kube.calls] == [("apply", "Service", "shop-recommender-scorer"),
+                                       ("apply", "Service", "shop-recommender"),
+                                       ("apply", "PingSource", "shop-recommender-nightly"),
+                                       ("apply", "PingSource", "shop-recommender-tick")]
+    assert status["recommender"]["state"] == "ready" and status["scorer"]["state"] == "ready"
+    assert not deployer.plan(project).changes
+
+    (tmp_path / "child.py").write_text(CHILD_CODE.replace("= 1", "= 2"))
+    plan = deployer.plan(project)
+    assert [(s.action, s.function) for s in plan.steps] == [("update", "scorer"), ("keep", "recommender")]
+
+    # a removed cron trigger: its PingSource is deleted on the next apply
+    del project.get_function("recommender").spec.triggers["tick"]
+    plan = deployer.plan(project)
+    root_step = plan.steps[1]
+    assert root_step.action == "update" and root_step.details["stale_pings"] == ["shop-recommender-tick"]
+    kube.calls.clear()
+    deployer.apply(plan)
+    assert ("delete", "PingSource", "shop-recommender-tick") in kube.calls
+    assert kube.get("PingSource", "shop-recommender-tick") is None
+
+    removed = deployer.delete()
+    assert sorted(removed) == ["recommender", "scorer"] and kube.objects == {}
+
+
+def test_name_clash_with_a_service_graphpack_did_not_deploy(project, tmp_path):
+    kube = MemoryKube()
+    kube.objects[("Service", "shop-recommender")] = {"metadata": {"name": "shop-recommender", "labels": {}}}
+    deployer = KnativeDeployer(tmp_path, api=kube, registry=REGISTRY, builder=FixedBuilder())
+    with pytest.raises(GraphpackError, match="exists and was not deployed by graphpack"):
+        deployer.plan(project)
+    assert kube.calls == []
+
+
+def test_service_state_from_conditions():
+    assert service_state(None) == ("missing", "")
+    assert service_state({"status": {"conditions": [{"type": "Ready", "status": "True"}]}})[0] == "ready"
+    failed = {"status": {"conditions": [{"type": "Ready", "status": "False", "reason": "RevisionMissing",
+                                         "message": "image not found"}]}}
+    assert service_state(failed) == ("failed", "RevisionMissing: image not found")
+    stale = {"metadata": {"generation": 2}, "status": {"observedGeneration": 1,
+                                                       "conditions": [{"type": "Ready", "status": "True"}]}}
+    assert service_state(stale)[0] == "deploying"
+
+
+# -- apply through the kubernetes client against the recording fake -----------------------------
+def test_server_side_apply_status_logs_and_delete_through_the_api(project, tmp_path):
+    with KubeFake(token="s3cret") as fake:
+        deployer = KnativeDeployer(tmp_path, namespace="ml", registry=REGISTRY, builder=FixedBuilder(),
+                                   host=fake.url, token="s3cret")
+        status = deployer.apply(deployer.plan(project))
+        applies = fake.applies()
+        assert [r["path"].rsplit("/", 2)[-2:] for r in applies] == [
+            ["services", "shop-recommender-scorer"], ["services", "shop-recommender"],
+            ["pingsources", "shop-recommender-nightly"], ["pingsources", "shop-recommender-tick"]]
+        for request in applies:
+            assert request["headers"]["content-type"] == "application/apply-patch+yaml"
+            assert request["query"]["fieldManager"] == ["graphpack"] and request["query"]["force"] == ["true"]
+            assert "/namespaces/ml/" in request["path"]
+        body = applies[1]["body"]
+        assert body["spec"]["template"]["spec"]["containers"][0]["image"].startswith(
+            f"{REGISTRY}/shop-recommender@sha256:")
+        assert status["recommender"] == {"url": "http://shop-recommender.ml.example.com", "state": "ready",
+                                         "message": "", "name": "shop-recommender", "root": "recommender"}
+        assert not deployer.plan(project).changes
+        assert list(deployer.logs("scorer")) == ["[shop-recommender-scorer-00001-deployment-abc] started"]
+        assert sorted(deployer.delete()) == ["recommender", "scorer"]
+        assert fake.objects == {}
+        deletes = [r["path"].rsplit("/", 1)[-1] for r in fake.requests if r["method"] == "DELETE"]
+        assert deletes[-1] == "shop-recommender-scorer"  # the root (and its sources) go first
+
+
+def test_a_revision_that_fails_is_a_clear_error(project, tmp_path):
+    builder = FixedBuilder()
+    with KubeFake() as fake:
+        deployer = KnativeDeployer(tmp_path, registry=REGISTRY, builder=builder, host=fake.url, ready_timeout=5)
+        plan = deployer.plan(project)
+        fake.missing_images = {ref for ref in Images(registry=REGISTRY, builder=FixedBuilder()).resolve(
+            list(plan.artifacts), tmp_path / "b").values()}
+        with pytest.raises(GraphpackError) as info:
+            deployer.apply(plan)
+    assert "Knative Service 'shop-recommender-scorer' failed: RevisionMissing" in str(info.value)
+    assert "Unable to fetch image" in str(info.value)
+
+
+def test_wrong_credentials_and_unreachable_api_are_one_line_errors(project, tmp_path):
+    with KubeFake(token="right") as fake:
+        deployer = KnativeDeployer(tmp_path, registry=REGISTRY, builder=FixedBuilder(), host=fake.url, token="wrong")
+        with pytest.raises(GraphpackError, match=r"rejected the credentials \(401\)"):
+            deployer.plan(project)
+        assert fake.applies() == []
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    deployer = KnativeDeployer(tmp_path, registry=REGISTRY, builder=FixedBuilder(), host=f"http://127.0.0.1:{port}")
+    with pytest.raises(GraphpackError, match="cannot reach the Kubernetes API at http://127.0.0.1"):
+        deployer.plan(project)
+
+
+def test_cli_deploy_dry_run_and_deploy_through_a_kubeconfig(project, tmp_path, monkeypatch):
+    with KubeFake(token="tok") as fake:
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+            "clusters": [{"name": "fake", "cluster": {"server": fake.url}}],
+            "users": [{"name": "u", "user": {"token": "tok"}}],
+            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "u"}}]}))
+        env = {"KUBECONFIG": str(kubeconfig), "GRAPHPACK_REGISTRY": REGISTRY, "PATH": "/usr/bin:/bin"}
+        import os
+
+        run = lambda *args: subprocess.run([sys.executable, "-m", "graphpack.cli", *args], cwd=tmp_path,
+                                           capture_output=True, text=True, timeout=120, env={**os.environ, **env}, check=False)
+        dry = run("deploy", "--target", "knative", "--dry-run", "--json")
+        assert dry.returncode == 0, dry.stderr
+        assert [(s["action"], s["function"]) for s in json.loads(dry.stdout)["steps"]] == [
+            ("create", "scorer"), ("create", "recommender")]
+        assert fake.applies() == []
+        unknown = run("deploy", "--target", "kubernetes")
+        assert unknown.returncode == 1 and "knative" in unknown.stderr and "nuclio" in unknown.stderr
+    # (a real deploy through the CLI would build with the daemonless builder: covered by the API tests)
+
+
+def test_get_deployer_knows_the_new_targets(tmp_path):
+    deployer = get_deployer("knative", tmp_path, api=MemoryKube(), registry=REGISTRY)
+    assert isinstance(deployer, KnativeDeployer) and deployer.status() == {}
+    assert isinstance(KubeApi, type)
