@@ -18,7 +18,7 @@ class Project:
 
     def __init__(self, name: str, context: str | Path = "./") -> None:
         self.name = name
-        self.context = Path(context)
+        self.context = Path(context).resolve()
         self.functions: dict[str, ServingFunction] = {}
         self.params: dict = {}
 

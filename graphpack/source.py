@@ -2,8 +2,11 @@
 or a Python module / notebook that defines the project or its functions."""
 from __future__ import annotations
 
+import contextlib
+import os
 import runpy
 from pathlib import Path
+from typing import Iterator
 
 from .errors import GraphpackError
 from .function import ServingFunction
@@ -21,15 +24,26 @@ def load_source(source: str | Path = ".") -> Project:
         raise GraphpackError(f"project source {str(path)!r} does not exist")
     if path.suffix in (".yaml", ".yml"):
         return Project.load(path.parent, filepath=path)
-    if path.suffix == ".py":
-        return _from_namespace(runpy.run_path(str(path), run_name="__graphpack__"), path)
-    if path.suffix == ".ipynb":
-        from .code import read_code
-
-        namespace: dict = {"__name__": "__graphpack__", "__file__": str(path)}
-        exec(compile(read_code_all(path), str(path), "exec"), namespace)  # noqa: S102 - the user's notebook
+    if path.suffix in (".py", ".ipynb"):
+        path = path.resolve()
+        with _in_directory(path.parent):  # the script's "./" is its own directory
+            if path.suffix == ".py":
+                namespace = runpy.run_path(str(path), run_name="__graphpack__")
+            else:
+                namespace = {"__name__": "__graphpack__", "__file__": str(path)}
+                exec(compile(read_code_all(path), str(path), "exec"), namespace)  # noqa: S102 - the user's notebook
         return _from_namespace(namespace, path)
     raise GraphpackError(f"project source {str(path)!r}: expected a directory, graphpack.yaml, .py or .ipynb")
+
+
+@contextlib.contextmanager
+def _in_directory(directory: Path) -> Iterator[None]:
+    previous = os.getcwd()
+    os.chdir(directory)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
 
 
 def read_code_all(path: Path) -> str:

@@ -20,8 +20,23 @@ def _quiet(message: str) -> None:
 
 
 def context_digest(context: Any) -> str:
-    """A short digest of everything in a function's build context (same files, same digest)."""
-    return hashlib.sha256(json.dumps(context.digests(), sort_keys=True).encode()).hexdigest()[:16]
+    """A short digest of a function's build context (same files, same digest); wheels added for an
+    offline image build are left out (requirements.txt already names them)."""
+    files = {k: v for k, v in context.digests().items() if not k.startswith("wheels/")}
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def add_wheels(contexts: list, progress: Progress) -> None:
+    """Put the wheels of each context's requirements into it (the Dockerfile installs offline)."""
+    from .images.wheels import download_wheels, requirement_lines
+
+    for context in contexts:
+        if any(path.startswith("wheels/") for path in context.files):
+            continue
+        lines = requirement_lines(context.files["requirements.txt"][0].decode())
+        progress(f"wheels for {context.plan.function}: {', '.join(lines) or 'none'}")
+        for wheel in sorted(download_wheels(lines).glob("*.whl")):
+            context.files[f"wheels/{wheel.name}"] = (wheel.read_bytes(), False)
 
 
 def render_contexts(project: Any, target: str, functions: list[str] | None = None) -> list:
@@ -99,6 +114,8 @@ class Images:
             from . import write_contexts
 
             build_dir = Path(build_dir)
+            if getattr(self.builder(), "name", "") != "fixed":
+                add_wheels(missing, progress)
             write_contexts(missing, build_dir)
             for context in missing:
                 tag = self.tag(context)
@@ -149,4 +166,4 @@ def render(project: Any, target: str, output: str | Path, functions: list[str] |
     return written
 
 
-__all__ = ["RENDER_TARGETS", "Images", "context_digest", "parse_images", "render", "render_contexts"]
+__all__ = ["RENDER_TARGETS", "Images", "add_wheels", "context_digest", "parse_images", "render", "render_contexts"]

@@ -240,7 +240,7 @@ class SyncEngine(Engine):
         except (StepError, HTTPError):
             if not state.responded:
                 raise
-            self.context.logger.error("a step after the responder failed", event_id=event.id)
+            self.context.logger.error(f"a step after the responder failed (event {event.id})")
         return state.response if state.responded else state.last
 
     def _call(self, node: Node, event: Event) -> Any:
@@ -330,7 +330,7 @@ class AsyncEngine(Engine):
         except (StepError, HTTPError):
             if not state.responded:
                 raise
-            self.context.logger.error("a step after the responder failed", event_id=event.id)
+            self.context.logger.error(f"a step after the responder failed (event {event.id})")
         return state.response if state.responded else state.last
 
     async def _call(self, node: Node, event: Event) -> Any:

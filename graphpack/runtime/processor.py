@@ -232,7 +232,7 @@ def serve(function_dir: str | Path, port: int | None = None, workers: int | None
     _, http = _http_trigger(config)
     attributes = http.get("attributes") or {}
     port = int(port or os.environ.get("PORT") or attributes.get("port") or DEFAULT_PORT)
-    count = int(workers or http.get("maxWorkers") or 1)
+    count = int(workers or http.get("numWorkers") or http.get("maxWorkers") or 1)
     sys.setswitchinterval(0.001)  # the I/O loop and the handler thread hand over quickly
     sock = listen(host, port)
     print(f"graphpack serve: {config.get('metadata', {}).get('name', function_dir.name)} on http://{host}:{port} "

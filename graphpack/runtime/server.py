@@ -180,6 +180,9 @@ class GraphServer:
         state = EventState()
         task = asyncio.ensure_future(self._engine.run(event, state))
         if not self._engine.has_responder:
+            if _from_stream(event):
+                await task  # a stream record is acknowledged only once it has been processed
+                return None
             self._track(task)  # answered with {"id"} at once; processing goes on
             return None
         return await self._wait_response(task, state)
@@ -214,6 +217,7 @@ class GraphServer:
         except RuntimeError:
             return asyncio.run(coro) if self._loop is None else \
                 asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        coro.close()
         raise GraphpackError("an async step cannot run in a sync graph inside an event loop; use engine='async'")
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
@@ -335,6 +339,13 @@ class GraphServer:
 
 
 _PLAIN = (dict, list, str, int, float, bool, type(None), bytes)
+
+
+def _from_stream(event: Event) -> bool:
+    """Did the event come from a trigger other than http (a stream, a queue, cron)?"""
+    trigger = event.trigger
+    kind = getattr(trigger, "kind", trigger) or ""
+    return kind not in ("", "http")
 
 
 def _looks_like_response(body: Any) -> bool:

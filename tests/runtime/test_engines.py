@@ -323,3 +323,29 @@ def test_failure_inside_a_chain_names_the_failing_step(engine):
     fn, graph = flow(engine)
     graph.to(handler="(event + 1)", name="one").to(handler="(event * 2)", name="two").respond()
     assert fn.to_mock_server().test("/", 3) == 8
+
+
+def test_stream_events_are_processed_before_they_are_answered():
+    """An async graph without a responder answers http at once, but a stream record only after
+    processing (so the stream is not acknowledged before the work is done)."""
+    done = []
+
+    class Slow:
+        async def do(self, x):
+            await asyncio.sleep(0.05)
+            done.append(x)
+            return x
+
+    fn, graph = flow("async")
+    graph.to(class_name=Slow, name="slow")
+    server = fn.to_mock_server()
+
+    async def scenario():
+        http = await server.run_async(graphpack.Event(1, path="/"))
+        assert http.body == {"id": http.body["id"]} and done == []
+        stream = graphpack.Event(2, path="/")
+        stream.trigger = "v3ioStream"
+        await server.run_async(stream)
+        assert 2 in done
+
+    asyncio.run(scenario())

@@ -49,7 +49,7 @@ def deploy_config(context: Any, image: str, namespace: str | None = None, local_
     meta.setdefault("annotations", {})[DIGEST_ANNOTATION] = context_digest(context)
     spec = config["spec"]
     spec["image"] = image
-    spec["build"] = {"mode": "neverBuild"}
+    spec.pop("build", None)  # spec.image and no build source: the dashboard runs the image as is
     spec.setdefault("readinessTimeoutSeconds", 120)
     if local_port is not None:
         spec.setdefault("platform", {}).setdefault("attributes", {})["network"] = "host"
