@@ -39,3 +39,20 @@ def test_unknown_builder_names_the_known_ones():
 
     with pytest.raises(GraphpackError, match=r"unknown image builder 'kaniko' \(known: docker, fixed, oci\)"):
         get_builder("kaniko")
+
+
+def test_the_contract_catches_a_secret_baked_into_a_layer(registry, base_image, make_context, secret_env):
+    from graphpack.packager.images.daemonless import OCIBuilder
+
+    class Leaky(OCIBuilder):
+        def build(self, context, tag):
+            (context / "token.txt").write_text(secret_env)
+            dockerfile = (context / "Dockerfile").read_text()
+            if "token.txt" not in dockerfile:
+                (context / "Dockerfile").write_text(dockerfile.replace("USER ", "COPY token.txt /etc/token\nUSER ", 1))
+            return super().build(context, tag)
+
+    with registry.client() as client:
+        leaky = Leaky(base=base_image, registry=client)
+        with pytest.raises(AssertionError, match="secrets found in layers"):
+            check_image_builder(leaky, make_context(), f"{registry.host}/{repo()}:v1", client, secrets=[secret_env])
