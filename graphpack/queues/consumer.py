@@ -6,7 +6,8 @@ and commits each shard's checkpoint after its batch. A handler that raises is re
 ``max_attempts`` times; then the item goes to the dead-letter queue (or ``dead_letter`` callable)
 and the shard moves on. Several consumers of one group split the shards: each heartbeats as a
 member, shard *i* belongs to member ``i % n`` of the sorted live members, and a lease per shard
-makes sure two consumers never process the same shard at once.
+makes sure two consumers never process the same shard at once. Leases are renewed between
+batches, so one batch (``batch_size`` x handler time) should take well under ``lease_ttl / 2``.
 """
 from __future__ import annotations
 
@@ -119,6 +120,8 @@ class Consumer:
         for shard in sorted(self.rebalance()):
             if self._stop.is_set():
                 break
+            if shard not in self.rebalance():  # renews leases between shards when they are due
+                continue
             items = self.queue.read(shard, self.group, max_records=self.batch_size, timeout=0)
             if not items:
                 continue
