@@ -169,12 +169,31 @@ class Engine:
         event.origin_state = origin
         return handler, event
 
-    def _after_error(self, handler: Node, out: Event | None, state: EventState) -> list[Node]:
-        """The handler's output answers unless the flow resumes (``before=``)."""
-        before = getattr(handler.step, "before", None)
-        if out is not None and self.has_responder and not before:
+    def _after_error(self, handler: Node, event: Event, out: Any, state: EventState) -> tuple[list[Node], Any]:
+        """Where an error handler's output goes: it answers unless the flow resumes (``before=``)."""
+        if out is None:
+            return [], None
+        if not isinstance(out, Event):
+            event.body = out
+            out = event
+        if self.has_responder and not getattr(handler.step, "before", None):
             state.respond(out)
-        return handler.children
+        state.last = out
+        return handler.children, out
+
+    @staticmethod
+    def _route(node: Node, out: Event, state: EventState) -> tuple[list[Node], Event]:
+        """The responder, terminated and leaf rules for one output; returns where it goes next."""
+        if node.responder:
+            state.respond(out)
+            if node.children:
+                out = out.copy()  # later steps must not change the response
+        if out.terminated:
+            state.respond(out)
+            return [], out
+        if not node.children:
+            state.last = out
+        return node.children, out
 
 
 def plain_chain(nodes: list[Node], starts: list[Node], error_node: Node | None) -> tuple | None:
@@ -250,69 +269,35 @@ class SyncEngine(Engine):
         return out
 
     def _emit(self, node: Node, event: Event, state: EventState) -> None:
-        while True:
+        while True:  # a chain continues in this loop, not by recursion
             try:
-                out = node.call(event) if not node.is_async else self._call(node, event)
+                out = self._call(node, event)
             except Exception as exc:  # noqa: BLE001 - routed to error handlers
                 handler, event = self._error_event(node, event, exc)
                 try:
-                    out = self._call(handler, event)
+                    handled = self._call(handler, event)
                 except Exception as exc2:  # noqa: BLE001
                     raise StepError(handler.fullname, exc2) from exc2
-                if out.__class__ is not Event and not isinstance(out, Event):
-                    out = None if out is None else _body_event(event, out)
-                children = self._after_error(handler, out, state)
-                if out is None:
-                    return
-                state.last = out
-                self._fan_out(children, out, state)
+                self._fan_out(*self._after_error(handler, event, handled, state), state)
                 return
-            if out.__class__ is not Event:
-                if out is None:
-                    return
-                if isinstance(out, list):
-                    for item in out:
-                        self._after_step(node, item, state)
-                    return
-            # the common case: one event, inline to keep the chain cheap
-            if node.responder:
-                state.respond(out)
-                if node.children:
-                    out = out.copy()
-            if out.terminated:
-                state.respond(out)
+            if out is None:
                 return
-            children = node.children
-            if not children:
-                state.last = out
+            if out.__class__ is list:
+                for item in out:
+                    self._fan_out(*self._route(node, item, state), state)
                 return
-            if len(children) > 1:
+            children, out = self._route(node, out, state)
+            if len(children) != 1:
                 self._fan_out(children, out, state)
                 return
             node, event = children[0], out
 
-    def _after_step(self, node: Node, out: Event, state: EventState) -> None:
-        if node.responder:
-            state.respond(out)
-            if node.children:
-                out = out.copy()
-        if out.terminated:
-            state.respond(out)
+    def _fan_out(self, children: list[Node], event: Event | None, state: EventState) -> None:
+        if not children:
             return
-        if not node.children:
-            state.last = out
-            return
-        self._fan_out(node.children, out, state)
-
-    def _fan_out(self, children: list[Node], event: Event, state: EventState) -> None:
         events = [event] + [event.copy() for _ in children[1:]]  # copies before any branch runs
         for child, branch_event in zip(children, events):
             self._emit(child, branch_event, state)
-
-
-def _body_event(event: Event, body: Any) -> Event:
-    event.body = body
-    return event
 
 
 class AsyncEngine(Engine):
@@ -343,32 +328,19 @@ class AsyncEngine(Engine):
         except Exception as exc:  # noqa: BLE001 - routed to error handlers
             handler, event = self._error_event(node, event, exc)
             try:
-                out = await self._call(handler, event)
+                handled = await self._call(handler, event)
             except Exception as exc2:  # noqa: BLE001
                 raise StepError(handler.fullname, exc2) from exc2
-            if out is not None and not isinstance(out, Event):
-                out = _body_event(event, out)
-            children = self._after_error(handler, out, state)
-            if out is not None:
-                state.last = out
-                await self._fan_out(children, out, state)
+            await self._fan_out(*self._after_error(handler, event, handled, state), state)
             return
         if out is None:
             return
-        for item in (out if isinstance(out, list) else (out,)):
-            if node.responder:
-                state.respond(item)
-                if node.children:
-                    item = item.copy()
-            if item.terminated:
-                state.respond(item)
-                continue
-            if not node.children:
-                state.last = item
-                continue
-            await self._fan_out(node.children, item, state)
+        for item in (out if out.__class__ is list else (out,)):
+            await self._fan_out(*self._route(node, item, state), state)
 
-    async def _fan_out(self, children: list[Node], event: Event, state: EventState) -> None:
+    async def _fan_out(self, children: list[Node], event: Event | None, state: EventState) -> None:
+        if not children:
+            return
         if len(children) == 1:
             await self._emit(children[0], event, state)
             return

@@ -11,6 +11,7 @@ from typing import Any, Callable
 from ..errors import GraphpackError, HTTPError, StepError
 from ..graph.steps import BaseStep, QueueStep, RouterStep, TaskStep
 from .event import Event
+from .paths import get_in, update_in
 from .resolve import resolve_class, resolve_handler
 
 DEFAULT_ROUTER = "graphpack.serving.ModelRouter"
@@ -58,34 +59,6 @@ class Route:
             raise
         except Exception as exc:
             raise StepError(self.node.fullname, exc) from exc
-
-
-# -- body paths -------------------------------------------------------------------------
-
-def get_in(body: Any, path: str) -> Any:
-    for part in path.split("."):
-        if body is None:
-            return None
-        try:
-            body = body[part] if not isinstance(body, list) else body[int(part)]
-        except (KeyError, IndexError, ValueError):
-            return None
-        except TypeError:
-            raise TypeError("input_path parameter supports only dict-like event bodies") from None
-    return body
-
-
-def update_in(body: Any, path: str, value: Any) -> Any:
-    if not body:
-        return value
-    if not isinstance(body, dict):
-        raise TypeError("result_path parameter supports only dict-like event bodies")
-    target = body
-    parts = path.split(".")
-    for part in parts[:-1]:
-        target = target.setdefault(part, {})
-    target[parts[-1]] = value
-    return body
 
 
 # -- compiling ----------------------------------------------------------------------------

@@ -7,49 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..errors import BadRequestError
-
-
-def get_in(body: Any, path: str | None) -> Any:
-    """``body["a"]["b"]`` for ``path="a.b"``; None when a key is missing; the body for no path."""
-    if not path:
-        return body
-    if not hasattr(body, "__getitem__") or isinstance(body, (str, bytes)):
-        raise TypeError("input_path parameter supports only dict-like event bodies")
-    value = body
-    for part in path.split("."):
-        if isinstance(value, dict):
-            if part not in value:
-                return None
-            value = value[part]
-        elif isinstance(value, (list, tuple)) and part.lstrip("-").isdigit():
-            index = int(part)
-            if not -len(value) <= index < len(value):
-                return None
-            value = value[index]
-        else:
-            return None
-    return value
-
-
-def update_in(body: Any, path: str | None, value: Any) -> Any:
-    """Write ``value`` at ``path`` inside ``body`` (creating dicts); returns the new body.
-
-    With no path, or a falsy body, the value replaces the body (as MLRun's result_path does).
-    """
-    if not path or not body:
-        return value
-    if not isinstance(body, dict):
-        raise TypeError("result_path parameter supports only dict-like event bodies")
-    target = body
-    parts = path.split(".")
-    for part in parts[:-1]:
-        nxt = target.get(part)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            target[part] = nxt
-        target = nxt
-    target[parts[-1]] = value
-    return body
+from ..runtime.paths import get_in, update_in  # noqa: F401 - re-exported for the serving classes
 
 
 def decode_body(body: Any, content_type: str | None = None) -> Any:
