@@ -74,10 +74,12 @@ step_docker() {
 # The real Nuclio processor for tests/nuclio (tests/nuclio/toolchain.py): `CGO_ENABLED=0 go
 # install github.com/nuclio/nuclio/cmd/processor@1.14.1` (minutes on 2 cores the first time;
 # GOBIN and GOCACHE under $GRAPHPACK_CACHE/nuclio/<version>), its _nuclio_wrapper.py from the
-# module cache, a venv with nuclio-sdk 0.5.13 + msgpack 1.0.8. When it cannot be had, the step
-# passes with a note and tests/nuclio skip with the exact command and error.
+# module cache, a venv with nuclio-sdk 0.5.13 + msgpack 1.0.8, and Debian's wrk (bench/nuclio.py's
+# load generator). When the processor cannot be had, the step passes with a note and tests/nuclio
+# skip with the exact command and error.
 step_nuclio() {
   local out rc=0
+  apt_install wrk
   out="$("$PYTHON" -m tests.nuclio.toolchain)" || rc=$?
   echo "$out"
   case $rc in
