@@ -100,3 +100,25 @@ def test_https_for_remote_hosts_http_for_loopback():
     assert Registry("registry.example.com").scheme == "https"
     assert Registry("registry.example.com", insecure=True).scheme == "http"
     assert os.environ.get("GRAPHPACK_REGISTRY_USERNAME") is None
+
+
+@pytest.fixture(scope="module")
+def token_registry():
+    from graphpack.packager.images.testing import registry_available, run_registry
+
+    if not registry_available():
+        pytest.skip("docker-registry is not installed (Debian docker-registry; scripts/test.sh installs it)")
+    with run_registry("robot", "token-pw", token=True) as running:
+        yield running
+
+
+def test_bearer_token_auth(token_registry):
+    name = repo()
+    image = small_image(b"bearer")
+    with token_registry.client() as client:
+        assert client.push_image(image, name, "v1") == image.digest
+        assert client.pull_image(name, "v1").digest == image.digest
+        assert all(value.startswith("Bearer ") for value in client._auth.values())
+    with token_registry.client(password="nope") as bad, pytest.raises(GraphpackError) as info:
+        bad.pull_image(name, "v1")
+    assert str(info.value) == f"registry {token_registry.host} refused access with user 'robot'"
