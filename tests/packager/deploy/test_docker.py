@@ -141,3 +141,35 @@ def test_root_and_child_joined_by_a_file_queue_in_a_bind_mount(tmp_path, engine)
     finally:
         deployer.delete(purge=True)
     assert deployer.status() == {}
+
+
+FILE_CODE = '''
+class Reveal:
+    def __init__(self, context=None, name=None):
+        self.context = context
+
+    def do(self, body):
+        return {"db": self.context.get_secret("DB_PASSWORD")}
+'''
+
+
+def test_file_secret_is_mounted_read_only_at_run_time(tmp_path, engine):
+    secrets = tmp_path / "secrets.json"
+    value = "pw-" + uuid.uuid4().hex
+    secrets.write_text(json.dumps({"DB_PASSWORD": value}))
+    secrets.chmod(0o644)
+    (tmp_path / "serving.py").write_text(FILE_CODE)
+    project = graphpack.get_or_create_project("s" + uuid.uuid4().hex[:6], str(tmp_path))
+    fn = project.set_function("serving.py", name="root")
+    fn.with_secrets("file", str(secrets))
+    fn.set_topology("flow", engine="sync").to(class_name="Reveal", name="reveal").respond()
+    fn.with_http(workers=1, port=free_port())
+    deployer = get_deployer("docker", str(tmp_path))
+    try:
+        deployer.apply(deployer.plan(project))
+        assert deployer.invoke("root", "/", {}).body == {"db": value}
+        # the value is in no file of the build context either
+        build = tmp_path / ".graphpack" / "docker-build" / "root"
+        assert not [p for p in build.rglob("*") if p.is_file() and value.encode() in p.read_bytes()]
+    finally:
+        deployer.delete(purge=True)
