@@ -26,6 +26,7 @@ def _is_requirements_run(text: str) -> bool:
 
 
 def _has_host(ref: str) -> bool:
+    """True when an image reference names a registry host (``host[:port]/repo``)."""
     first = ref.split("/", 1)[0]
     return "/" in ref and ("." in first or ":" in first or first == "localhost")
 

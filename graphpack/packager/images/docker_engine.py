@@ -65,7 +65,8 @@ def ensure_base_in_docker(client: Any, base: Image, progress: Progress) -> str:
 
 class DockerBuilder(ImageBuilder):
     """Builds with the Docker engine. ``base``: an image the engine has or can pull, an Image
-    value (loaded into the engine), or None for graphpack's base. ``push`` pushes the tag
+    value (loaded into the engine), or None: the Dockerfile's FROM when it names a registry
+    host, else graphpack's base. ``push`` pushes the tag
     (credentials from ``registry`` when given) and returns the pushed manifest digest;
     without push the digest is the engine's image id."""
 
@@ -96,7 +97,12 @@ class DockerBuilder(ImageBuilder):
         root = Path(context)
         if not (root / "Dockerfile").is_file():
             raise GraphpackError(f"{root} has no Dockerfile (run `graphpack build` first)")
-        base = self.base_tag()
+        from .daemonless import _has_host
+        from .dockerfile import parse
+
+        declared = parse((root / "Dockerfile").read_text()).base
+        # same rule as the daemonless builder: a FROM naming a registry host is used as is
+        base = declared if self.base is None and _has_host(declared) else self.base_tag()
         api = self.client.api
         image_id = ""
         with docker_errors("build"):

@@ -1,4 +1,6 @@
 """One contract suite, run against every image builder (builder.py check_image_builder)."""
+import re
+
 import pytest
 
 from graphpack.packager.images import FixedBuilder, ImageRef, get_builder
@@ -56,3 +58,36 @@ def test_the_contract_catches_a_secret_baked_into_a_layer(registry, base_image, 
         leaky = Leaky(base=base_image, registry=client)
         with pytest.raises(AssertionError, match="secrets found in layers"):
             check_image_builder(leaky, make_context(), f"{registry.host}/{repo()}:v1", client, secrets=[secret_env])
+
+
+@pytest.fixture(params=["oci", "docker"])
+def any_builder(request):
+    if request.param == "docker":
+        request.getfixturevalue("docker_engine")
+    return request.param
+
+
+def test_a_from_with_a_registry_host_is_the_base(any_builder, registry, base_image, make_context):
+    """Both builders take the Dockerfile's FROM when it names a registry (here: graphpack's
+    base pushed under another name), so a user's own base image is honoured."""
+    from graphpack.packager.images.publish import push
+
+    base_ref = f"{registry.host}/{repo('base')}:1"
+    with registry.client() as client:
+        push(base_image, base_ref, client)
+        context = make_context()
+        dockerfile = context / "Dockerfile"
+        dockerfile.write_text(re.sub(r"(?m)^ARG BASE_IMAGE=.*$", f"ARG BASE_IMAGE={base_ref}", dockerfile.read_text()))
+        assert f"ARG BASE_IMAGE={base_ref}" in dockerfile.read_text()
+        builder = get_builder(any_builder, registry=client)
+        tag = f"{registry.host}/{repo(any_builder)}:v1"
+        builder.build(context, tag)
+        data, _ = client.get_manifest(*tag.split("/", 1)[1].split(":"))
+    import json
+
+    layers = [layer["digest"] for layer in json.loads(data)["layers"]]
+    if any_builder == "oci":
+        assert layers[0] == base_image.layers[0].digest and client.mounts >= 1
+    assert len(layers) >= 3
+    if any_builder == "docker":
+        builder.client.images.remove(tag)
