@@ -6,6 +6,7 @@ import json
 import os
 import threading
 import traceback
+import urllib.parse
 from typing import Any
 
 from ..errors import BadRequestError, GraphpackError, HTTPError, RequestFailed, StepError
@@ -313,7 +314,10 @@ class GraphServer:
                     event_id = value
                 elif lower in ("mlrun-event-path", "graphpack-event-path"):
                     path = value
+        path, _, query = (path or "/").partition("?")  # as the http trigger: the query goes to fields
         event = Event(body, event_id, path or "/", method or ("POST" if body is not None else "GET"), headers)
+        if query:
+            event.fields = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
         if content_type is not None:
             event.content_type = content_type
         if trigger is not None:

@@ -55,12 +55,19 @@ class Answer:
     status: int
     content_type: str
     body: Any  # decoded JSON, str for text/*, else bytes
+    headers: dict = field(default_factory=dict)  # the X-* headers, names lower-cased
 
     def normal(self) -> Answer:
         body = self.body
         if isinstance(body, dict):
             body = {k: ("<volatile>" if k in VOLATILE else v) for k, v in body.items()}
-        return Answer(self.status, self.content_type, body)
+        return Answer(self.status, self.content_type, body, self.headers)
+
+
+def x_headers(headers: Any) -> dict:
+    """The custom (X-*) headers of an answer; the servers' own (X-Nuclio-*) are left out."""
+    return {k.lower(): v for k, v in dict(headers or {}).items()
+            if k.lower().startswith("x-") and not k.lower().startswith("x-nuclio")}
 
 
 def _decode(content_type: str, data: bytes) -> Any:
@@ -82,10 +89,11 @@ def over_http(base_url: str, case: Case, event_id: str | None = None, timeout: f
                                      method=case.http_method)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            status, content_type, data = response.status, response.headers.get("Content-Type", ""), response.read()
+            status, headers, data = response.status, response.headers, response.read()
     except urllib.error.HTTPError as exc:
-        status, content_type, data = exc.code, exc.headers.get("Content-Type", ""), exc.read()
-    return Answer(status, content_type.split(";")[0].strip(), _decode(content_type, data))
+        status, headers, data = exc.code, exc.headers, exc.read()
+    content_type = headers.get("Content-Type", "")
+    return Answer(status, content_type.split(";")[0].strip(), _decode(content_type, data), x_headers(headers))
 
 
 def from_mock(server: Any, case: Case, event_id: str | None = None) -> Answer:
@@ -102,4 +110,4 @@ def from_mock(server: Any, case: Case, event_id: str | None = None) -> Answer:
         body = body.decode()
     elif body is None:
         body = ""
-    return Answer(response.status_code, content_type, body)
+    return Answer(response.status_code, content_type, body, x_headers(response.headers))

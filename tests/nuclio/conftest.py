@@ -61,8 +61,14 @@ class Mirror:
     Every event is appended to $MIRROR_LOG (JSON lines) with its trigger, method, path and body.
     """
 
+    def __init__(self, context=None, name=None):
+        self.context = context
+
     def do_event(self, event):
         body = event.body
+        if isinstance(body, dict) and "respond" in body:  # a step answering with its own Response
+            return self.context.Response(headers={"X-Mirror": "yes"}, body=body["respond"],
+                                         content_type="text/csv", status_code=201)
         log = os.environ.get("MIRROR_LOG")
         if log:
             shown = body.decode("latin-1") if isinstance(body, bytes) else body
@@ -79,7 +85,8 @@ class Mirror:
         elif isinstance(body, str):
             event.body = body.upper()
         else:
-            event.body = {"mirror": body, "path": event.path, "method": event.method}
+            event.body = {"mirror": body, "path": event.path, "method": event.method,
+                          "fields": getattr(event, "fields", None) or {}}
         return event
 # graphpack: end
 '''

@@ -1,10 +1,11 @@
 """Differences found between the mock server and the real Nuclio processor, pinned down at the
-unit level (the end-to-end proofs are in test_http.py and test_cron.py)."""
+unit level (the end-to-end proofs are in test_http.py, test_cron.py and test_child.py)."""
 from __future__ import annotations
 
 import nuclio_sdk
 import pytest
 
+import graphpack
 from graphpack.handlers.events import decode_text, from_nuclio
 
 
@@ -43,3 +44,21 @@ def test_cron_text_body_reaches_the_graph_as_str() -> None:
     assert (graph_event.body, graph_event.trigger) == ("plain note", "cron")
     stream = nuclio_sdk.Event(body=b"\x00raw", trigger=nuclio_sdk.TriggerInfo("http", "http"))
     assert from_nuclio(stream).body == b"\x00raw"  # only cron bodies are text by construction
+
+
+class Where:
+    def do_event(self, event):
+        event.body = {"path": event.path, "fields": event.fields}
+        return event
+
+
+def test_mock_server_splits_the_query_string_like_the_http_trigger() -> None:
+    """Nuclio's http trigger hands the graph the path without the query, and the query as
+    ``event.fields``; the mock server's ``test(path)`` now does the same."""
+    fn = graphpack.new_function("where")
+    fn.set_topology("flow", engine="sync").to(class_name="Where", name="where").respond()
+    server = fn.to_mock_server()
+    assert server.test("/a/b?x=1&y=two&y=three&z=", {}) == {"path": "/a/b",
+                                                          "fields": {"x": "1", "y": "three", "z": ""}}
+    assert server.test("/plain", {}) == {"path": "/plain", "fields": None}
+    assert server.test("?k=v", {}) == {"path": "/", "fields": {"k": "v"}}

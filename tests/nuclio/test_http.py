@@ -42,6 +42,13 @@ CASES = {
         Case("text-charset", "/mirror/text", "mixed Case", content_type="text/plain; charset=utf-8"),
         Case("bytes", "/mirror/bytes", bytes(range(256))),
         Case("get-no-body", "/mirror/get", method="GET"),
+        Case("put-json", "/mirror/put", {"x": 1}, method="PUT"),
+        Case("delete", "/mirror/thing", method="DELETE"),
+        Case("unicode-json", "/mirror/json", {"name": "Zoë ☃", "n": [1.5, -2, None, True]}),
+        Case("empty-json-post", "/mirror/json", b"", content_type="application/json", method="POST"),
+        Case("big-bytes", "/mirror/bytes", bytes(range(256)) * 24_000),  # ~6 MB: above Nuclio's default cap
+        Case("own-response", "/mirror/respond", {"respond": "a,b\n1,2\n"}),
+        Case("query-string", "/mirror/q?a=1&b=two", {"x": 1}),
         Case("bad-json-400", "/mirror/json", {"bad": True}),
         Case("bad-text-400", "/mirror/text", "bad"),
         Case("bad-bytes-400", "/mirror/bytes", b"bad"),
