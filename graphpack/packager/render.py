@@ -95,6 +95,21 @@ class Images:
                 raise GraphpackError(f"image {ref!r} of function {context.plan.function!r} is not pinned by "
                                      f"digest (use NAME@sha256:...): target {target!r} deploys images by digest")
 
+    def verify(self, contexts: list) -> None:
+        """Before anything changes: each given image is in its registry (a missing one names itself)."""
+        from .images.registry import Reference, Registry
+
+        wanted = {c.plan.function for c in contexts}
+        for function, text in sorted(self.images.items()):
+            if function not in wanted:
+                continue
+            ref = Reference.parse(text)
+            with Registry(ref.host, timeout=15) as registry:
+                try:
+                    registry.get_manifest(ref.repo, ref.ref)
+                except GraphpackError as exc:
+                    raise GraphpackError(f"image {text!r} of function {function!r} is not usable: {exc}") from None
+
     def tag(self, context: Any) -> str:
         return f"{self.registry}/{context.name}:{context_digest(context)}"
 

@@ -388,6 +388,7 @@ class KnativeDeployer(Deployer):
         placeholder = "graphpack.invalid/pending@sha256:" + "0" * 64
         wanted = {c.plan.function: manifests(c, placeholder, self.namespace) for c in contexts}
         self.images.check(contexts, self.target)
+        self.images.verify(contexts)
         steps: list[Step] = []
         for context in contexts:
             function, name = context.plan.function, context.name

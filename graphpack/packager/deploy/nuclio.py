@@ -34,11 +34,13 @@ def _quiet(message: str) -> None:
     """The default progress sink."""
 
 
-def deploy_config(context: Any, image: str, namespace: str | None = None, local_port: int | None = None) -> dict:
+def deploy_config(context: Any, image: str, namespace: str | None = None, local_port: int | None = None,
+                  host_paths: tuple[str, ...] = ()) -> dict:
     """The function config the dashboard gets: the built function.yaml with ``spec.image`` and no build.
 
     ``local_port`` (Nuclio's local platform on a host without bridge networking): the container runs on
     the host network without port publishing and graphpack serve listens on that port (``$PORT``).
+    ``host_paths``: host directories mounted at the same path (e.g. where file queues live).
     """
     config = copy.deepcopy(context.config)
     config.pop("apiVersion", None)
@@ -59,6 +61,10 @@ def deploy_config(context: Any, image: str, namespace: str | None = None, local_
                 attributes["disablePortPublishing"] = True
                 attributes.pop("port", None)
         spec["env"] = [e for e in spec["env"] if e["name"] != "PORT"] + [{"name": "PORT", "value": str(local_port)}]
+    for index, path in enumerate(host_paths):
+        volume = f"graphpack-host-{index}"
+        spec.setdefault("volumes", []).append({"volume": {"name": volume, "hostPath": {"path": path}},
+                                               "volumeMount": {"name": volume, "mountPath": path}})
     return config
 
 
@@ -263,7 +269,7 @@ class NuclioDeployer(Deployer):
                  dashboard: Any = None, images: dict[str, str] | None = None, registry: str | None = None,
                  builder: Any = None, username: str | None = None, password: str | None = None,
                  access_key: str | None = None, local_platform: bool | None = None,
-                 ready_timeout: float = READY_TIMEOUT, poll: float = 0.5) -> None:
+                 host_paths: tuple[str, ...] = (), ready_timeout: float = READY_TIMEOUT, poll: float = 0.5) -> None:
         self.root = Path(project_dir).resolve()
         env = os.environ
         self.url = url or env.get("NUCLIO_DASHBOARD_URL") or DEFAULT_URL
@@ -276,6 +282,7 @@ class NuclioDeployer(Deployer):
         if local_platform is None:
             local_platform = env.get("GRAPHPACK_NUCLIO_PLATFORM", "") == "local"
         self.local_platform = local_platform
+        self.host_paths = tuple(host_paths)
         self.ready_timeout = ready_timeout
         self.poll = poll
         self.state_path = self.root / ".graphpack" / "nuclio.json"
@@ -313,6 +320,7 @@ class NuclioDeployer(Deployer):
     def plan(self, project: Any, functions: list[str] | None = None) -> Plan:
         contexts = render_contexts(project, self.target, functions)
         self.images.check(contexts, self.target)
+        self.images.verify(contexts)
         ports = self._ports(contexts) if self.local_platform else {}
         steps = []
         for context in contexts:
@@ -358,7 +366,8 @@ class NuclioDeployer(Deployer):
             if step.action == "keep":
                 continue
             context = next(c for c in contexts if c.plan.function == step.function)
-            config = deploy_config(context, refs[step.function], self.namespace, step.details.get("port"))
+            config = deploy_config(context, refs[step.function], self.namespace, step.details.get("port"),
+                                   self.host_paths)
             progress(f"{'creating' if step.action == 'create' else 'updating'} Nuclio function {config['metadata']['name']}")
             if step.action == "create":
                 self.dashboard.create(config, plan.project)

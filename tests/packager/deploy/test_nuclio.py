@@ -73,7 +73,7 @@ def test_plan_apply_keep_update_invoke_delete(project, tmp_path):
     assert {n: s["state"] for n, s in status.items()} == {"scorer": "ready", "recommender": "ready"}
     config = dashboard.functions["shop-recommender"]
     assert config["spec"]["image"].startswith(f"{REGISTRY}/shop-recommender@sha256:")
-    assert config["spec"]["build"] == {"mode": "neverBuild"}
+    assert "build" not in config["spec"]
     assert config["metadata"]["labels"]["nuclio.io/project-name"] == "shop"
     assert config["spec"]["triggers"]["nightly"]["attributes"]["schedule"] == "0 2 * * *"
     assert not deployer.plan(project).changes
@@ -267,3 +267,136 @@ def test_access_key_header_and_unreachable_dashboard(project, tmp_path, stub):
 def test_get_deployer_knows_nuclio(tmp_path):
     deployer = get_deployer("nuclio", tmp_path, dashboard=MemoryDashboard())
     assert isinstance(deployer, NuclioDeployer) and deployer.status() == {}
+
+
+# -- the real Nuclio 1.14.1 dashboard, --platform local, real Docker engine -----------------------
+SCORER_CODE = '''
+import json, os
+
+class Score:
+    def do(self, body):
+        body["score"] = 1
+        with open(os.path.join(os.environ["OUT_DIR"], "scored.jsonl"), "a") as f:
+            f.write(json.dumps(body) + "\\n")
+        return body
+'''
+
+
+@pytest.fixture(scope="module")
+def real_dashboard(tmp_path_factory):
+    from tests.packager.deploy import nuclio_dashboard
+
+    try:
+        nuclio_dashboard.docker_ok()
+        nuclio_dashboard.obtain()
+        nuclio_dashboard.store_image()
+    except nuclio_dashboard.Unavailable as exc:
+        pytest.skip(f"real Nuclio dashboard: {exc}")
+    logs = tmp_path_factory.mktemp("dashboard")
+    with nuclio_dashboard.running_dashboard(logs) as url:
+        yield url, logs / "dashboard.log"
+
+
+@pytest.fixture(scope="module")
+def registry():
+    from graphpack.packager.images.testing import registry_available, run_registry
+
+    if not registry_available():
+        pytest.skip("docker-registry (Debian package) is not installed")
+    with run_registry() as running:
+        yield running
+
+
+def wait_port_free(port: int, timeout: float = 20.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+                return
+            except OSError:
+                time.sleep(0.2)
+    raise AssertionError(f"port {port} stays in use: the local platform's invocation needs it for the root")
+
+
+def test_real_dashboard_deploys_invokes_and_deletes_root_and_child(real_dashboard, registry, tmp_path):
+    import time
+
+    from graphpack.packager.images.docker_engine import DockerBuilder
+
+    url, dashboard_log = real_dashboard
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # the functions run as uid 10001
+    project = make_project(tmp_path / "src", queue=str(shared / "q1"))
+    (tmp_path / "src" / "child.py").write_text(SCORER_CODE)
+    project.get_function("recommender").set_env("OUT_DIR", str(shared))
+    project.save()
+    wait_port_free(8080)
+    deployer = NuclioDeployer(tmp_path / "src", url=url, registry=f"{registry.host}/shop",
+                              builder=DockerBuilder(registry=registry.client()), local_platform=True,
+                              host_paths=(str(shared),), ready_timeout=180, poll=0.2)
+    plan = deployer.plan(project)
+    assert [(s.action, s.function) for s in plan.steps] == [("create", "scorer"), ("create", "recommender")]
+    status = deployer.apply(plan)
+    assert {n: s["state"] for n, s in status.items()} == {"scorer": "ready", "recommender": "ready"}
+
+    # the root through the dashboard's /api/function_invocations, the child directly on its port
+    result = deployer.invoke("recommender", "/", {"n": 1})
+    assert result.status_code == 200 and result.body == {"n": 1, "pre": True}
+    assert '"requestPath": "/api/function_invocations"' in dashboard_log.read_text(errors="replace")
+    health = deployer.invoke("scorer", "/__health")  # reachable directly on its own port
+    assert health.status_code == 200, health
+    # the root's queue (a host directory both containers mount) reaches the child's consumer
+    scored = shared / "scored.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (scored.exists() and '"n": 1' in scored.read_text()):
+        time.sleep(0.2)
+    assert {"n": 1, "pre": True, "score": 1} in [json.loads(line) for line in scored.read_text().splitlines()]
+
+    # the dashboard keeps graphpack's labels and digest: an unchanged project plans no change
+    assert not deployer.plan(project).changes
+    assert any("Function deploy complete" in line for line in deployer.logs("recommender"))
+
+    # an image that is not in the registry is refused before anything changes
+    missing = f"{registry.host}/shop/missing@sha256:" + "1" * 64
+    other = NuclioDeployer(tmp_path / "src", url=url, images={"recommender": missing, "scorer": missing},
+                           local_platform=True)
+    with pytest.raises(GraphpackError, match="image .*missing.* of function 'recommender' is not usable"):
+        other.plan(project)
+
+    assert sorted(deployer.delete()) == ["recommender", "scorer"]
+    assert Dashboard(url).get("shop-recommender") is None and Dashboard(url).get("shop-recommender-scorer") is None
+    import subprocess
+
+    left = subprocess.run(["docker", "ps", "-aq", "--filter", "label=nuclio.io/function-name=shop-recommender"],
+                          capture_output=True, text=True, check=False).stdout.split()
+    assert left == []
+
+
+def test_real_dashboard_reports_a_function_that_cannot_start(real_dashboard, registry, tmp_path):
+    from graphpack.packager.images.docker_engine import DockerBuilder
+
+    url, _ = real_dashboard
+    (tmp_path / "serving.py").write_text("class Pre:\n    def __init__(self, context=None, name=None):\n"
+                                         "        raise RuntimeError('cannot start: model file missing')\n"
+                                         "    def do(self, body):\n        return body\n")
+    project = graphpack.get_or_create_project("broken", str(tmp_path))
+    fn = project.set_function("serving.py", name="echo")
+    fn.set_topology("flow").to(class_name="Pre", name="pre").respond()
+    wait_port_free(8080)
+    deployer = NuclioDeployer(tmp_path, url=url, registry=f"{registry.host}/broken",
+                              builder=DockerBuilder(registry=registry.client()), local_platform=True,
+                              ready_timeout=240, poll=0.2)
+    plan = deployer.plan(project)
+    try:
+        with pytest.raises(GraphpackError) as info:
+            deployer.apply(plan)
+        first = str(info.value).splitlines()[0]
+        assert first.startswith("Nuclio function 'broken-echo' is ") and ("error" in first or "unhealthy" in first)
+        assert "cannot start: model file missing" in str(info.value)  # the container's log says why
+    finally:
+        Dashboard(url).delete("broken-echo")
