@@ -69,6 +69,12 @@ class Mirror:
         if isinstance(body, dict) and "respond" in body:  # a step answering with its own Response
             return self.context.Response(headers={"X-Mirror": "yes"}, body=body["respond"],
                                          content_type="text/csv", status_code=201)
+        if isinstance(body, dict) and "aslist" in body:  # a bare list (Nuclio's wrapper: a batch)
+            event.body = body["aslist"]
+            return event
+        if body in ("none", b"none"):  # nothing (Nuclio's wrapper: the text "None")
+            event.body = None
+            return event
         log = os.environ.get("MIRROR_LOG")
         if log:
             shown = body.decode("latin-1") if isinstance(body, bytes) else body
@@ -116,6 +122,10 @@ mirror = project.set_function("serving.py", name="mirror", kind="serving")
 mirror.set_topology("flow", engine="sync").to(class_name="Mirror", name="mirror").respond()
 mirror.add_trigger("tick", graphpack.CronTrigger(interval="1s", body={"op": "tick"}))
 mirror.add_trigger("note", graphpack.CronTrigger(interval="1s", body="plain note"))
+
+# an async flow with no responder: answers {"id": ...} at once and goes on in the background
+fire = project.set_function("serving.py", name="fire", kind="serving")
+fire.set_topology("flow", engine="async").to(class_name="Mirror", name="mirror")
 '''
 
 

@@ -1,10 +1,14 @@
 """The seed router and flow graphs, and a mirror flow, built with ``graphpack build`` and run by
 the real Nuclio processor (its Go http trigger, its Python wrapper, nuclio-sdk 0.5.13) answer
-every request with the same status, content type and body as the project's mock server, and as
-``graphpack serve`` running the same build directory."""
+every request with the same status, content type, X-* headers and body as the project's mock
+server, and as ``graphpack serve`` running the same build directory; an async flow without a
+responder answers at once and finishes its events in the background."""
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -49,12 +53,19 @@ CASES = {
         Case("big-bytes", "/mirror/bytes", bytes(range(256)) * 24_000),  # ~6 MB: above Nuclio's default cap
         Case("own-response", "/mirror/respond", {"respond": "a,b\n1,2\n"}),
         Case("query-string", "/mirror/q?a=1&b=two", {"x": 1}),
+        Case("bare-list-result", "/mirror/list", {"aslist": [1, {"b": 2}, "c"]}),
+        Case("none-result", "/mirror/none", "none"),
         Case("bad-json-400", "/mirror/json", {"bad": True}),
         Case("bad-text-400", "/mirror/text", "bad"),
         Case("bad-bytes-400", "/mirror/bytes", b"bad"),
         Case("boom-json-500", "/mirror/json", {"boom": 1}),
         Case("boom-text-500", "/mirror/text", "boom"),
         Case("boom-bytes-500", "/mirror/bytes", b"boom"),
+    ],
+    "fire": [
+        Case("json", "/fire", {"a": 1}),
+        Case("text", "/fire", "words"),
+        Case("boom-later", "/fire", "boom"),  # fails after the answer: still {"id": ...}
     ],
 }
 PARAMS = [(function, case) for function, cases in CASES.items() for case in cases]
@@ -103,3 +114,20 @@ def test_statuses_cover_200_400_500(running: dict) -> None:
     assert (answer.status, answer.content_type, answer.body) == (200, "text/plain", "HI")
     answer = over_http(running["mirror"][1].url, Case("b", "/x", b"\x00\x01"))
     assert (answer.status, answer.content_type, answer.body) == (200, "application/octet-stream", b"\x01\x00")
+
+
+def test_async_flow_without_responder_finishes_in_the_background(toolchain: dict, shop: Built,
+                                                                 tmp_path: Path) -> None:
+    log = tmp_path / "fire.jsonl"
+    with NuclioProcessor(toolchain, shop.function("fire"), env={"MIRROR_LOG": str(log)}) as nuclio:
+        ids = [f"fire-{i}" for i in range(10)]
+        for event_id in ids:
+            answer = over_http(nuclio.url, Case(event_id, "/fire", {"n": event_id}), event_id)
+            assert (answer.status, answer.body) == (200, {"id": event_id})
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+            if len(records) >= len(ids):
+                break
+            time.sleep(0.1)
+    assert sorted(r["body"]["n"] for r in records) == sorted(ids), nuclio.logs()[-3000:]
