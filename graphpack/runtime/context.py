@@ -40,7 +40,7 @@ class GraphContext:
         self.project = ""
         self._parameters = parameters if parameters is not None else {}
         self._secrets = SecretsStore(secret_sources)
-        self._error_pusher: Callable[[dict], None] | None = None
+        self._error_pusher: Callable[..., Any] | None = None
         if nuclio_context is not None and hasattr(nuclio_context, "Response"):
             self.Response = nuclio_context.Response  # type: ignore[misc]
         if server is not None:
@@ -84,20 +84,14 @@ class GraphContext:
         )
 
     def push_error(self, event: Any, message: str, source: str | None = None, **kw: Any) -> None:
-        """Send a failed event to the error stream (never fails the request)."""
+        """Send a failed event (step, error, original body) to the error stream; never fails the request."""
         if self._error_pusher is None:
             return
-        record = {
-            "function": getattr(self.server, "function_uri", ""),
-            "host": socket.gethostname(),
-            "worker": self.worker_id,
-            "step": source or "_handler",
-            "error": message,
-            "event": {"id": getattr(event, "id", None), "body": getattr(event, "body", None)},
-        }
-        record.update(kw)
+        extra = {"function": getattr(self.server, "function_uri", ""), "host": socket.gethostname(),
+                 "worker": self.worker_id, **kw}
         try:
-            self._error_pusher(record)
+            self._error_pusher(source or "_handler", message, getattr(event, "body", None),
+                               getattr(event, "id", None), **extra)
         except Exception as exc:  # noqa: BLE001 - pushing an error must not fail the request
             self.logger.warn(f"failed to push an error to the error stream: {exc}")
 

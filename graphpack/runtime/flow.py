@@ -41,6 +41,8 @@ class QueuePusher:
             options = {k: v for k, v in self.step.options.items() if k not in ("full_event", "group")}
             if self.step.shards:
                 options["shards"] = self.step.shards
+            if self.step.retention_in_hours:
+                options["retention_in_hours"] = self.step.retention_in_hours
             self._queue = open_queue(self.step.path, **options)
         self._queue.push([record])
 
@@ -64,7 +66,7 @@ def _queue_node(step: QueueStep, has_local_children: bool, has_children: bool, c
     pusher = QueuePusher(step)
 
     def push(event: Event) -> None:
-        pusher.push(wire.encode(wire.wrap(event, full_event), queue=name))
+        pusher.push(wire.wrap(event, full_event))  # the queue encodes it, and shards by the event key
         return None
     node = Node(step, push)
     node.obj = pusher

@@ -365,16 +365,14 @@ def _content_type(body: Any) -> str:
 
 
 def _error_pusher(path: str | None) -> Any:
+    """push(step, error, body, event_id, **extra) to the error stream at ``path`` (flushed each time)."""
     if not path:
         return None
-    state: dict = {}
 
-    def push(record: dict) -> None:
-        if "queue" not in state:
-            from ..queues import open_queue
+    def push(step: str, error: str, body: Any, event_id: Any, **extra: Any) -> None:
+        from ..queues.errorstream import push_error
 
-            state["queue"] = open_queue(path)
-        state["queue"].push([record])
+        push_error(path, step, error, body, event_id, **extra)
 
     return push
 

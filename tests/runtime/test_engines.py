@@ -307,7 +307,7 @@ def test_error_stream_receives_failed_events(engine):
     queue = open_queue(f"memory://errors-{engine}")
     items = [item for shard in range(queue.shards) for item in queue.read(shard, "g", 10, 0)]
     records = [json.loads(item.data) for item in items]
-    assert [(r["step"], r["event"]["body"]) for r in records] == [("bad", 3)]
+    assert [(r["step"], r["body"]) for r in records] == [("bad", 3)]
     assert "boom on 3" in records[0]["error"]
 
 

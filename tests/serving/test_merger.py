@@ -49,7 +49,8 @@ def test_expected_count_from_graph_step_after() -> None:
 def test_max_behind_drops_oldest_and_reports(caplog: pytest.LogCaptureFixture) -> None:
     pushed: list[tuple] = []
     context = GraphContext()
-    context._error_pusher = pushed.append
+    context._error_pusher = lambda step, error, body, event_id, **extra: pushed.append(
+        {"step": step, "error": error, "body": body, "id": event_id})
     merge = Merge(context=context, name="join", expected_num_events=2, max_behind=2)
     for key in ("k1", "k2", "k3"):
         assert merge.do_event(Event({"k": key}, id=key)) is None
