@@ -133,6 +133,26 @@ def _feeds_child(graph: FlowStep, queue: str) -> bool:
     return any(queue in s.after and getattr(s, "function", None) for s in graph.steps.values())
 
 
+def check_queues(contexts: list) -> None:
+    """Every queue and error stream the functions use is reachable (a clear error now, not at
+    the first event): missing bucket, no credentials, unreachable endpoint."""
+    from ...queues import check_queue_url
+
+    seen = set()
+    for context in contexts:
+        plan = context.plan
+        urls = [plan.spec.get("error_stream")]
+        if plan.input_queue is not None:
+            urls.append(plan.input_queue.url)
+        for url in urls:
+            if url and url not in seen and not url.startswith("memory://"):
+                seen.add(url)
+                try:
+                    check_queue_url(url)
+                except GraphpackError as exc:
+                    raise GraphpackError(f"{plan.where}: queue {url!r}: {exc}") from None
+
+
 class LocalDeployer(Deployer):
     """Deploys a project as local processes (no Docker, no cluster)."""
 
@@ -186,6 +206,7 @@ class LocalDeployer(Deployer):
         state = self.load_state()["functions"]
         steps = []
         contexts = self._render(project, functions)
+        check_queues(contexts)
         for context in contexts:
             name = context.plan.function
             digest = self._digest(context)

@@ -211,3 +211,19 @@ def test_sigterm_drain_loses_nothing(project, tmp_path):
     project.deploy_function("root")  # the child resumes from its checkpoint
     seen = {r["i"] for r in lines(tmp_path / "child.jsonl", 60)}
     assert seen == set(range(60))
+
+
+def test_unreachable_queue_fails_at_deploy_time(tmp_path, monkeypatch):
+    (tmp_path / "serving.py").write_text(CODE)
+    (tmp_path / "child.py").write_text(CHILD)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{free_port()}")  # nothing listens
+    project = graphpack.get_or_create_project("s3demo", str(tmp_path))
+    fn = project.set_function("serving.py", name="root")
+    fn.set_topology("flow", engine="sync").to(class_name="Pre", name="pre").respond() \
+        .to(">>", "q1", path="s3://no-such-bucket/q1").to(class_name="Writer", name="write", function="child")
+    fn.add_child_function("child", "child.py")
+    with pytest.raises(GraphpackError, match=r"child 'child': queue 's3://no-such-bucket/q1'"):
+        project.deployer().plan(project)
+    assert project.deployer().status() == {}
