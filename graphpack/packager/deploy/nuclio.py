@@ -282,7 +282,8 @@ class NuclioDeployer(Deployer):
         if local_platform is None:
             local_platform = env.get("GRAPHPACK_NUCLIO_PLATFORM", "") == "local"
         self.local_platform = local_platform
-        self.host_paths = tuple(host_paths)
+        self.host_paths = tuple(host_paths) or tuple(p for p in env.get("GRAPHPACK_NUCLIO_HOST_PATHS", "").split(
+            os.pathsep) if p)
         self.ready_timeout = ready_timeout
         self.poll = poll
         self.state_path = self.root / ".graphpack" / "nuclio.json"
