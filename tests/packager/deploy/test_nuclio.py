@@ -252,6 +252,21 @@ def test_rest_client_headers_auth_invocation_and_errors(project, tmp_path, stub)
         client.update({"metadata": {"name": "absent"}, "spec": {}}, "shop")
 
 
+def test_cli_dry_run_reads_the_dashboard_and_changes_nothing(project, tmp_path, stub):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUCLIO_DASHBOARD_URL": stub.url, "GRAPHPACK_REGISTRY": REGISTRY}
+    done = subprocess.run([sys.executable, "-m", "graphpack.cli", "deploy", "--target", "nuclio", "--dry-run"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["plan for project 'shop' on target 'nuclio':",
+                                        "  create   scorer  (new function)",
+                                        "  create   recommender  (new function)"]
+    assert {r["method"] for r in stub.requests} == {"GET"}
+
+
 def test_access_key_header_and_unreachable_dashboard(project, tmp_path, stub):
     client = Dashboard(stub.url, access_key="key-123")
     client.get("x")
@@ -359,6 +374,12 @@ def test_real_dashboard_deploys_invokes_and_deletes_root_and_child(real_dashboar
 
     # the dashboard keeps graphpack's labels and digest: an unchanged project plans no change
     assert not deployer.plan(project).changes
+    # a code change updates (PUT) only the root, in place
+    (tmp_path / "src" / "serving.py").write_text(ROOT_CODE.replace('body["pre"] = True', 'body["pre"] = 2'))
+    plan = deployer.plan(project)
+    assert [(s.action, s.function) for s in plan.steps] == [("keep", "scorer"), ("update", "recommender")]
+    deployer.apply(plan)
+    assert deployer.invoke("recommender", "/", {"n": 3}).body == {"n": 3, "pre": 2}
     assert any("Function deploy complete" in line for line in deployer.logs("recommender"))
 
     # an image that is not in the registry is refused before anything changes
