@@ -1,7 +1,8 @@
 """Image build benchmark: the daemonless OCI builder vs `docker build` of the same Dockerfile,
 in the same run, on the same build context.
 
-Cases (median of --repeats runs, the two builders taking turns run by run):
+Cases (median of --repeats runs, the two builders taking turns run by run; the docker side never
+pushes, the daemonless side pushes, and its build-only time is printed too):
   cold       a new project: daemonless = build + push to an empty registry with the base image
              cached locally and no cached requirements layer; docker = `docker build --no-cache`
              with the same base already in the engine (no push).
@@ -93,7 +94,7 @@ def main() -> int:
     docker = DockerBuilder(base=base, push=False)
     docker.base_tag()  # the base is in the engine before anything is timed ("cached base")
     work = Path(tempfile.mkdtemp(prefix="graphpack-bench-images-"))
-    cold_oci, cold_docker, hot_oci, hot_docker = [], [], [], []
+    cold_oci, cold_docker, hot_oci, hot_docker, hot_local = [], [], [], [], []
     with run_registry() as registry:
         for run in range(args.repeats):
             # cold: a fresh project, an empty repository, no cached requirements layer
@@ -116,21 +117,28 @@ def main() -> int:
                 docker.build(context, "graphpack-bench/echo:hot")
                 bump(context, run + 1)
                 hot_oci.append(timed(lambda: oci.build(context, tag)))
+                bump(context, run + 101)
+                hot_local.append(timed(lambda: oci.assemble(context)))   # like docker build: no push
                 hot_docker.append(timed(lambda: docker.build(context, "graphpack-bench/echo:hot")))
             print(f"run {run + 1}: cold oci {cold_oci[-1]:.2f}s docker {cold_docker[-1]:.2f}s | "
-                  f"code-only oci {hot_oci[-1]:.3f}s docker {hot_docker[-1]:.2f}s", flush=True)
+                  f"code-only oci {hot_oci[-1]:.3f}s (no push {hot_local[-1]:.3f}s) docker {hot_docker[-1]:.2f}s",
+                  flush=True)
     med = statistics.median
     result = {"cold_oci_s": med(cold_oci), "cold_docker_s": med(cold_docker),
-              "rebuild_oci_s": med(hot_oci), "rebuild_docker_s": med(hot_docker)}
+              "rebuild_oci_s": med(hot_oci), "rebuild_docker_s": med(hot_docker),
+              "rebuild_oci_nopush_s": med(hot_local)}
     print(f"cold build      daemonless (build+push) {result['cold_oci_s']:7.3f}s   docker build --no-cache "
           f"{result['cold_docker_s']:7.3f}s")
     print(f"code-only build daemonless (build+push) {result['rebuild_oci_s']:7.3f}s   docker build (cached) "
           f"{result['rebuild_docker_s']:7.3f}s")
     cold_ratio = result["cold_docker_s"] / result["cold_oci_s"]
     hot_ratio = result["rebuild_docker_s"] / result["rebuild_oci_s"]
+    print(f"code-only build daemonless, no push      {result['rebuild_oci_nopush_s']:7.3f}s")
     print(ratio_line("cold docker/daemonless", cold_ratio))
-    print(ratio_line("code-only docker/daemonless", hot_ratio, f">= {GOAL_REBUILD_RATIO:g}x",
-                     hot_ratio >= GOAL_REBUILD_RATIO))
+    print(ratio_line("code-only docker/daemonless (daemonless includes the push)", hot_ratio,
+                     f">= {GOAL_REBUILD_RATIO:g}x", hot_ratio >= GOAL_REBUILD_RATIO))
+    print(ratio_line("code-only docker/daemonless, neither pushes",
+                     result["rebuild_docker_s"] / result["rebuild_oci_nopush_s"]))
     print(f"goal code-only rebuild <= {GOAL_REBUILD_S}s: {result['rebuild_oci_s']:.3f}s  "
           + ("MET" if result["rebuild_oci_s"] <= GOAL_REBUILD_S else "MISSED"))
     print(f"goal cold build with cached base <= {GOAL_COLD_S}s: {result['cold_oci_s']:.2f}s  "
