@@ -104,9 +104,10 @@ def unknown_function(name: str, known: list[str]) -> GraphpackError:
 
 
 def check_deployer(deployer: Deployer, project: Any, function: str, path: str, body: Any,
-                   expected: Any) -> None:
+                   expected: Any, after_invoke: Callable[[], Any] | None = None) -> None:
     """The shared contract every deployer passes: plan shows a start, apply deploys, invoke
-    answers ``expected``, a second plan keeps everything, delete removes it."""
+    answers ``expected``, a second plan keeps everything, delete removes it. ``after_invoke``
+    runs while the functions are still up (e.g. to wait for a child's output)."""
     plan = deployer.plan(project)
     assert plan.changes, "a first deploy must plan changes"
     deployer.apply(plan)
@@ -114,6 +115,8 @@ def check_deployer(deployer: Deployer, project: Any, function: str, path: str, b
     assert function in names, f"{function} not in status {names}"
     result = deployer.invoke(function, path, body)
     assert result.ok and result.body == expected, (result.status_code, result.body)
+    if after_invoke is not None:
+        after_invoke()
     again = deployer.plan(project)
     assert not again.changes, f"an unchanged project must plan no changes: {again.describe()}"
     removed = deployer.delete()
