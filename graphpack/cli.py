@@ -170,7 +170,8 @@ def _parse_data(data: str | None) -> Any:
 @main.command("deploy")
 @source_option
 @click.option("--target", default="local", show_default=True,
-              help="local, nuclio or knative (cluster targets read $GRAPHPACK_REGISTRY, $NUCLIO_DASHBOARD_URL, "
+              help="local, docker, nuclio or knative (docker reads $GRAPHPACK_IMAGE_BUILDER and "
+                   "$GRAPHPACK_REGISTRY; nuclio and knative read $GRAPHPACK_REGISTRY, $NUCLIO_DASHBOARD_URL, "
                    "$KUBECONFIG)")
 @click.option("--function", "functions", multiple=True, help="project function to deploy (default: all); repeatable")
 @click.option("--dry-run", is_flag=True, help="print the plan and change nothing")
