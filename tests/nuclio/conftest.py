@@ -21,8 +21,6 @@ import pytest
 
 from . import toolchain as tc
 
-REPO = Path(__file__).resolve().parents[2]
-
 CODE = '''
 # graphpack: start
 import json
