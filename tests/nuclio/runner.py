@@ -12,6 +12,7 @@ when the health server's ``/ready`` answers 200. ``GraphpackServe`` runs the sam
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -116,8 +117,13 @@ class _Process:
     def __enter__(self) -> Self:
         return self
 
+    def close(self) -> None:
+        """Kill the process (if still running) and remove its config and log files."""
+        self.kill()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
     def __exit__(self, *exc: object) -> None:
-        self.kill()  # tests of a clean stop call stop() themselves
+        self.close()  # tests of a clean stop call stop() themselves
 
 
 def function_env(config: dict) -> dict:

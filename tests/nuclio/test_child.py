@@ -132,7 +132,7 @@ def test_sigterm_loses_nothing_acknowledged(toolchain: dict, pipe: dict) -> None
         first = post(root, 150, "b")  # more than one consumer batch (100)
         stop_cleanly(root)
     finally:
-        root.kill()
+        root.close()
     # the child drains part of it (slowly), is stopped mid-way, and a new child finishes the rest
     slow = {**pipe["env"], "SINK_DELAY": "0.02"}
     child = NuclioProcessor(toolchain, pipe["build"] / "sink", env=slow, log_level="info").start()
@@ -142,7 +142,7 @@ def test_sigterm_loses_nothing_acknowledged(toolchain: dict, pipe: dict) -> None
             time.sleep(0.05)
         stop_cleanly(child)
     finally:
-        child.kill()
+        child.close()
     before = {r["id"] for r in sunk(pipe["sink_file"])}
     assert 0 < len(before) < len(first), f"not stopped mid-way: {len(before)} of {len(first)} done"
     again = NuclioProcessor(toolchain, pipe["build"] / "sink", env=pipe["env"], log_level="info").start()

@@ -89,7 +89,7 @@ def running(toolchain: dict, shop: Built) -> Iterator[dict]:
     finally:
         for entry in started.values():
             for proc in entry[1:]:
-                proc.kill()
+                proc.close()
             if entry[0] is not None:
                 entry[0].wait_for_completion()
 
