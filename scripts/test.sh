@@ -103,8 +103,8 @@ step_knative_check() {
 }
 
 # The real Nuclio dashboard (tests/packager/deploy/test_nuclio.py): the 1.14.1 binary under
-# $GRAPHPACK_CACHE/nuclio/1.14.1/bin (go install, else go build in the Nuclio source tree the
-# nuclio step uses) and its store image gcr.io/iguazio/alpine:3.20 imported from static busybox.
+# $GRAPHPACK_CACHE/nuclio/1.14.1/bin (go install from the Go module proxy only) and its store
+# image gcr.io/iguazio/alpine:3.20 imported from static busybox.
 # Waits for dockerd (the docker step starts it in parallel).
 step_nuclio_dashboard() {
   apt_install busybox-static

@@ -6,11 +6,11 @@ what it recorded. Everything lives under ``$GRAPHPACK_CACHE/nuclio/<version>`` (
 
 - ``bin/processor``: ``CGO_ENABLED=0 go install github.com/nuclio/nuclio/cmd/processor@<version>``
   (Nuclio's tags have no ``v``), with GOBIN and the Go build cache under that directory and the
-  module cache under ``$GRAPHPACK_CACHE/go/mod``. When the module proxy will not serve Nuclio, a
-  Nuclio source tree at that tag (``$GRAPHPACK_NUCLIO_SRC``, else ``<version dir>/src``) is built
-  the same way with ``go build ./cmd/processor``.
+  module cache under ``$GRAPHPACK_CACHE/go/mod``. That is the only source: when the Go module
+  proxy will not serve Nuclio (on this workplace it answers 403 "This module version is not
+  available" for github.com/nuclio/nuclio), the processor is unavailable and the tests say so.
 - the wrapper: ``pkg/processor/runtime/python/py/_nuclio_wrapper.py`` of that same module (from
-  ``go env GOMODCACHE``), or of the source tree.
+  ``go env GOMODCACHE``).
 - a virtualenv (``--system-site-packages``, so graphpack's own test dependencies stay visible)
   with the nuclio-sdk and msgpack versions Nuclio pins for its Python 3.11 images.
 
@@ -83,22 +83,6 @@ def _install_from_proxy(version: str) -> tuple[Path, Path, str]:
     return home(version) / "bin" / "processor", Path(info["Dir"]) / WRAPPER, f"go install {PACKAGE}@{version}"
 
 
-def _source_tree(version: str) -> Path | None:
-    for candidate in (os.environ.get("GRAPHPACK_NUCLIO_SRC"), home(version) / "src"):
-        if candidate and (Path(candidate) / "go.mod").is_file():
-            head = (Path(candidate) / "go.mod").read_text().splitlines()[0]
-            if head.strip() == f"module {MODULE}":
-                return Path(candidate)
-    return None
-
-
-def _build_from_source(src: Path, version: str) -> tuple[Path, Path, str]:
-    go, env = _go(), _go_env(version)
-    target = home(version) / "bin" / "processor"
-    _run([go, "build", "-trimpath", "-o", str(target), "./cmd/processor"], env, cwd=src)
-    return target, src / WRAPPER, f"go build ./cmd/processor in {src}"
-
-
 def _python() -> Path:
     """A virtualenv with Nuclio's pinned nuclio-sdk and msgpack on top of this Python's packages."""
     tag = f"py{sys.version_info[0]}{sys.version_info[1]}-" + "-".join(p.replace("==", "") for p in PYTHON_PINS)
@@ -150,22 +134,15 @@ def obtain(version: str = VERSION) -> dict:
         return record
     except Unavailable:
         pass
-    errors = []
     try:
         processor, wrapper, source = _install_from_proxy(version)
     except Unavailable as exc:
-        errors.append(str(exc))
-        src = _source_tree(version)
-        if src is None:
-            unavailable_path(version).write_text(
-                errors[0] + f"; no Nuclio {version} source tree either ($GRAPHPACK_NUCLIO_SRC or "
-                f"{home(version) / 'src'})\n")
-            raise
-        processor, wrapper, source = _build_from_source(src, version)
+        unavailable_path(version).write_text(f"{exc}\n")
+        raise
     if not wrapper.is_file():
         raise Unavailable(f"{wrapper} is missing from the Nuclio module")
     record = {"version": version, "processor": str(processor), "wrapper": str(wrapper),
-              "python": str(_python()), "source": source, "notes": errors}
+              "python": str(_python()), "source": source}
     record_path(version).write_text(json.dumps(record, indent=1) + "\n")
     unavailable_path(version).unlink(missing_ok=True)
     return record

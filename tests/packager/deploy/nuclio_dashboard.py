@@ -2,9 +2,9 @@
 run it with ``--platform local`` on the Docker engine.
 
 - binary: ``CGO_ENABLED=0 go install github.com/nuclio/nuclio/cmd/dashboard@<version>`` (tags have no
-  ``v``) into ``$GRAPHPACK_CACHE/nuclio/<version>/bin``; when the module proxy will not serve Nuclio,
-  ``go build ./cmd/dashboard`` in a Nuclio source tree at that tag (``$GRAPHPACK_NUCLIO_SRC``, else
-  ``<version dir>/src``). ``python -m tests.packager.deploy.nuclio_dashboard`` does it (setup step).
+  ``v``) into ``$GRAPHPACK_CACHE/nuclio/<version>/bin`` (``python -m tests.packager.deploy.nuclio_dashboard``,
+  a setup step). That is the only source: when the Go module proxy will not serve Nuclio (here it
+  answers 403 "This module version is not available"), the dashboard is unavailable and the tests say so.
 - store image: the local platform keeps function records in a volume through a container of
   ``gcr.io/iguazio/alpine:3.20`` (which cannot be pulled here); a busybox rootfs imported under that
   name has what it runs (sh, cat, sleep, stat, rm, mkdir, base64, install).
@@ -71,14 +71,6 @@ def _run(cmd: list[str], env: dict | None = None, cwd: Path | None = None, timeo
     return proc.stdout
 
 
-def _source_tree() -> Path | None:
-    for candidate in (os.environ.get("GRAPHPACK_NUCLIO_SRC"), home() / "src"):
-        go_mod = Path(candidate) / "go.mod" if candidate else None
-        if go_mod and go_mod.is_file() and go_mod.read_text().splitlines()[0].strip() == f"module {MODULE}":
-            return Path(candidate)
-    return None
-
-
 def obtain() -> Path:
     """The dashboard binary, built when missing (see the module docstring)."""
     target = binary()
@@ -90,14 +82,7 @@ def obtain() -> Path:
     home().mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "GOBIN": str(home() / "bin"), "GOCACHE": str(home() / "gocache"),
            "GOMODCACHE": str(cache_root() / "go" / "mod"), "CGO_ENABLED": "0"}
-    try:
-        _run([go, "install", f"{MODULE}/cmd/dashboard@{VERSION}"], env, cwd=home())
-    except Unavailable as exc:
-        src = _source_tree()
-        if src is None:
-            raise Unavailable(f"{exc}; and no Nuclio {VERSION} source tree ($GRAPHPACK_NUCLIO_SRC or "
-                              f"{home() / 'src'}) to build it from") from None
-        _run([go, "build", "-trimpath", "-o", str(target), "./cmd/dashboard"], env, cwd=src)
+    _run([go, "install", f"{MODULE}/cmd/dashboard@{VERSION}"], env, cwd=home())
     return target
 
 
