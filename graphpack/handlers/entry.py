@@ -237,24 +237,7 @@ def shutdown(timeout: float | None = 10) -> None:
         consumer.queue.close()
     if server is not None:
         server.wait_for_completion(timeout)
-        close_queues(server)
-
-
-def close_queues(server: GraphServer) -> None:
-    """Flush and close the queues the graph pushes to: producers buffer records for a moment
-    after the event was answered, and what was acknowledged must be written before exit."""
-    from ..runtime.flow import QueuePusher
-
-    engine = getattr(server, "_engine", None)
-    for node in getattr(engine, "nodes", None) or ():
-        pusher = getattr(node, "obj", None)
-        if isinstance(pusher, QueuePusher):
-            try:
-                pusher.close()
-            except Exception as exc:  # noqa: BLE001 - log it and close the others
-                if server.context is not None:
-                    server.context.logger.error(f"graphpack: closing queue {pusher.step.path} failed: "
-                                                f"{type(exc).__name__}: {exc}")
+        server.close()
 
 
 def reset() -> None:

@@ -248,6 +248,20 @@ class GraphServer:
         loop.close()
         self._loop = self._loop_thread = None
 
+    def close(self) -> None:
+        """Flush and close the queues the graph pushes to: producers buffer records briefly
+        after an event was answered, and what was acknowledged must be written before exit."""
+        from .flow import QueuePusher
+
+        for node in self._nodes:
+            if isinstance(node.obj, QueuePusher):
+                try:
+                    node.obj.close()
+                except Exception as exc:  # noqa: BLE001 - log it and close the others
+                    if self.context is not None:
+                        self.context.logger.error(f"closing queue {node.obj.step.path} failed: "
+                                                  f"{type(exc).__name__}: {exc}")
+
     # -- request / response mapping ---------------------------------------------------------
     def _decode(self, event: Event) -> None:
         body = event.body
