@@ -47,8 +47,9 @@ class QueuePusher:
         self._queue.push([record])
 
     def close(self) -> None:
-        if self._queue is not None and hasattr(self._queue, "close"):
-            self._queue.close()
+        queue, self._queue = self._queue, None
+        if queue is not None:
+            queue.close()
 
 
 def _queue_node(step: QueueStep, has_local_children: bool, has_children: bool, current: str) -> Node:

@@ -230,9 +230,11 @@ class GraphServer:
         return self._loop
 
     def wait_for_completion(self, timeout: float | None = None) -> None:
-        """Wait for events still being processed (async graphs without a responder)."""
+        """Wait for events still being processed (async graphs without a responder), then
+        flush the queues the graph pushes to."""
         loop = self._loop
         if loop is None:
+            self.close()
             return
 
         async def _drain() -> None:
@@ -247,6 +249,7 @@ class GraphServer:
             self._loop_thread.join(timeout=5)
         loop.close()
         self._loop = self._loop_thread = None
+        self.close()
 
     def close(self) -> None:
         """Flush and close the queues the graph pushes to: producers buffer records briefly
