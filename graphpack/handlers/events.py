@@ -50,7 +50,14 @@ def is_stream(kind: str) -> bool:
 def _headers(raw: Any) -> dict:
     if not raw:
         return {}
-    return {text(k): (text(v) if isinstance(v, (bytes, bytearray)) else v) for k, v in dict(raw).items()}
+    out = {}
+    for key, value in dict(raw).items():
+        if key.__class__ is not str:
+            key = text(key)
+        if value.__class__ in (bytes, bytearray):
+            value = text(value)
+        out[key] = value
+    return out
 
 
 def _event_time(value: Any) -> datetime | None:
@@ -64,12 +71,21 @@ def _event_time(value: Any) -> datetime | None:
     return None
 
 
-def _header(headers: dict, names: tuple) -> Any:
-    lowered = {k.lower(): v for k, v in headers.items()}
-    for name in names:
-        if lowered.get(name):
-            return lowered[name]
-    return None
+def _overrides(headers: dict) -> tuple[Any, Any]:
+    """The event id and path a caller set with graphpack-/mlrun-event-id and -path headers."""
+    event_id = path = None
+    for key, value in headers.items():
+        if value and key[:1] in "gGmM":
+            lower = key.lower()
+            if lower in EVENT_ID_HEADERS and (event_id is None or lower == EVENT_ID_HEADERS[0]):
+                event_id = value
+            elif lower in EVENT_PATH_HEADERS and (path is None or lower == EVENT_PATH_HEADERS[0]):
+                path = value
+    return event_id, path
+
+
+def _str(value: Any, default: str = "") -> str:
+    return value if value.__class__ is str and value else text(value, default)
 
 
 def from_nuclio(event: Any, context: Any = None) -> Event:
@@ -86,13 +102,13 @@ def from_nuclio(event: Any, context: Any = None) -> Event:
     else:
         if isinstance(body, (bytes, bytearray)) and not body:
             body = None  # an empty request body (Nuclio may hand over b"")
-        content_type = text(getattr(event, "content_type", None))
+        content_type = _str(getattr(event, "content_type", None))
         if isinstance(body, (bytes, bytearray)):  # a cron body is text declared in function.yaml
             body = decode_text(body, content_type or ("text/plain" if kind == "cron" else ""))
-        path = text(getattr(event, "path", None)) or "/"
-        method = text(getattr(event, "method", None)) or ("POST" if kind != "cron" or body is not None else "GET")
-        event_id = _header(headers, EVENT_ID_HEADERS) or text(getattr(event, "id", None)) or None
-        path = _header(headers, EVENT_PATH_HEADERS) or path
+        method = _str(getattr(event, "method", None)) or ("POST" if kind != "cron" or body is not None else "GET")
+        event_id, path = _overrides(headers)
+        event_id = event_id or _str(getattr(event, "id", None)) or None
+        path = path or _str(getattr(event, "path", None)) or "/"
         graph_event = Event(body, event_id, path, method, headers)
         if content_type:
             graph_event.content_type = content_type

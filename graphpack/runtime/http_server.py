@@ -33,7 +33,7 @@ INLINE_LIMIT = 0.002  # events faster than this run inline on the event loop
 class Request:
     """A parsed request (what the app callable receives)."""
 
-    __slots__ = ("method", "path", "query", "headers", "body", "url", "arrived")
+    __slots__ = ("method", "path", "query", "headers", "body", "url", "content_type")
 
     def __init__(self, method: str, target: str, headers: dict, body: bytes) -> None:
         self.method = method
@@ -45,7 +45,7 @@ class Request:
             self.path, self.query = target or "/", {}
         self.headers = headers
         self.body = body
-        self.arrived = time.monotonic()
+        self.content_type = ""
 
 
 Reply = tuple  # (status, content_type, headers, body bytes)
@@ -138,13 +138,25 @@ class HttpProtocol(asyncio.Protocol):
                 self._fail(400, "malformed request line")
                 return
             headers: dict[str, str] = {}
+            length_text, content_type, connection, chunked = "0", "", "", False
             for line in lines[1:]:
                 name, sep, value = line.partition(":")
-                if sep:
-                    headers[name.strip()] = value.strip()
-            lower = {k.lower(): v for k, v in headers.items()}
+                if not sep:
+                    continue
+                name, value = name.strip(), value.strip()
+                headers[name] = value
+                if name[:1] in "cCtT":  # the headers the server itself reads
+                    lname = name.lower()
+                    if lname == "content-length":
+                        length_text = value
+                    elif lname == "content-type":
+                        content_type = value
+                    elif lname == "connection":
+                        connection = value.lower()
+                    elif lname == "transfer-encoding":
+                        chunked = value.lower() == "chunked"
             rest = self.buffer[head_end + 4:]
-            if lower.get("transfer-encoding", "").lower() == "chunked":
+            if chunked:
                 parsed = _dechunk(rest, self.server.max_body_size)
                 if parsed is None:
                     return  # wait for more data
@@ -154,7 +166,7 @@ class HttpProtocol(asyncio.Protocol):
                 body, used = parsed  # type: ignore[misc]
             else:
                 try:
-                    length = int(lower.get("content-length", "0") or 0)
+                    length = int(length_text or 0)
                 except ValueError:
                     self._fail(400, "invalid Content-Length")
                     return
@@ -166,14 +178,26 @@ class HttpProtocol(asyncio.Protocol):
                     return
                 body, used = rest[:length], length
             self.buffer = rest[used:]
-            keep_alive = lower.get("connection", "").lower() != "close" and version == "HTTP/1.1"
-            self._dispatch(Request(method, target, headers, body), keep_alive)
+            keep_alive = connection != "close" and version == "HTTP/1.1"
+            request = Request(method, target, headers, body)
+            request.content_type = content_type
+            self._dispatch(request, keep_alive)
 
     def _dispatch(self, request: Request, keep_alive: bool) -> None:
         server = self.server
         if self.fresh:
             self._mark_used()
+        if not keep_alive:
+            self.closing = True
         reply = server.intercept(request)
+        if reply is None and not self.pending and server.can_run_inline():
+            reply = server.run_inline(server.app, request)  # the common case: no task, no future
+        if reply is not None and not self.pending:
+            if self.transport is not None:
+                self.transport.write(render(*reply, keep_alive=keep_alive))
+                if not keep_alive:
+                    self.transport.close()
+            return
         future: asyncio.Future
         if reply is not None:
             future = asyncio.get_event_loop().create_future()
@@ -181,8 +205,6 @@ class HttpProtocol(asyncio.Protocol):
         else:
             future = asyncio.ensure_future(server.handle(request))
         self.pending.append(future)
-        if not keep_alive:
-            self.closing = True
         if len(self.pending) == 1:
             future.add_done_callback(self._flush)
 
@@ -297,6 +319,27 @@ class HttpServer:
     async def handle(self, request: Request) -> Reply:
         """Answer one request; 503 when the worker stays busy past ``availability_timeout``."""
         return await self.run(self.app, request, busy_reply=_busy())
+
+    def can_run_inline(self) -> bool:
+        """The worker is free, nobody waits for it and events are fast: run the next one now."""
+        return self._worker_free and not self._waiting and self._slow < INLINE_LIMIT
+
+    def run_inline(self, fn: Callable[[Any], Any], arg: Any) -> Any:
+        """``run`` for the case ``can_run_inline`` allows, without a task or a future."""
+        self.in_flight += 1
+        self._worker_free = False
+        if self._gate is not None:
+            self._update()
+        started = time.perf_counter()
+        try:
+            return fn(arg)
+        finally:
+            elapsed = time.perf_counter() - started
+            self._slow = elapsed if elapsed > self._slow else 0.9 * self._slow + 0.1 * elapsed
+            self._worker_free = True
+            self.in_flight -= 1
+            if self._gate is not None:
+                self._update()
 
     async def run(self, fn: Callable[[Any], Any], arg: Any, busy_reply: Any = None) -> Any:
         """Run ``fn(arg)`` on this worker, one event at a time.

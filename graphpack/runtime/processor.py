@@ -105,11 +105,7 @@ class FunctionHost:
 
     def http_event(self, request: Request, trigger: str) -> Event:
         headers = request.headers
-        content_type = ""
-        for key, value in headers.items():
-            if key.lower() == "content-type":
-                content_type = value
-                break
+        content_type = request.content_type
         body: Any = request.body
         if content_type.split(";")[0].strip() == "application/json" and body:
             try:  # nuclio-sdk decodes JSON bodies, keeping the bytes when that fails
