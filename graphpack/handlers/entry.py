@@ -143,7 +143,7 @@ def handler(context: Any, event: Any) -> Any:
         return error_output(503, "the function is not initialised (init_context was not called)", context)
     try:
         kind = trigger_kind(event, context)
-        graph_event = from_nuclio(event, context)
+        graph_event = from_nuclio(event, context, kind)
         response = _run(server, graph_event)
     except Exception as exc:  # noqa: BLE001 - never let the wrapper send a traceback
         _logger(server).error(f"graphpack: event handling failed: {type(exc).__name__}: {exc}")
@@ -157,8 +157,7 @@ def handler(context: Any, event: Any) -> Any:
 def _run(server: GraphServer, event: Event) -> Any:
     """``server.run(event)``; a sync graph with async steps runs on a helper thread when the
     caller is inside a running event loop (Nuclio's wrapper calls sync handlers from its loop)."""
-    engine = getattr(server, "_engine", None)
-    if server.engine == "sync" and getattr(engine, "has_async", False):
+    if server.sync_with_async_steps:
         try:
             asyncio.get_running_loop()
         except RuntimeError:

@@ -88,9 +88,9 @@ def _str(value: Any, default: str = "") -> str:
     return value if value.__class__ is str and value else text(value, default)
 
 
-def from_nuclio(event: Any, context: Any = None) -> Event:
+def from_nuclio(event: Any, context: Any = None, kind: str | None = None) -> Event:
     """The graph event for one Nuclio event (see the module docstring for the rules)."""
-    kind = trigger_kind(event, context)
+    kind = kind or trigger_kind(event, context)
     body = getattr(event, "body", None)
     headers = _headers(getattr(event, "headers", None))
     if is_stream(kind):

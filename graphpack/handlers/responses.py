@@ -47,7 +47,7 @@ def encode_body(body: Any, content_type: str | None) -> tuple[Any, str]:
 def to_nuclio(response: Response, context: Any = None) -> Any:
     """A response object the wrapper encodes as given (never a bare list or None)."""
     body, content_type = encode_body(response.body, response.content_type)
-    headers = {str(k): v for k, v in (response.headers or {}).items()}
+    headers = {str(k): v for k, v in response.headers.items()} if response.headers else {}
     factory = getattr(context, "Response", None) if context is not None else None
     if factory is None or factory is Response:
         return Response(headers=headers, body=body, content_type=content_type,

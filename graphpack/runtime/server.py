@@ -134,6 +134,11 @@ class GraphServer:
     def engine(self) -> str:
         return "async" if self._is_async else "sync"
 
+    @property
+    def sync_with_async_steps(self) -> bool:
+        """A sync graph with ``async def`` steps (it needs an event loop of its own)."""
+        return not self._is_async and self._engine is not None and self._engine.has_async
+
     # -- running ----------------------------------------------------------------------------
     def run(self, event: Event, context: Any = None, get_body: bool = False) -> Any:
         """Process one event; returns a Response (or the body with ``get_body``)."""
