@@ -206,6 +206,17 @@ async def _worker_main(function_dir: Path, config: dict, sock: socket.socket, wo
     host.logger.info(f"worker {worker_id} stopped")
 
 
+def _run_loop(main: Any) -> None:
+    """Run the worker on uvloop when it is installed (the ``serve`` extra), else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
+
+
 def listen(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -234,7 +245,7 @@ def serve(function_dir: str | Path, port: int | None = None, workers: int | None
     print(f"graphpack serve: {config.get('metadata', {}).get('name', function_dir.name)} on http://{host}:{port} "
           f"({count} worker{'s' if count > 1 else ''})", file=sys.stderr, flush=True)
     if count == 1:
-        asyncio.run(_worker_main(function_dir, config, sock, 0, run_cron=True))
+        _run_loop(_worker_main(function_dir, config, sock, 0, run_cron=True))
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # already draining: a second SIGTERM changes nothing
         return 0
     return _supervise(function_dir, config, sock, count)
@@ -249,7 +260,7 @@ def _supervise(function_dir: Path, config: dict, sock: socket.socket, count: int
         if pid == 0:  # child
             code = 0
             try:
-                asyncio.run(_worker_main(function_dir, config, sock, worker_id, run_cron=worker_id == 0,
+                _run_loop(_worker_main(function_dir, config, sock, worker_id, run_cron=worker_id == 0,
                                          gate=gate.for_worker(worker_id)))
             except BaseException as exc:  # noqa: BLE001 - report and exit non-zero
                 print(f"worker {worker_id} failed: {exc}", file=sys.stderr, flush=True)
