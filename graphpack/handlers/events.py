@@ -63,9 +63,9 @@ def _headers(raw: Any) -> dict:
 def _event_time(value: Any) -> datetime | None:
     """The event's arrival time (None for Nuclio's zero cron timestamp)."""
     if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return None if value.timestamp() <= 0 else value
+        if value.year <= 1970:  # Nuclio's zero timestamp
+            return None
+        return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
     if isinstance(value, (int, float)) and value > 0:
         return datetime.fromtimestamp(value, tz=timezone.utc)
     return None

@@ -28,9 +28,12 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
+_ENCODER = json.JSONEncoder(default=_default)  # one encoder: json.dumps(default=...) builds one per call
+
+
 def dumps(value: Any) -> str:
     """JSON text for a response body (numpy values, dates and sets allowed)."""
-    return json.dumps(value, default=_default)
+    return _ENCODER.encode(value)
 
 
 def encode_body(body: Any, content_type: str | None) -> tuple[Any, str]:
