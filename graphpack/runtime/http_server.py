@@ -52,14 +52,20 @@ Reply = tuple  # (status, content_type, headers, body bytes)
 App = Callable[[Request], Reply]
 
 
+_STATUS_LINES: dict = {}  # (status, content type) -> the response's first two lines, encoded
+
+
 def render(status: int, content_type: str, headers: dict, body: bytes, keep_alive: bool = True) -> bytes:
-    lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}",
-             f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
-    for key, value in headers.items():
-        lines.append(f"{key}: {value}")
+    """The bytes of one response."""
+    start = _STATUS_LINES.get((status, content_type))
+    if start is None:
+        start = _STATUS_LINES[(status, content_type)] = (
+            f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}\r\nContent-Type: {content_type}\r\n"
+        ).encode("latin-1")
+    extra = "".join(f"{key}: {value}\r\n" for key, value in headers.items()) if headers else ""
     if not keep_alive:
-        lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        extra += "Connection: close\r\n"
+    return b"%sContent-Length: %d\r\n%s\r\n%s" % (start, len(body), extra.encode("latin-1"), body)
 
 
 class HandlerThread:
@@ -123,7 +129,7 @@ class HttpProtocol(asyncio.Protocol):
             self.server.first_request(self)
 
     def data_received(self, data: bytes) -> None:
-        self.buffer += data
+        self.buffer = self.buffer + data if self.buffer else data
         while self.buffer and not self.closing:
             head_end = self.buffer.find(b"\r\n\r\n")
             if head_end < 0:

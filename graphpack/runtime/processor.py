@@ -30,7 +30,7 @@ from ..errors import GraphpackError
 from .cron import CronSchedule, parse_interval
 from .http_server import AcceptGate, HttpServer, Request
 from .logger import Logger
-from .nuclio_shim import Context, Event, Platform, TriggerInfo, to_http
+from .nuclio_shim import Context, Event, Platform, Response, TriggerInfo, to_http
 
 DEFAULT_PORT = 8080
 HEALTH_PATH = "/__health"
@@ -90,7 +90,7 @@ class FunctionHost:
 
     def _call(self, fn: Callable, *args: Any) -> Any:
         out = fn(*args)
-        if inspect.isawaitable(out):
+        if out.__class__ is not Response and inspect.isawaitable(out):  # an async handler
             if self._loop is None:
                 self._loop = asyncio.new_event_loop()
             out = self._loop.run_until_complete(out)
