@@ -75,28 +75,39 @@ class Context:
 class Event:
     """nuclio_sdk.Event's shape (body is bytes unless a JSON body was decoded)."""
 
+    # defaults live on the class: an event sets only what it has (cheap per request)
+    content_type = ""
+    fields: dict = {}
+    method = "POST"
+    path = "/"
+    size = 0
+    url = ""
+    shard_id = 0
+    num_shards = 0
+    offset = 0
+    topic = ""
+    last_in_batch = False
+    type = type_version = version = ""
+
     def __init__(self, body: Any = None, content_type: str = "", trigger: TriggerInfo | None = None,
                  fields: dict | None = None, headers: dict | None = None, id: str | None = None,
                  method: str = "POST", path: str = "/", size: int = 0, timestamp: datetime | None = None,
-                 url: str = "", shard_id: int = 0, num_shards: int = 0, offset: int = 0,
-                 topic: str = "", last_in_batch: bool = False) -> None:
+                 url: str = "", **extra: Any) -> None:
         self.body = body
         self.content_type = content_type
         self.trigger = trigger or TriggerInfo()
-        self.fields = fields or {}
-        self.headers = headers or {}
+        if fields:
+            self.fields = fields
+        self.headers = headers if headers is not None else {}
         self.id = id or new_event_id()
         self.method = method
         self.path = path or "/"
         self.size = size
         self.timestamp = timestamp or datetime.now(timezone.utc)
-        self.url = url
-        self.shard_id = shard_id
-        self.num_shards = num_shards
-        self.offset = offset
-        self.topic = topic
-        self.last_in_batch = last_in_batch
-        self.type = self.type_version = self.version = ""
+        if url:
+            self.url = url
+        for name, value in extra.items():  # shard_id, num_shards, offset, topic, last_in_batch
+            setattr(self, name, value)
 
     def get_header(self, name: str) -> Any:
         lower = name.lower()

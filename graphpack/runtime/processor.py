@@ -27,6 +27,7 @@ from typing import Any, Callable
 import yaml
 
 from ..errors import GraphpackError
+from . import json_codec
 from .cron import CronSchedule, parse_interval
 from .http_server import AcceptGate, HttpServer, Request
 from .logger import Logger
@@ -109,7 +110,7 @@ class FunctionHost:
         body: Any = request.body
         if content_type.split(";")[0].strip() == "application/json" and body:
             try:  # nuclio-sdk decodes JSON bodies, keeping the bytes when that fails
-                body = json.loads(body)
+                body = json_codec.loads(body)
             except ValueError:
                 pass
         return Event(body=body, content_type=content_type, trigger=TriggerInfo("http", trigger),

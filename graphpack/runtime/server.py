@@ -12,6 +12,7 @@ from typing import Any
 from ..errors import BadRequestError, GraphpackError, HTTPError, RequestFailed, StepError
 from ..graph.steps import BaseStep, FlowStep, RouterStep, step_from_dict
 from ..graph.validate import validate_graph
+from . import json_codec
 from .context import GraphContext
 from .event import Event
 from .flow import AsyncEngine, SyncEngine, EventState, build_nodes, drive, run_chain
@@ -282,7 +283,7 @@ class GraphServer:
             event.body = None
             return
         try:
-            event.body = json.loads(body)
+            event.body = json_codec.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             if content_type in JSON_TYPES:
                 raise BadRequestError(f"request body is not valid JSON: {exc}") from None
