@@ -71,19 +71,6 @@ class DockerDeployer(LocalDeployer):
         return bool(container and container.status == "running")
 
     # -- plan / apply -------------------------------------------------------------------------
-    def _render(self, project: Any, functions: list[str] | None) -> list:
-        from .. import plan_and_render
-        from .local import _functions, with_default_queues
-
-        names = list(functions) if functions else list(_functions(project))
-        if not names:
-            raise GraphpackError(f"project {project.name!r} has no functions to deploy")
-        local = with_default_queues(project, self.queues_dir)
-        contexts = []
-        for name in names:
-            contexts += plan_and_render(local.get_function(name), project.name, "docker")
-        return sorted(contexts, key=lambda c: (c.plan.root, c.plan.is_root))
-
     def plan(self, project: Any, functions: list[str] | None = None) -> Plan:
         state = self.load_state()["functions"]
         steps = []

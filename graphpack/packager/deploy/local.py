@@ -194,7 +194,7 @@ class LocalDeployer(Deployer):
         local = with_default_queues(project, self.queues_dir)
         contexts = []
         for name in names:
-            contexts += plan_and_render(local.get_function(name), project.name, "local")
+            contexts += plan_and_render(local.get_function(name), project.name, self.target)
         # children first, then their root (the root pushes to queues the children read)
         return sorted(contexts, key=lambda c: (c.plan.root, c.plan.is_root))
 
