@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from .errors import GraphpackError
-from .graph.steps import ENGINES, BaseStep, FlowStep, RootFlowStep, RouterStep, TaskStep
+from .graph.steps import ENGINES, BaseStep, RootFlowStep, RouterStep, TaskStep
 from .runtime.secrets import normalize_source
 
 TOPOLOGIES = ("router", "flow")

@@ -16,7 +16,6 @@ import queue
 import socket
 import threading
 import time
-from email.utils import formatdate
 from typing import Any, Callable
 from urllib.parse import parse_qsl, urlsplit
 

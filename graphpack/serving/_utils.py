@@ -7,7 +7,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..errors import BadRequestError
-from ..runtime.paths import get_in, update_in  # noqa: F401 - re-exported for the serving classes
 
 
 def decode_body(body: Any, content_type: str | None = None) -> Any:

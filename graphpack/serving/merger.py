@@ -124,7 +124,7 @@ def _compile_key(key_path: Any) -> Callable[[Any], Any] | None:
         return key_path
     text = str(key_path)
     if "[" not in text and "(" not in text:  # a plain dot path: "a.b"
-        from ._utils import get_in
+        from ..runtime.paths import get_in
 
         return lambda body: get_in(body, text)
     try:

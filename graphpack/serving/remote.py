@@ -14,7 +14,7 @@ import time
 from typing import Any, Callable
 
 from ..errors import GraphpackError
-from ._utils import get_in, update_in
+from ..runtime.paths import get_in, update_in
 
 DEFAULT_RETRIES = 6
 DEFAULT_BACKOFF = 1.0

@@ -17,7 +17,8 @@ import re
 from typing import Any
 
 from ..errors import BadRequestError
-from ._utils import decode_body, get_in, is_get, update_in
+from ..runtime.paths import get_in, update_in
+from ._utils import decode_body, is_get
 
 _PROTOCOL_PATH = re.compile(r"^/(v\d+)(/|$)")
 _PATH_CACHE_SIZE = 4096

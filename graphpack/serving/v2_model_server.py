@@ -12,7 +12,8 @@ import threading
 from typing import Any
 
 from ..errors import BadRequestError, GraphpackError, HTTPError, NotReadyError
-from ._utils import decode_body, get_in, is_get, update_in, utc_timestamp
+from ..runtime.paths import get_in, update_in
+from ._utils import decode_body, is_get, utc_timestamp
 
 INFER_OPS = ("infer", "predict")
 DICT_OPS = ("infer_dict", "predict_dict")

@@ -8,7 +8,8 @@ import pytest
 
 from graphpack.errors import BadRequestError
 from graphpack.runtime.event import Event
-from graphpack.serving._utils import decode_body, get_in, is_get, update_in, utc_timestamp
+from graphpack.runtime.paths import get_in, update_in
+from graphpack.serving._utils import decode_body, is_get, utc_timestamp
 
 
 def test_get_in_and_update_in() -> None:

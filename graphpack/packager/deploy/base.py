@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from ...errors import GraphpackError
@@ -96,6 +97,26 @@ class Deployer(ABC):
     @abstractmethod
     def delete(self, functions: list[str] | None = None, purge: bool = False) -> list[str]:
         """Remove deployed functions (default: all); returns the names removed."""
+
+
+def read_state(path: Path) -> dict:
+    """A deployer's state file (``{"functions": {...}}`` when there is none yet)."""
+    try:
+        state = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {"functions": {}}
+    except (OSError, ValueError) as exc:
+        raise GraphpackError(f"cannot read deploy state {str(path)!r}: {exc}") from None
+    state.setdefault("functions", {})
+    return state
+
+
+def write_state(path: Path, state: dict) -> None:
+    """Replace a deployer's state file atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
+    tmp.replace(path)
 
 
 def unknown_function(name: str, known: list[str]) -> GraphpackError:

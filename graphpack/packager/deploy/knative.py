@@ -19,7 +19,7 @@ from typing import Any
 
 from ...errors import GraphpackError
 from ..render import Images, context_digest, render_contexts
-from .base import Deployer, InvokeResult, Plan, Progress, Step, unknown_function
+from .base import Deployer, InvokeResult, Plan, Progress, Step, read_state, unknown_function, write_state
 from .http import call
 
 DEFAULT_NAMESPACE = "default"
@@ -372,16 +372,10 @@ class KnativeDeployer(Deployer):
         return self._api
 
     def _state(self) -> dict:
-        try:
-            return json.loads(self.state_path.read_text())
-        except FileNotFoundError:
-            return {"functions": {}}
-        except (OSError, ValueError) as exc:
-            raise GraphpackError(f"cannot read deploy state {str(self.state_path)!r}: {exc}") from None
+        return read_state(self.state_path)
 
     def _save(self, state: dict) -> None:
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        self.state_path.write_text(json.dumps(state, indent=2, sort_keys=True))
+        write_state(self.state_path, state)
 
     def plan(self, project: Any, functions: list[str] | None = None) -> Plan:
         contexts = render_contexts(project, self.target, functions)

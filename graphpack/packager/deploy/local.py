@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 from ...errors import GraphpackError
 from ...graph.steps import FlowStep, QueueStep
-from .base import Deployer, InvokeResult, Plan, Progress, Step, unknown_function
+from .base import Deployer, InvokeResult, Plan, Progress, Step, read_state, unknown_function, write_state
 from .http import call
 
 STATE_DIR = ".graphpack"
@@ -169,20 +169,12 @@ class LocalDeployer(Deployer):
 
     # -- state ------------------------------------------------------------------------------
     def load_state(self) -> dict:
-        try:
-            state = json.loads(self.state_path.read_text())
-        except FileNotFoundError:
-            return {"target": self.target, "functions": {}}
-        except (OSError, ValueError) as exc:
-            raise GraphpackError(f"cannot read deploy state {str(self.state_path)!r}: {exc}") from None
-        state.setdefault("functions", {})
+        state = read_state(self.state_path)
+        state.setdefault("target", self.target)
         return state
 
     def save_state(self, state: dict) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
-        tmp.replace(self.state_path)
+        write_state(self.state_path, state)
 
     # -- plan / apply -----------------------------------------------------------------------
     def _render(self, project: Any, functions: list[str] | None) -> list:
