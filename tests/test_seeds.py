@@ -226,3 +226,27 @@ def test_flow_with_extend_router_and_respond(tmp_path):
     code = f"MODEL_PATH = {str(_iris_model(tmp_path))!r}\n" + FLOW
     result = eval(run(tmp_path, code).strip().splitlines()[-1])
     assert result["model_name"] == "m1" and len(result["outputs"]) == 150
+
+
+HANDLER_FUNC_DEPLOY = HANDLER_FUNC.replace(
+    '''server = serving_func_handler.to_mock_server()
+print(server.test("/"))''',
+    '''serving_func_handler.with_http(port=PORT)  # the docs' cluster picks a port; here a free one
+serving_func_deploy = project.deploy_function("serving-handler-func")
+try:
+    print(serving_func_deploy.function.invoke(
+        "/",
+    ))
+finally:
+    project.down()''')
+
+
+def test_single_handler_step_deployed_and_invoked(tmp_path):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    (tmp_path / "serving-handler-func.py").write_text(HANDLER_FUNC_FILE)
+    out = run(tmp_path, f"PORT = {port}\n" + HANDLER_FUNC_DEPLOY).strip().splitlines()
+    assert out[-1] == "test"
