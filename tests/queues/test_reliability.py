@@ -87,7 +87,7 @@ def _produce(url: str, options: dict, errors: list) -> threading.Thread:
     return thread
 
 
-def _soak(url: str, out: Path, options: dict) -> None:
+def check_soak(url: str, out: Path, options: dict) -> None:
     shards = 2
     options = {**options, "shards": shards, "batch_size": BATCH, "delay": 0.0003}
     check_queue_url(url, **{k: v for k, v in options.items() if k not in ("delay", "batch_size", "lease_ttl")})
@@ -135,20 +135,20 @@ def _soak(url: str, out: Path, options: dict) -> None:
 
 
 def test_file_queue_survives_kill_9(tmp_path):
-    _soak(str(tmp_path / "q"), tmp_path / "out.txt", {"lease_ttl": 2.0})
+    check_soak(str(tmp_path / "q"), tmp_path / "out.txt", {"lease_ttl": 2.0})
 
 
 def test_s3_queue_survives_kill_9(tmp_path, s3_server, s3_bucket):
-    _soak(f"s3://{s3_bucket}/queues/q", tmp_path / "out.txt",
+    check_soak(f"s3://{s3_bucket}/queues/q", tmp_path / "out.txt",
           {"endpoint_url": s3_server, "linger": 0.05, "poll_interval": 0.02, "lease_ttl": 2.0})
 
 
 def test_v3io_queue_survives_kill_9(tmp_path, v3io_server):
-    _soak("v3io://bigdata/queues/q", tmp_path / "out.txt",
+    check_soak("v3io://bigdata/queues/q", tmp_path / "out.txt",
           {"endpoint": v3io_server, "access_key": "k", "poll_interval": 0.02, "lease_ttl": 2.0})
 
 
-def _split(url: str, out: Path, options: dict) -> None:
+def check_split(url: str, out: Path, options: dict) -> None:
     shards = 4
     options = {**options, "shards": shards, "batch_size": 20, "lease_ttl": 2.0}
     plain = {k: v for k, v in options.items() if k not in ("batch_size", "lease_ttl")}
@@ -177,9 +177,9 @@ def _split(url: str, out: Path, options: dict) -> None:
 
 
 def test_two_processes_split_file_queue(tmp_path):
-    _split(str(tmp_path / "q"), tmp_path / "out.txt", {})
+    check_split(str(tmp_path / "q"), tmp_path / "out.txt", {})
 
 
 def test_two_processes_split_s3_queue(tmp_path, s3_server, s3_bucket):
-    _split(f"s3://{s3_bucket}/queues/q", tmp_path / "out.txt", {"endpoint_url": s3_server, "linger": 0.02,
+    check_split(f"s3://{s3_bucket}/queues/q", tmp_path / "out.txt", {"endpoint_url": s3_server, "linger": 0.02,
                                                                  "poll_interval": 0.02})

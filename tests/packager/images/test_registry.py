@@ -69,17 +69,20 @@ def test_basic_auth_good_and_bad_credentials(auth_registry):
 def test_credentials_from_environment_and_docker_config(auth_registry, tmp_path, monkeypatch):
     import base64
 
+    with pytest.raises(GraphpackError):  # no credentials: the registry refuses
+        with Registry(auth_registry.host) as client:
+            client.ping()
     monkeypatch.setenv("GRAPHPACK_REGISTRY_USERNAME", auth_registry.username)
     monkeypatch.setenv("GRAPHPACK_REGISTRY_PASSWORD", auth_registry.password)
     with Registry(auth_registry.host) as client:
-        client.ping()
+        client.ping()  # raises when the credentials from the environment are not used
     monkeypatch.delenv("GRAPHPACK_REGISTRY_USERNAME")
     monkeypatch.delenv("GRAPHPACK_REGISTRY_PASSWORD")
     token = base64.b64encode(f"{auth_registry.username}:{auth_registry.password}".encode()).decode()
     (tmp_path / "config.json").write_text(json.dumps({"auths": {auth_registry.host: {"auth": token}}}))
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
     with Registry(auth_registry.host) as client:
-        client.ping()
+        client.ping()  # raises when ~/.docker/config.json's credentials are not used
 
 
 def test_unreachable_registry_and_missing_image(registry):
