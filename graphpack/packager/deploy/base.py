@@ -119,6 +119,25 @@ def write_state(path: Path, state: dict) -> None:
     tmp.replace(path)
 
 
+def step_for(function: str, current: dict | None, running: bool, digest: str, details: dict,
+             where: str) -> Step:
+    """The planned action for one function given its recorded state (start, restart or keep)."""
+    if current is None:
+        return Step("start", function, "new function", details)
+    if not running:
+        return Step("start", function, "not running", details)
+    if current.get("digest") != digest:
+        return Step("restart", function, "code or config changed", details)
+    return Step("keep", function, f"running at {where}", details)
+
+
+def deployed(functions: dict, function: str) -> dict:
+    """The state entry of a deployed function; a clear error naming the deployed ones otherwise."""
+    if function not in functions:
+        raise unknown_function(function, list(functions))
+    return functions[function]
+
+
 def unknown_function(name: str, known: list[str]) -> GraphpackError:
     listed = ", ".join(sorted(known)) or "none deployed"
     return GraphpackError(f"function {name!r} is not deployed (deployed: {listed})")

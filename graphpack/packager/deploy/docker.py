@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ...errors import GraphpackError
-from .base import InvokeResult, Plan, Progress, Step, unknown_function
+from .base import InvokeResult, Plan, Progress, Step, step_for, unknown_function
 from .http import call
 from .local import START_TIMEOUT, LocalDeployer, _quiet
 
@@ -81,14 +81,9 @@ class DockerDeployer(LocalDeployer):
             digest = self._digest(context)
             current = state.get(name)
             details = {"root": context.plan.root, "digest": digest, **details_extra}
-            if current is None:
-                steps.append(Step("start", name, "new function", details))
-            elif not self._running(current):
-                steps.append(Step("start", name, "container not running", details))
-            elif current.get("digest") != digest:
-                steps.append(Step("restart", name, "code or config changed", details))
-            else:
-                steps.append(Step("keep", name, f"running at {current.get('url')} ({current.get('image')})", details))
+            where = f"{(current or {}).get('url')} ({(current or {}).get('image')})"
+            steps.append(step_for(name, current, current is not None and self._running(current), digest,
+                                  details, where))
         return Plan(self.target, project.name, tuple(steps), str(self.build_dir), tuple(contexts))
 
     def apply(self, plan: Plan, progress: Progress | None = None) -> dict:

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 from ...errors import GraphpackError
 from ...graph.steps import FlowStep, QueueStep
-from .base import Deployer, InvokeResult, Plan, Progress, Step, read_state, unknown_function, write_state
+from .base import Deployer, InvokeResult, Plan, Progress, Step, deployed, read_state, step_for, unknown_function, write_state
 from .http import call
 
 STATE_DIR = ".graphpack"
@@ -204,14 +204,8 @@ class LocalDeployer(Deployer):
             digest = self._digest(context)
             current = state.get(name)
             details = {"root": context.plan.root, "digest": digest}
-            if current is None:
-                steps.append(Step("start", name, "new function", details))
-            elif not pid_alive(current.get("pid")):
-                steps.append(Step("start", name, "not running", details))
-            elif current.get("digest") != digest:
-                steps.append(Step("restart", name, "code or config changed", details))
-            else:
-                steps.append(Step("keep", name, f"running at {current.get('url')}", details))
+            running = current is not None and pid_alive(current.get("pid"))
+            steps.append(step_for(name, current, running, digest, details, (current or {}).get("url", "")))
         return Plan(self.target, project.name, tuple(steps), str(self.build_dir), tuple(contexts))
 
     def apply(self, plan: Plan, progress: Progress | None = None) -> dict:
@@ -312,10 +306,7 @@ class LocalDeployer(Deployer):
         return out
 
     def url_of(self, function: str) -> str:
-        functions = self.load_state()["functions"]
-        if function not in functions:
-            raise unknown_function(function, list(functions))
-        return functions[function]["url"]
+        return deployed(self.load_state()["functions"], function)["url"]
 
     def invoke(self, function: str, path: str = "/", body: Any = None, method: str | None = None,
                headers: dict | None = None, timeout: float = 60.0) -> InvokeResult:
@@ -323,10 +314,7 @@ class LocalDeployer(Deployer):
         return call(url, method or ("POST" if body is not None else "GET"), body, headers, timeout)
 
     def logs(self, function: str, follow: bool = False) -> Iterator[str]:
-        functions = self.load_state()["functions"]
-        if function not in functions:
-            raise unknown_function(function, list(functions))
-        path = Path(functions[function]["log"])
+        path = Path(deployed(self.load_state()["functions"], function)["log"])
         with open(path, errors="replace") as handle:
             while True:
                 line = handle.readline()

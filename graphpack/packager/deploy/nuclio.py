@@ -18,7 +18,7 @@ from typing import Any
 
 from ...errors import GraphpackError
 from ..render import Images, context_digest, render_contexts
-from .base import Deployer, InvokeResult, Plan, Progress, Step, read_state, unknown_function, write_state
+from .base import Deployer, InvokeResult, Plan, Progress, Step, deployed, read_state, unknown_function, write_state
 from .http import call
 
 DEFAULT_URL = "http://127.0.0.1:8070"
@@ -411,10 +411,7 @@ class NuclioDeployer(Deployer):
         return out
 
     def _entry(self, function: str) -> dict:
-        functions = self._state().get("functions", {})
-        if function not in functions:
-            raise unknown_function(function, list(functions))
-        return functions[function]
+        return deployed(self._state()["functions"], function)
 
     def invoke(self, function: str, path: str = "/", body: Any = None, method: str | None = None,
                headers: dict | None = None, timeout: float = 60.0) -> InvokeResult:
