@@ -13,7 +13,7 @@ class HTTPError(Exception):
 
     def __init__(self, status: int | str | None = None, message: str = "") -> None:
         if isinstance(status, str) and not message:
-            status, message = None, status
+            message, status = status, None
         if status is not None:
             self.status_code = int(status)
         self.message = message

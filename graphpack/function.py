@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from .errors import GraphpackError
-from .graph.steps import ENGINES, BaseStep, RootFlowStep, RouterStep, TaskStep
+from .graph.steps import ENGINES, BaseStep, FlowStep, RootFlowStep, RouterStep, TaskStep
 from .runtime.secrets import normalize_source
 
 TOPOLOGIES = ("router", "flow")
@@ -98,6 +98,7 @@ class ServingFunction:
         self.spec.image = image
         self.spec.requirements = list(requirements or [])
         self._namespace: Any = None  # where class names are looked up when there is no file
+        self._deployer: Any = None  # set by project.deploy_function
         self._base_dir: str | None = None  # directory relative filenames are read from
 
     # -- graph ------------------------------------------------------------------------------
@@ -136,20 +137,23 @@ class ServingFunction:
                   **class_args: Any) -> TaskStep:
         """Add a model route to the router (the router topology's root or a router in a flow)."""
         graph = self.spec.graph or self.set_topology("router")
+        router: RouterStep
         if isinstance(graph, RouterStep):
             router = graph
         else:
-            routers = [s for s in graph.steps.values() if isinstance(s, RouterStep)]  # type: ignore[union-attr]
+            assert isinstance(graph, FlowStep)
+            routers = [s for s in graph.steps.values() if isinstance(s, RouterStep)]
             if router_step:
-                if router_step not in graph.steps or not isinstance(graph.steps[router_step], RouterStep):  # type: ignore[union-attr]
+                chosen = graph.steps.get(router_step)
+                if not isinstance(chosen, RouterStep):
                     raise GraphpackError(f"add_model: router_step {router_step!r} is not a router step")
-                router = graph.steps[router_step]  # type: ignore[union-attr]
+                router = chosen
             elif len(routers) == 1:
                 router = routers[0]
             elif not routers:
                 raise GraphpackError("add_model: the graph has no router step; add one or use router_step=")
             else:
-                names = ", ".join(r.name for r in routers)
+                names = ", ".join(str(r.name) for r in routers)
                 raise GraphpackError(f"add_model: the graph has {len(routers)} routers ({names}); set router_step=")
         if model_url:
             return router.add_route(key, class_name="graphpack.serving.RemoteStep", url=model_url,
@@ -279,7 +283,7 @@ class ServingFunction:
     def invoke(self, path: str = "/", body: Any = None, method: str | None = None,
                headers: dict | None = None) -> Any:
         """Call this function where it was deployed (``project.deploy_function``)."""
-        deployer = getattr(self, "_deployer", None)
+        deployer = self._deployer
         if deployer is None:
             raise GraphpackError(f"function {self.metadata.name!r} is not deployed: call project.deploy_function() first")
         result = deployer.invoke(self.metadata.name, path, body, method, headers)

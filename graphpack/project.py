@@ -34,15 +34,15 @@ class Project:
             fn = func
             fn.metadata.name = name or fn.metadata.name
         else:
-            path = str(func) if func is not None else None
-            looks_like_file = path is not None and (path.endswith((".py", ".ipynb")) or (self.context / path).is_file())
+            path = str(func) if func is not None else ""
+            looks_like_file = bool(path) and (path.endswith((".py", ".ipynb")) or (self.context / path).is_file())
             if looks_like_file:
                 fn = new_function(name or Path(path).stem, self.name, tag, kind, image,
                                   filename=path, requirements=requirements)
                 fn._base_dir = str(self.context)
                 fn.code_path()  # fail now, naming the file, if it is missing
             else:
-                fn = new_function(name or path or "", self.name, tag, kind, image, requirements=requirements)
+                fn = new_function(name or path, self.name, tag, kind, image, requirements=requirements)
                 fn._namespace = inspect.currentframe().f_back.f_globals  # type: ignore[union-attr]
             fn.spec.handler = handler
         if not fn.metadata.name:

@@ -25,7 +25,7 @@ class BaseStep:
     """Common fields and the chaining methods every step has."""
 
     kind = "task"
-    _fields = ("after", "function", "comment", "shape", "on_error")
+    _fields: tuple[str, ...] = ("after", "function", "comment", "shape", "on_error")
 
     def __init__(self, name: str | None = None, after: list | str | None = None,
                  function: str | None = None, comment: str | None = None,
@@ -125,7 +125,7 @@ class TaskStep(BaseStep):
     """Runs a class (``do``/``do_event``/handler method) or a function on each event."""
 
     kind = "task"
-    _fields = ("class_name", "class_args", "handler", "after", "function", "full_event",
+    _fields: tuple[str, ...] = ("class_name", "class_args", "handler", "after", "function", "full_event",
                "input_path", "result_path", "responder", "comment", "shape", "on_error",
                "skip_context")
 
@@ -350,8 +350,8 @@ class FlowStep(BaseStep):
                          class_args=class_args)
         return self.insert_step(step.name, step, after, before)
 
-    def insert_step(self, key: str, step: BaseStep, after: Any = None, before: Any = None) -> BaseStep:
-        step.name = key or step.name
+    def insert_step(self, key: str | None, step: BaseStep, after: Any = None, before: Any = None) -> BaseStep:
+        key = step.name = key or step.name
         if after == "$prev":
             after = [self._last_added.name] if self._last_added is not None else None
         after_list = [a.name if isinstance(a, BaseStep) else a for a in _as_list(after)]

@@ -30,7 +30,7 @@ class GraphContext:
         self.server = server
         self.logger = logger or nuclio_context and getattr(nuclio_context, "logger", None) or default_logger
         self.verbose = False
-        self.root = None
+        self.root: Any = None
         self.current_function = ""
         self.is_mock = False
         self.worker_id = getattr(nuclio_context, "worker_id", 0) if nuclio_context else 0

@@ -43,7 +43,7 @@ class QueuePusher:
                 options["shards"] = self.step.shards
             if self.step.retention_in_hours:
                 options["retention_in_hours"] = self.step.retention_in_hours
-            self._queue = open_queue(self.step.path, **options)
+            self._queue = open_queue(str(self.step.path), **options)
         self._queue.push([record])
 
     def close(self) -> None:
@@ -54,7 +54,7 @@ class QueuePusher:
 
 def _queue_node(step: QueueStep, has_local_children: bool, has_children: bool, current: str) -> Node:
     full_event = step.full_event if step.full_event is not None else has_children
-    name = step.name
+    name = step.name or ""
 
     if not step.path:
         return Node(step, lambda event: event)
@@ -296,7 +296,7 @@ class SyncEngine(Engine):
             node, event = children[0], out
 
     def _fan_out(self, children: list[Node], event: Event | None, state: EventState) -> None:
-        if not children:
+        if not children or event is None:
             return
         events = [event] + [event.copy() for _ in children[1:]]  # copies before any branch runs
         for child, branch_event in zip(children, events):
@@ -342,7 +342,7 @@ class AsyncEngine(Engine):
             await self._fan_out(*self._route(node, item, state), state)
 
     async def _fan_out(self, children: list[Node], event: Event | None, state: EventState) -> None:
-        if not children:
+        if not children or event is None:
             return
         if len(children) == 1:
             await self._emit(children[0], event, state)

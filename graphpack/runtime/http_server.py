@@ -199,7 +199,8 @@ class HttpProtocol(asyncio.Protocol):
             reply = server.run_inline(server.app, request)  # the common case: no task, no future
         if reply is not None and not self.pending:
             if self.transport is not None:
-                self.transport.write(render(*reply, keep_alive=keep_alive))
+                status, content_type, headers, body = reply
+                self.transport.write(render(status, content_type, headers, body, keep_alive))
                 if not keep_alive:
                     self.transport.close()
             return

@@ -190,7 +190,7 @@ def compile_task(step: TaskStep, namespaces: list, context: Any, routes: dict | 
 
 
 def _with_body_fn(node: Node, fn: Callable, full: bool) -> Node:
-    step = node.step
+    step: Any = node.step
     if not full and not node.is_async and not step.input_path and not step.result_path:
         node.body_fn = fn
     return node

@@ -70,9 +70,10 @@ class FunctionHost:
         except Exception as exc:
             raise GraphpackError(f"function {self.name!r}: cannot import {module_name!r}: "
                                  f"{type(exc).__name__}: {exc}") from exc
-        self.handler = getattr(module, func_name, None)
-        if not callable(self.handler):
+        handler = getattr(module, func_name, None)
+        if not callable(handler):
             raise GraphpackError(f"function {self.name!r}: {module_name}.{func_name} is not a function")
+        self.handler: Callable = handler
         self.platform = Platform("local")
         self.logger = Logger(f"graphpack.{self.name}")
         self.contexts: dict[str, Context] = {}
@@ -84,8 +85,9 @@ class FunctionHost:
         key = f"{kind}:{name}"
         if key not in self.contexts:
             context = Context(self.logger, self.platform, self.worker_id, TriggerInfo(kind, name))
-            if self._init is not None:
-                self._call(self._init, context)
+            init = self._init
+            if init is not None:
+                self._call(init, context)
             self.contexts[key] = context
         return self.contexts[key]
 

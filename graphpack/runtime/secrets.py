@@ -61,7 +61,8 @@ class SecretsStore:
 
     def get(self, key: str, default: Any = None) -> Any:
         for source in self.sources:
-            kind, value = source.get("kind"), source.get("source")
+            kind = source.get("kind")
+            value: Any = source.get("source")
             if kind == "env":
                 if isinstance(value, dict):
                     if key in value and value[key] in os.environ:

@@ -36,7 +36,7 @@ class GraphServer:
                  graph_initializer: str | None = None, **kw: Any) -> None:
         if isinstance(graph, dict):
             graph = graph_from_dict(graph)
-        self.graph = graph
+        self.graph: BaseStep | None = graph
         self.parameters = dict(parameters or {})
         self.load_mode = load_mode
         self.function_uri = function_uri or ""
@@ -62,10 +62,12 @@ class GraphServer:
         """A server from a serving spec (dict or JSON string)."""
         if isinstance(spec, str):
             spec = json.loads(spec)
+        assert isinstance(spec, dict)
         fields = ("graph", "parameters", "load_mode", "function_uri", "verbose", "current_function",
                   "error_stream", "secret_sources", "default_content_type", "functions",
                   "graph_initializer")
-        return cls(**{k: spec[k] for k in fields if k in spec})
+        kwargs: dict[str, Any] = {k: spec[k] for k in fields if k in spec}
+        return cls(**kwargs)
 
     def to_dict(self) -> dict:
         return {
@@ -170,6 +172,7 @@ class GraphServer:
             if event.body.__class__ in (str, bytes, bytearray):
                 self._decode(event)
             engine = self._engine
+            result: Event | None
             if self._chain is not None:
                 result = run_chain(engine, event)
             elif not self._is_async:

@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, List
 
 from ...errors import GraphpackError
 from ..render import Images, context_digest, render_contexts
@@ -117,7 +117,7 @@ def service_manifest(context: Any, image: str, namespace: str) -> dict:
     """The Knative Service of one function (image by digest, probes on graphpack serve's health path)."""
     config = context.config
     spec = config["spec"]
-    http = next((t for t in spec["triggers"].values() if t["kind"] == "http"), {})
+    http: dict = next((t for t in spec["triggers"].values() if t["kind"] == "http"), {})
     port = int((http.get("attributes") or {}).get("port") or DEFAULT_PORT)
     workers = int(http.get("numWorkers") or 1)
     low, high = spec.get("minReplicas"), spec.get("maxReplicas")
@@ -221,7 +221,7 @@ class KubeApi:
         except ApiException as exc:
             reason = exc.reason
             try:
-                reason = json.loads(exc.body).get("message") or reason
+                reason = json.loads(exc.body or "").get("message") or reason
             except (TypeError, ValueError, AttributeError):
                 pass
             if exc.status == 401:
@@ -276,7 +276,7 @@ class KubeApi:
             return False
         return True
 
-    def logs(self, service: str) -> list[str]:
+    def logs(self, service: str) -> List[str]:
         pods = self._call("list pods", self.core.list_namespaced_pod, self.namespace,
                           label_selector=f"serving.knative.dev/service={service}")
         lines: list[str] = []
@@ -322,7 +322,7 @@ class MemoryKube:
         self.calls.append(("delete", kind, name))
         return self.objects.pop((kind, name), None) is not None
 
-    def logs(self, service: str) -> list[str]:
+    def logs(self, service: str) -> List[str]:
         return []
 
 

@@ -119,7 +119,7 @@ def with_default_queues(project: Any, queues_dir: Path) -> Any:
         graph = clone.spec.graph
         if isinstance(graph, FlowStep):
             for step in graph.steps.values():
-                if isinstance(step, QueueStep) and step.path == "" and _feeds_child(graph, step.name):
+                if isinstance(step, QueueStep) and step.path == "" and _feeds_child(graph, str(step.name)):
                     step.path = str((queues_dir / f"{name}-{step.name}").resolve())
         project.functions[name] = clone
     return project
@@ -246,7 +246,8 @@ class LocalDeployer(Deployer):
         wanted = port
         if wanted is None and step.details.get("root") == step.function:
             config = self._config(step.function)
-            http = next((t for t in (config["spec"].get("triggers") or {}).values() if t.get("kind") == "http"), {})
+            http: dict = next((t for t in (config["spec"].get("triggers") or {}).values()
+                               if t.get("kind") == "http"), {})
             wanted = int((http.get("attributes") or {}).get("port") or DEFAULT_ROOT_PORT)
         if wanted and port_free(wanted, self.host):
             return wanted

@@ -275,7 +275,7 @@ class NuclioDeployer(Deployer):
         self.url = url or env.get("NUCLIO_DASHBOARD_URL") or DEFAULT_URL
         self.namespace = namespace or env.get("NUCLIO_NAMESPACE") or None
         self._dashboard = dashboard
-        self._auth = {"username": username or env.get("NUCLIO_USERNAME"),
+        self._auth: dict[str, Any] = {"username": username or env.get("NUCLIO_USERNAME"),
                       "password": password or env.get("NUCLIO_PASSWORD"),
                       "access_key": access_key or env.get("NUCLIO_ACCESS_KEY")}
         self.images = Images(images, registry or env.get("GRAPHPACK_REGISTRY"), builder)
@@ -303,7 +303,8 @@ class NuclioDeployer(Deployer):
 
     def _ports(self, contexts: list) -> dict[str, int]:
         """Local platform: the root of each function gets 8080, other functions the next ports."""
-        ports, next_port = {}, DASHBOARD_PORT + 100
+        ports: dict[str, int] = {}
+        next_port = DASHBOARD_PORT + 100
         for context in contexts:
             if context.plan.is_root and DASHBOARD_PORT not in ports.values():
                 ports[context.plan.function] = DASHBOARD_PORT
