@@ -139,8 +139,9 @@ def deployed(functions: dict, function: str) -> dict:
 
 
 def unknown_function(name: str, known: list[str]) -> GraphpackError:
-    listed = ", ".join(sorted(known)) or "none deployed"
-    return GraphpackError(f"function {name!r} is not deployed (deployed: {listed})")
+    if not known:
+        return GraphpackError(f"function {name!r} is not deployed: nothing is deployed here (run graphpack deploy)")
+    return GraphpackError(f"function {name!r} is not deployed (deployed: {', '.join(sorted(known))})")
 
 
 def check_deployer(deployer: Deployer, project: Any, function: str, path: str, body: Any,
