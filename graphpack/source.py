@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import runpy
+import traceback
 from pathlib import Path
 from typing import Iterator
 
@@ -26,7 +27,7 @@ def load_source(source: str | Path = ".") -> Project:
         return Project.load(path.parent, filepath=path)
     if path.suffix in (".py", ".ipynb"):
         path = path.resolve()
-        with _in_directory(path.parent):  # the script's "./" is its own directory
+        with _in_directory(path.parent), _user_errors(path):  # the script's "./" is its own directory
             if path.suffix == ".py":
                 namespace = runpy.run_path(str(path), run_name="__graphpack__")
             else:
@@ -34,6 +35,22 @@ def load_source(source: str | Path = ".") -> Project:
                 exec(compile(read_code_all(path), str(path), "exec"), namespace)  # noqa: S102 - the user's notebook
         return _from_namespace(namespace, path)
     raise GraphpackError(f"project source {str(path)!r}: expected a directory, graphpack.yaml, .py or .ipynb")
+
+
+@contextlib.contextmanager
+def _user_errors(path: Path) -> Iterator[None]:
+    """A project script that fails is the user's mistake: one line naming the file and line."""
+    try:
+        yield
+    except GraphpackError:
+        raise
+    except SyntaxError as exc:
+        raise GraphpackError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
+    except Exception as exc:  # noqa: BLE001 - reported as one line, not a traceback
+        line = next((frame.lineno for frame in reversed(traceback.extract_tb(exc.__traceback__))
+                     if Path(frame.filename).resolve() == path), None)
+        where = f"{path}:{line}" if line else str(path)
+        raise GraphpackError(f"{where}: the project script failed: {type(exc).__name__}: {exc}") from None
 
 
 @contextlib.contextmanager

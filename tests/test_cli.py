@@ -72,3 +72,16 @@ def test_plot_returns_digraph_and_writes_file(tmp_path):
     assert (tmp_path / "r.svg").read_text().lstrip().startswith("<?xml")
     with pytest.raises(graphpack.GraphpackError, match="unsupported format"):
         fn.plot(str(tmp_path / "r.bmp"))
+
+
+@pytest.mark.parametrize("code, message", [
+    ("import graphpack\nx = (\n", "broken.py:2: syntax error: '(' was never closed"),
+    ("import graphpack\nraise RuntimeError('boom')\n", "broken.py:2: the project script failed: RuntimeError: boom"),
+])
+def test_a_failing_project_script_is_one_line(tmp_path, monkeypatch, code, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "broken.py").write_text(code)
+    result = CliRunner().invoke(main, ["graph", "-f", "broken.py"])
+    assert result.exit_code == 1
+    assert message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
