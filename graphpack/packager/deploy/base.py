@@ -138,6 +138,16 @@ def deployed(functions: dict, function: str) -> dict:
     return functions[function]
 
 
+def removal_order(known: dict, functions: list[str] | None) -> list[str]:
+    """The deployed functions to remove (default: all), each checked, roots before their children
+    so that nothing is pushed to a queue whose reader is already gone."""
+    names = list(functions) if functions else list(known)
+    for name in names:
+        if name not in known:
+            raise unknown_function(name, list(known))
+    return sorted(names, key=lambda n: known[n].get("root") != n)
+
+
 def unknown_function(name: str, known: list[str]) -> GraphpackError:
     if not known:
         return GraphpackError(f"function {name!r} is not deployed: nothing is deployed here (run graphpack deploy)")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ...errors import GraphpackError
-from .base import InvokeResult, Plan, Progress, Step, step_for, unknown_function
+from .base import InvokeResult, Plan, Progress, Step, removal_order, step_for, unknown_function
 from .http import call
 from .local import START_TIMEOUT, LocalDeployer, _quiet
 
@@ -289,12 +289,9 @@ class DockerDeployer(LocalDeployer):
 
         state = self.load_state()
         known = state["functions"]
-        names = list(functions) if functions else list(known)
-        for name in names:
-            if name not in known:
-                raise unknown_function(name, list(known))
+        names = removal_order(known, functions)
         images = []
-        for name in sorted(names, key=lambda n: known[n].get("root") != n):
+        for name in names:
             self._remove(known[name].get("container"), _quiet)
             images.append(known.pop(name).get("image"))
         self.save_state(state)

@@ -19,7 +19,7 @@ from typing import Any, List
 
 from ...errors import GraphpackError
 from ..render import Images, context_digest, render_contexts
-from .base import Deployer, InvokeResult, Plan, Progress, Step, deployed, read_state, unknown_function, write_state
+from .base import Deployer, InvokeResult, Plan, Progress, Step, deployed, read_state, removal_order, write_state
 from .http import call
 
 DEFAULT_NAMESPACE = "default"
@@ -482,13 +482,10 @@ class KnativeDeployer(Deployer):
 
     def delete(self, functions: list[str] | None = None, purge: bool = False) -> list[str]:
         state = self._state()
-        known = state.get("functions", {})
-        names = list(functions) if functions else list(known)
-        for name in names:
-            if name not in known:
-                raise unknown_function(name, list(known))
+        known = state["functions"]
+        names = removal_order(known, functions)
         project = state.get("project", "")
-        for name in sorted(names, key=lambda n: known[n].get("root") != n):  # roots first
+        for name in names:
             for ping in self.api.list("PingSource", f"{PROJECT_LABEL}={project},{FUNCTION_LABEL}={name}"):
                 self.api.delete("PingSource", ping["metadata"]["name"])
             self.api.delete("Service", known[name]["name"])

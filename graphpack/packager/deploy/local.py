@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 from ...errors import GraphpackError
 from ...graph.steps import FlowStep, QueueStep
-from .base import Deployer, InvokeResult, Plan, Progress, Step, deployed, read_state, step_for, unknown_function, write_state
+from .base import Deployer, InvokeResult, Plan, Progress, Step, deployed, read_state, removal_order, step_for, write_state
 from .http import call
 
 STATE_DIR = ".graphpack"
@@ -329,12 +329,8 @@ class LocalDeployer(Deployer):
     def delete(self, functions: list[str] | None = None, purge: bool = False) -> list[str]:
         state = self.load_state()
         known = state["functions"]
-        names = list(functions) if functions else list(known)
+        names = removal_order(known, functions)
         for name in names:
-            if name not in known:
-                raise unknown_function(name, list(known))
-        # stop roots before children so nothing is pushed to a queue nobody reads
-        for name in sorted(names, key=lambda n: known[n].get("root") != n):
             stop_process(known[name]["pid"])
             known.pop(name)
         self.save_state(state)

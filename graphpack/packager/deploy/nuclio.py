@@ -18,7 +18,7 @@ from typing import Any
 
 from ...errors import GraphpackError
 from ..render import Images, context_digest, render_contexts
-from .base import Deployer, InvokeResult, Plan, Progress, Step, deployed, read_state, unknown_function, write_state
+from .base import Deployer, InvokeResult, Plan, Progress, Step, deployed, read_state, removal_order, write_state
 from .http import call
 
 DEFAULT_URL = "http://127.0.0.1:8070"
@@ -430,12 +430,9 @@ class NuclioDeployer(Deployer):
 
     def delete(self, functions: list[str] | None = None, purge: bool = False) -> list[str]:
         state = self._state()
-        known = state.get("functions", {})
-        names = list(functions) if functions else list(known)
+        known = state["functions"]
+        names = removal_order(known, functions)
         for name in names:
-            if name not in known:
-                raise unknown_function(name, list(known))
-        for name in sorted(names, key=lambda n: known[n].get("root") != n):  # roots first
             self.dashboard.delete(known[name]["name"])
             deadline = time.monotonic() + 60
             while self.dashboard.get(known[name]["name"]) is not None and time.monotonic() < deadline:
