@@ -9,6 +9,7 @@ This module imports nothing but the standard library, so the peer venvs can use 
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import statistics
@@ -248,3 +249,19 @@ def interleave(workers: list[Worker], events: dict[str, int], repeats: int) -> d
                 t.runs_us.append(wall)
                 t.cpu_runs_us.append(cpu)
     return out
+
+
+def peer_bench_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The options every graphpack-vs-peer bench takes (engine.py, router.py)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--peer", choices=["mlrun"], help="also run the identical graph on this peer")
+    parser.add_argument("--events", type=int, help="events per timed run for every case (default: per case)")
+    parser.add_argument("--repeats", type=int, default=7, help="timed runs per case; the median is shown")
+    parser.add_argument("--json", metavar="FILE", help="write all timings to FILE as JSON")
+    parser.add_argument("--markdown", action="store_true", help="also print a README table")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="time the ratios use: wall clock (default) or process CPU time, "
+                             "which other load on the machine disturbs less")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a measured goal is missed")
+    parser.add_argument("--worker", metavar="MODULE", help=argparse.SUPPRESS)  # child mode: serve runs
+    return parser

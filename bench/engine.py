@@ -16,7 +16,6 @@ It prints µs/event, events/s and the ratios against the goals:
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import sys
@@ -26,7 +25,7 @@ from pathlib import Path
 _BENCH = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH] + [str(_BENCH)]
 
-from _harness import Timing, Worker, interleave, print_table, ratio_line, serve  # noqa: E402
+from _harness import Timing, Worker, interleave, peer_bench_parser, print_table, ratio_line, serve  # noqa: E402
 
 BODY = {"v": 1}
 EXPECTED = {"v": 6}
@@ -149,18 +148,7 @@ def _markdown(bare: Timing, gp: dict[str, Timing], peer: dict[str, Timing] | Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--peer", choices=["mlrun"], help="also run the identical graph on this peer")
-    parser.add_argument("--events", type=int, help="events per timed run for every case (default: per case)")
-    parser.add_argument("--repeats", type=int, default=7, help="timed runs per case; the median is shown")
-    parser.add_argument("--json", metavar="FILE", help="write all timings to FILE as JSON")
-    parser.add_argument("--markdown", action="store_true", help="also print a README table")
-    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                        help="time the ratios use: wall clock (default) or process CPU time, "
-                             "which other load on the machine disturbs less")
-    parser.add_argument("--check", action="store_true", help="exit 1 when a measured goal is missed")
-    parser.add_argument("--worker", metavar="MODULE", help=argparse.SUPPRESS)  # child mode: serve runs
-    args = parser.parse_args(argv)
+    args = peer_bench_parser(__doc__).parse_args(argv)
     events = {k: args.events or v for k, v in DEFAULT_EVENTS.items()}
 
     if args.worker:

@@ -18,7 +18,6 @@ ratio against the goal: graphpack >= 3x MLRun's events/s.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import sys
@@ -28,7 +27,7 @@ from pathlib import Path
 _BENCH = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH] + [str(_BENCH)]
 
-from _harness import Timing, Worker, interleave, print_table, ratio_line, serve  # noqa: E402
+from _harness import Timing, Worker, interleave, peer_bench_parser, print_table, ratio_line, serve  # noqa: E402
 
 PATH = "/v2/models/m/infer"
 BODY = {"inputs": [[1.0, 2.0, 3.0, 4.0]]}
@@ -100,18 +99,7 @@ def run_all(peer: str | None, events: dict[str, int], repeats: int) -> dict[str,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--peer", choices=["mlrun"], help="also run the identical graph on this peer")
-    parser.add_argument("--events", type=int, help="events per timed run for every case (default: per case)")
-    parser.add_argument("--repeats", type=int, default=7, help="timed runs per case; the median is shown")
-    parser.add_argument("--json", metavar="FILE", help="write all timings to FILE as JSON")
-    parser.add_argument("--markdown", action="store_true", help="also print a README table")
-    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                        help="time the ratios use: wall clock (default) or process CPU time, "
-                             "which other load on the machine disturbs less")
-    parser.add_argument("--check", action="store_true", help="exit 1 when the measured goal is missed")
-    parser.add_argument("--worker", metavar="MODULE", help=argparse.SUPPRESS)  # child mode: serve runs
-    args = parser.parse_args(argv)
+    args = peer_bench_parser(__doc__).parse_args(argv)
     events = {k: args.events or v for k, v in DEFAULT_EVENTS.items()}
 
     if args.worker:
