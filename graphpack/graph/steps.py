@@ -79,11 +79,8 @@ class BaseStep:
                       result_path: str | None = None, **class_args: Any) -> "BaseStep":
         """Send this step's failures to an error step; returns this step (not the handler)."""
         if class_name is None and handler is None:
-            if name and self._parent is not None and name in self._parent:
-                self.on_error = name  # refer to a step added separately (MLRun docs form)
-                return self
-            if name:
-                self.on_error = name  # the step may be added later; validated at build time
+            if name:  # a step added separately, maybe later (MLRun docs form); validated at build time
+                self.on_error = name
                 return self
             raise GraphpackError(f"step {self.name!r}: error_handler needs name=, class_name= or handler=")
         flow = self if isinstance(self, FlowStep) else self._parent

@@ -9,7 +9,7 @@ import inspect
 from typing import Any, Callable
 
 from ..errors import GraphpackError, HTTPError, StepError
-from ..graph.steps import BaseStep, QueueStep, RouterStep, TaskStep
+from ..graph.steps import BaseStep, RouterStep, TaskStep
 from .event import Event
 from .paths import get_in, update_in
 from .resolve import resolve_class, resolve_handler
@@ -215,7 +215,3 @@ def post_init(nodes: list[Node], mode: str) -> None:
             hook = getattr(obj, "post_init", None)
             if callable(hook) and not inspect.isclass(obj):
                 hook(mode)
-
-
-def is_queue(step: BaseStep) -> bool:
-    return isinstance(step, QueueStep)
