@@ -121,8 +121,6 @@ def build_nodes(graph: BaseStep, namespaces: list, context: Any, current: str) -
             starts.append(node)
     if not starts and nodes:
         raise GraphpackError(f"no steps run in function {current or 'root'!r} (check the steps' function=)")
-    for index, node in enumerate(nodes.values()):
-        node.index = index
     return list(nodes.values()), starts, nodes.get(graph.on_error) if graph.on_error else None
 
 

@@ -22,7 +22,7 @@ class Node:
     """A compiled step."""
 
     __slots__ = ("name", "fullname", "step", "call", "is_async", "children", "responder",
-                 "on_error", "kind", "obj", "index", "is_error_step", "body_fn")
+                 "on_error", "kind", "obj", "is_error_step", "body_fn")
 
     def __init__(self, step: BaseStep, call: Callable, is_async: bool = False, obj: Any = None) -> None:
         self.step = step
@@ -35,7 +35,6 @@ class Node:
         self.children: list[Node] = []
         self.responder = bool(getattr(step, "responder", False))
         self.on_error: Node | None = None
-        self.index = 0
         self.is_error_step = step.kind == "error_step"
         self.body_fn: Callable | None = None  # set when the step is a plain body -> body call
 
