@@ -1,34 +1,28 @@
 """Triggers a function can have, as Nuclio trigger dicts (``spec.triggers.<name>``)."""
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from .errors import GraphpackError
-
-_INTERVAL = re.compile(r"^\s*(\d+(\.\d+)?(ms|s|m|h))+\s*$")
-_CRON_FIELD = re.compile(r"^[\d\*/,\-A-Za-z\?LW#]+$")
+from .runtime.cron import Interval, parse_schedule
 
 
 def check_cron(schedule: str, where: str = "cron trigger") -> str:
-    """A 5-field (or 6-field, with seconds) cron schedule, or ``@every``/``@daily`` forms."""
-    text = (schedule or "").strip()
-    if text.startswith("@"):
-        if text in ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"):
-            return text
-        if text.startswith("@every ") and _INTERVAL.match(text[7:]):
-            return text
-        raise GraphpackError(f"{where}: invalid schedule {schedule!r}")
-    fields = text.split()
-    if len(fields) not in (5, 6) or not all(_CRON_FIELD.match(f) for f in fields):
-        raise GraphpackError(f"{where}: invalid cron schedule {schedule!r} (expected 5 fields, e.g. '0 2 * * *')")
-    return text
+    """A schedule Nuclio's cron trigger accepts (checked by the code the processor runs)."""
+    try:
+        parse_schedule(schedule)
+    except ValueError as exc:
+        raise GraphpackError(f"{where}: {exc}") from None
+    return str(schedule).strip()
 
 
 def check_interval(interval: str, where: str = "cron trigger") -> str:
-    if not isinstance(interval, str) or not _INTERVAL.match(interval):
-        raise GraphpackError(f"{where}: invalid interval {interval!r} (use e.g. '30s', '5m', '1h')")
-    return interval.strip()
+    """An interval (a Go duration such as '30s'), checked by the code the processor runs."""
+    try:
+        Interval(interval)
+    except ValueError as exc:
+        raise GraphpackError(f"{where}: invalid interval {interval!r}: {exc}") from None
+    return str(interval).strip()
 
 
 class Trigger:

@@ -20,7 +20,7 @@ import signal
 import socket
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,7 +28,7 @@ import yaml
 
 from ..errors import GraphpackError
 from . import json_codec
-from .cron import CronSchedule, parse_interval
+from .cron import Clock, run_schedule, trigger_schedule
 from .http_server import AcceptGate, HttpServer, Request
 from .logger import Logger
 from .nuclio_shim import Context, Event, Platform, Response, TriggerInfo, to_http
@@ -138,32 +138,24 @@ def _apply_env(config: dict, function_dir: Path) -> None:
     os.environ["GRAPHPACK_FUNCTION_DIR"] = str(function_dir)
 
 
-async def _cron_loop(host: FunctionHost, server: HttpServer, name: str, trigger: dict, stop: asyncio.Event) -> None:
+async def _cron_loop(host: FunctionHost, server: HttpServer, name: str, trigger: dict, stop: asyncio.Event,
+                     clock: Clock | None = None) -> None:
     attributes = trigger.get("attributes") or {}
     event_spec = attributes.get("event") or {}
     body = event_spec.get("body", "")
     if isinstance(body, (dict, list)):
         body = json.dumps(body)
     headers = dict(event_spec.get("headers") or {})
-    interval = attributes.get("interval")
-    schedule = CronSchedule(attributes["schedule"]) if attributes.get("schedule") else None
-    period = parse_interval(interval) if interval else None
+    schedule = trigger_schedule(attributes)
     context = host.context_for("cron", name)
-    while not stop.is_set():
-        if period is not None:
-            delay = period
-        else:
-            now = datetime.now(timezone.utc)
-            delay = (schedule.next_after(now) - now).total_seconds()  # type: ignore[union-attr]
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=max(delay, 0))
-            return
-        except asyncio.TimeoutError:
-            pass
+
+    async def fire(_: datetime) -> None:
         data = body.encode() if isinstance(body, str) else body
         event = Event(body=data, content_type=headers.get("Content-Type", ""), headers=headers,
                       trigger=TriggerInfo("cron", name), method="POST", path="/", size=len(data or b""))
         await server.run(lambda ev: host.invoke(context, ev), event)
+
+    await run_schedule(schedule, fire, stop, clock)
 
 
 async def _worker_main(function_dir: Path, config: dict, sock: socket.socket, worker_id: int,

@@ -185,16 +185,3 @@ def test_bad_function_dir_is_one_line_error(tmp_path):
                           text=True, timeout=30)
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith("error: cannot read") and "Traceback" not in proc.stderr
-
-
-def test_cron_schedule_next_firing():
-    from datetime import datetime
-
-    from graphpack.runtime.cron import CronSchedule, parse_interval
-
-    assert CronSchedule("0 2 * * *").next_after(datetime(2026, 1, 1, 3, 0)) == datetime(2026, 1, 2, 2, 0)
-    assert CronSchedule("*/5 * * * *").next_after(datetime(2026, 1, 1, 3, 1, 7)) == datetime(2026, 1, 1, 3, 5)
-    assert CronSchedule("0 9 * * mon").next_after(datetime(2026, 11, 23, 10, 0)) == datetime(2026, 11, 30, 9, 0)
-    assert parse_interval("1m30s") == 90 and parse_interval("250ms") == 0.25
-    with pytest.raises(ValueError):
-        parse_interval("soon")
