@@ -1,7 +1,8 @@
 """Build the node graph a function runs, and the two engines that walk it.
 
 Both engines walk the same nodes depth-first, branches in declaration order, so they give
-the same results (DESIGN §4.1). ``sync`` runs in the caller's thread. ``async`` is a
+the same results (DESIGN §4.1). They walk with an explicit stack, not recursion, so a graph
+of any depth runs. ``sync`` runs in the caller's thread. ``async`` is a
 coroutine; when no step is async it is driven to completion without an event loop
 (nothing could suspend), otherwise it runs on a loop and branches run concurrently.
 """
@@ -240,6 +241,19 @@ def run_chain(engine: "Engine", event: Event) -> Event:
     return event
 
 
+def _push(stack: list, children: list[Node], event: Event | None) -> None:
+    """Queue ``event`` for ``children`` so the first child's whole branch runs first; every
+    branch gets its own copy, made before any branch runs."""
+    if not children or event is None:
+        return
+    if len(children) == 1:
+        stack.append((children[0], event, False))
+        return
+    events = [event] + [event.copy() for _ in children[1:]]
+    for i in range(len(children) - 1, -1, -1):
+        stack.append((children[i], events[i], False))
+
+
 class SyncEngine(Engine):
     """Runs the graph in the caller's thread."""
 
@@ -251,12 +265,8 @@ class SyncEngine(Engine):
         if self.chain is not None:
             return run_chain(self, event)
         state = EventState()
-        starts = self.starts
         try:
-            if len(starts) == 1:
-                self._emit(starts[0], event, state)
-            else:
-                self._fan_out(starts, event, state)
+            self._walk(self.starts, event, state)
         except (StepError, HTTPError):
             if not state.responded:
                 raise
@@ -269,36 +279,45 @@ class SyncEngine(Engine):
             out = self._run_coroutine(out)
         return out
 
-    def _emit(self, node: Node, event: Event, state: EventState) -> None:
-        while True:  # a chain continues in this loop, not by recursion
-            try:
-                out = self._call(node, event)
-            except Exception as exc:  # noqa: BLE001 - routed to error handlers
-                handler, event = self._error_event(node, event, exc)
+    def _walk(self, starts: list[Node], event: Event, state: EventState) -> None:
+        """Depth-first with an explicit stack of (node, event, is_output): any depth, no recursion.
+        ``is_output`` marks one item of a step's list output (FlatMap), routed in its turn; a
+        chain of single children goes on without touching the stack."""
+        stack: list = []
+        node, is_output = starts[0], False
+        if len(starts) > 1:
+            _push(stack, starts, event)
+            node, event, is_output = stack.pop()
+        while True:
+            if is_output:
+                children, out = self._route(node, event, state)
+                is_output = False
+            else:
                 try:
-                    handled = self._call(handler, event)
-                except Exception as exc2:  # noqa: BLE001
-                    raise StepError(handler.fullname, exc2) from exc2
-                self._fan_out(*self._after_error(handler, event, handled, state), state)
+                    out = self._call(node, event)
+                except Exception as exc:  # noqa: BLE001 - routed to error handlers
+                    handler, event = self._error_event(node, event, exc)
+                    try:
+                        handled = self._call(handler, event)
+                    except Exception as exc2:  # noqa: BLE001
+                        raise StepError(handler.fullname, exc2) from exc2
+                    children, out = self._after_error(handler, event, handled, state)
+                else:
+                    if out is None:
+                        children = []
+                    elif out.__class__ is list:
+                        stack.extend((node, item, True) for item in reversed(out))
+                        children = []
+                    else:
+                        children, out = self._route(node, out, state)
+            if len(children) == 1:
+                node, event = children[0], out
+                continue
+            if children:
+                _push(stack, children, out)
+            if not stack:
                 return
-            if out is None:
-                return
-            if out.__class__ is list:
-                for item in out:
-                    self._fan_out(*self._route(node, item, state), state)
-                return
-            children, out = self._route(node, out, state)
-            if len(children) != 1:
-                self._fan_out(children, out, state)
-                return
-            node, event = children[0], out
-
-    def _fan_out(self, children: list[Node], event: Event | None, state: EventState) -> None:
-        if not children or event is None:
-            return
-        events = [event] + [event.copy() for _ in children[1:]]  # copies before any branch runs
-        for child, branch_event in zip(children, events):
-            self._emit(child, branch_event, state)
+            node, event, is_output = stack.pop()
 
 
 class AsyncEngine(Engine):
@@ -312,7 +331,7 @@ class AsyncEngine(Engine):
             return result
         state = state or EventState()
         try:
-            await self._fan_out(self.starts, event, state)
+            await self._walk(self.starts, event, state)
         except (StepError, HTTPError):
             if not state.responded:
                 raise
@@ -323,34 +342,55 @@ class AsyncEngine(Engine):
         out = node.call(event)
         return await out if node.is_async else out
 
-    async def _emit(self, node: Node, event: Event, state: EventState) -> None:
-        try:
-            out = await self._call(node, event)
-        except Exception as exc:  # noqa: BLE001 - routed to error handlers
-            handler, event = self._error_event(node, event, exc)
-            try:
-                handled = await self._call(handler, event)
-            except Exception as exc2:  # noqa: BLE001
-                raise StepError(handler.fullname, exc2) from exc2
-            await self._fan_out(*self._after_error(handler, event, handled, state), state)
-            return
-        if out is None:
-            return
-        for item in (out if out.__class__ is list else (out,)):
-            await self._fan_out(*self._route(node, item, state), state)
+    async def _walk(self, starts: list[Node], event: Event, state: EventState) -> None:
+        """The sync engine's walk, awaiting each step. With async steps, the branches of a
+        fan-out run concurrently, each as its own task walking its own stack (no recursion)."""
+        stack: list = []
+        node, is_output = starts[0], False
+        if len(starts) > 1:
+            await self._branches(stack, starts, event, state)
+            if not stack:
+                return
+            node, event, is_output = stack.pop()
+        while True:
+            if is_output:
+                children, out = self._route(node, event, state)
+                is_output = False
+            else:
+                try:
+                    out = await self._call(node, event)
+                except Exception as exc:  # noqa: BLE001 - routed to error handlers
+                    handler, event = self._error_event(node, event, exc)
+                    try:
+                        handled = await self._call(handler, event)
+                    except Exception as exc2:  # noqa: BLE001
+                        raise StepError(handler.fullname, exc2) from exc2
+                    children, out = self._after_error(handler, event, handled, state)
+                else:
+                    if out is None:
+                        children = []
+                    elif out.__class__ is list:
+                        stack.extend((node, item, True) for item in reversed(out))
+                        children = []
+                    else:
+                        children, out = self._route(node, out, state)
+            if len(children) == 1:
+                node, event = children[0], out
+                continue
+            if children:
+                await self._branches(stack, children, out, state)
+            if not stack:
+                return
+            node, event, is_output = stack.pop()
 
-    async def _fan_out(self, children: list[Node], event: Event | None, state: EventState) -> None:
-        if not children or event is None:
+    async def _branches(self, stack: list, children: list[Node], event: Event | None, state: EventState) -> None:
+        """A fan-out: with async steps the branches run now as concurrent tasks, else they are
+        queued on ``stack`` to run one after the other."""
+        if not self.has_async or event is None:
+            _push(stack, children, event)
             return
-        if len(children) == 1:
-            await self._emit(children[0], event, state)
-            return
-        events = [event if i == 0 else event.copy() for i in range(len(children))]
-        if self.has_async:
-            await asyncio.gather(*(self._emit(c, e, state) for c, e in zip(children, events)))
-        else:
-            for child, ev in zip(children, events):
-                await self._emit(child, ev, state)
+        events = [event] + [event.copy() for _ in children[1:]]
+        await asyncio.gather(*(self._walk([c], e, state) for c, e in zip(children, events)))
 
 
 def drive(coro: Any) -> Any:
