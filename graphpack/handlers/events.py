@@ -7,6 +7,11 @@ read from a stream are queue records: the path resets to ``/`` and a wrapped rec
 (``{"full_event_wrapper": true, ...}``) is unwrapped into the event that was pushed. A
 ``text/*`` body, and a cron trigger's body without a content type, is decoded to ``str`` (the
 mock server's view of a text request, and the text the trigger declared).
+
+Nuclio's http trigger hands every event of a worker the same id (it reuses one event object
+and assigns an id only when it is empty); an id that repeats the previous event's is replaced by
+a fresh one, so that responses, logs and queue records never share ids. A caller's own id
+(the graphpack-/mlrun-event-id headers) is kept as given.
 """
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..queues import record as wire
-from ..runtime.event import Event
+from ..runtime.event import Event, new_event_id
 
 #: Nuclio trigger kinds whose events are stream / queue records.
 STREAM_KINDS = frozenset({
@@ -84,6 +89,23 @@ def _overrides(headers: dict) -> tuple[Any, Any]:
     return event_id, path
 
 
+class _TriggerIds:
+    """Trigger-assigned event ids made unique: a repeat of the previous id gets a fresh one."""
+
+    def __init__(self) -> None:
+        self.last: str | None = None
+
+    def unique(self, trigger_id: str) -> str:
+        if trigger_id and trigger_id == self.last:
+            return new_event_id()
+        if trigger_id:
+            self.last = trigger_id
+        return trigger_id
+
+
+_trigger_ids = _TriggerIds()
+
+
 def _str(value: Any, default: str = "") -> str:
     return value if value.__class__ is str and value else text(value, default)
 
@@ -107,7 +129,7 @@ def from_nuclio(event: Any, context: Any = None, kind: str | None = None) -> Eve
             body = decode_text(body, content_type or ("text/plain" if kind == "cron" else ""))
         method = _str(getattr(event, "method", None)) or ("POST" if kind != "cron" or body is not None else "GET")
         event_id, path = _overrides(headers)
-        event_id = event_id or _str(getattr(event, "id", None)) or None
+        event_id = event_id or _trigger_ids.unique(_str(getattr(event, "id", None))) or None
         path = path or _str(getattr(event, "path", None)) or "/"
         graph_event = Event(body, event_id, path, method, headers)
         if content_type:

@@ -24,7 +24,7 @@ ENTRY_MODULE = "graphpack_entry"
 FUNCTION_DIR = "/opt/graphpack/function"
 SPEC_FILE = "spec.json"
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
-RUNTIME_REQUIREMENTS = ("PyYAML>=6", "click>=8.1")
+RUNTIME_REQUIREMENTS = ("PyYAML>=6", "click>=8.1", "httptools>=0.6")
 PROJECT_LABEL = "nuclio.io/project-name"
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

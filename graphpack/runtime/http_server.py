@@ -1,70 +1,40 @@
-"""A small asyncio HTTP/1.1 server for the processor's http trigger.
+"""The processor's http trigger: an asyncio HTTP/1.1 server (connections in http_connection.py).
 
 The event loop does the I/O; each worker process runs events one at a time, as a Nuclio
 worker does: fast events inline on the loop, slow ones on a handler thread so that the loop
 stays free to answer a request that cannot get the worker within ``availability_timeout``
-seconds with 503 and ``Retry-After``. A body over
-``max_body_size`` gets 413. Keep-alive and pipelining are supported; chunked request
-bodies are decoded.
+seconds with 503 and ``Retry-After``. Worker processes share one listening socket; an
+``AcceptGate`` lets an idle worker take new connections first. When accept() fails for lack of
+a resource (EMFILE at the file-descriptor limit) the worker pauses accepting with a growing
+back-off and logs once per interval.
 """
 from __future__ import annotations
 
 import asyncio
 import collections
+import errno
 import mmap
 import queue
 import socket
+import sys
 import threading
 import time
 from typing import Any, Callable
-from urllib.parse import parse_qsl, urlsplit
 
-REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 400: "Bad Request",
-           401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-           408: "Request Timeout", 413: "Payload Too Large", 415: "Unsupported Media Type",
-           422: "Unprocessable Entity", 429: "Too Many Requests", 500: "Internal Server Error",
-           502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
-MAX_HEADER_BYTES = 64 * 1024
+from .http_connection import HttpProtocol
+from .http_wire import Request
+
+__all__ = ["AcceptGate", "HttpServer", "HandlerThread", "Request"]
+
 GATE_TICK = 0.02  # how often a busy worker rechecks whether every worker is busy
 INLINE_LIMIT = 0.002  # events faster than this run inline on the event loop
-
-
-class Request:
-    """A parsed request (what the app callable receives)."""
-
-    __slots__ = ("method", "path", "query", "headers", "body", "url", "content_type")
-
-    def __init__(self, method: str, target: str, headers: dict, body: bytes) -> None:
-        self.method = method
-        self.url = target
-        if "?" in target:
-            parts = urlsplit(target)
-            self.path, self.query = parts.path or "/", dict(parse_qsl(parts.query))
-        else:
-            self.path, self.query = target or "/", {}
-        self.headers = headers
-        self.body = body
-        self.content_type = ""
-
+ACCEPT_BACKOFF = (0.05, 1.0)  # first and longest pause after accept() fails (EMFILE, ENFILE, ...)
+ACCEPT_LOG_INTERVAL = 10.0  # seconds between two log lines about failing accept() calls
+#: accept() errors that say the process or system is out of a resource: pause accepting
+_RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 Reply = tuple  # (status, content_type, headers, body bytes)
 App = Callable[[Request], Reply]
-
-
-_STATUS_LINES: dict = {}  # (status, content type) -> the response's first two lines, encoded
-
-
-def render(status: int, content_type: str, headers: dict, body: bytes, keep_alive: bool = True) -> bytes:
-    """The bytes of one response."""
-    start = _STATUS_LINES.get((status, content_type))
-    if start is None:
-        start = _STATUS_LINES[(status, content_type)] = (
-            f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}\r\nContent-Type: {content_type}\r\n"
-        ).encode("latin-1")
-    extra = "".join(f"{key}: {value}\r\n" for key, value in headers.items()) if headers else ""
-    if not keep_alive:
-        extra += "Connection: close\r\n"
-    return b"%sContent-Length: %d\r\n%s\r\n%s" % (start, len(body), extra.encode("latin-1"), body)
 
 
 class HandlerThread:
@@ -102,167 +72,14 @@ def _resolve(future: asyncio.Future, result: Any) -> None:
         future.set_result(result)
 
 
-class HttpProtocol(asyncio.Protocol):
-    """One client connection."""
-
-    def __init__(self, server: "HttpServer") -> None:
-        self.server = server
-        self.transport: asyncio.Transport | None = None
-        self.buffer = b""
-        self.pending: list[asyncio.Future] = []  # replies in request order (pipelining)
-        self.closing = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.server.connections.add(self)
-        self.fresh = True
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.server.connections.discard(self)
-        self.transport = None
-        self._mark_used()
-
-    def _mark_used(self) -> None:
-        if self.fresh:
-            self.fresh = False
-            self.server.first_request(self)
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer = self.buffer + data if self.buffer else data
-        while self.buffer and not self.closing:
-            head_end = self.buffer.find(b"\r\n\r\n")
-            if head_end < 0:
-                if len(self.buffer) > MAX_HEADER_BYTES:
-                    self._fail(400, "request headers too large")
-                return
-            head = self.buffer[:head_end].decode("latin-1")
-            lines = head.split("\r\n")
-            try:
-                method, target, version = lines[0].split(" ", 2)
-            except ValueError:
-                self._fail(400, "malformed request line")
-                return
-            headers: dict[str, str] = {}
-            length_text, content_type, connection, chunked = "0", "", "", False
-            for line in lines[1:]:
-                name, sep, value = line.partition(":")
-                if not sep:
-                    continue
-                name, value = name.strip(), value.strip()
-                headers[name] = value
-                if name[:1] in "cCtT":  # the headers the server itself reads
-                    lname = name.lower()
-                    if lname == "content-length":
-                        length_text = value
-                    elif lname == "content-type":
-                        content_type = value
-                    elif lname == "connection":
-                        connection = value.lower()
-                    elif lname == "transfer-encoding":
-                        chunked = value.lower() == "chunked"
-            rest = self.buffer[head_end + 4:]
-            if chunked:
-                parsed = _dechunk(rest, self.server.max_body_size)
-                if parsed is None:
-                    return  # wait for more data
-                if parsed == "too large":
-                    self._fail(413, f"request body exceeds the limit of {self.server.max_body_size} bytes")
-                    return
-                body, used = parsed  # type: ignore[misc]
-            else:
-                try:
-                    length = int(length_text or 0)
-                except ValueError:
-                    self._fail(400, "invalid Content-Length")
-                    return
-                if length > self.server.max_body_size:
-                    self._fail(413, f"request body of {length} bytes exceeds the limit of "
-                                    f"{self.server.max_body_size} bytes")
-                    return
-                if len(rest) < length:
-                    return
-                body, used = rest[:length], length
-            self.buffer = rest[used:]
-            keep_alive = connection != "close" and version == "HTTP/1.1"
-            request = Request(method, target, headers, body)
-            request.content_type = content_type
-            self._dispatch(request, keep_alive)
-
-    def _dispatch(self, request: Request, keep_alive: bool) -> None:
-        server = self.server
-        if self.fresh:
-            self._mark_used()
-        if not keep_alive:
-            self.closing = True
-        reply = server.intercept(request)
-        if reply is None and not self.pending and server.can_run_inline():
-            reply = server.run_inline(server.app, request)  # the common case: no task, no future
-        if reply is not None and not self.pending:
-            if self.transport is not None:
-                status, content_type, headers, body = reply
-                self.transport.write(render(status, content_type, headers, body, keep_alive))
-                if not keep_alive:
-                    self.transport.close()
-            return
-        future: asyncio.Future
-        if reply is not None:
-            future = asyncio.get_event_loop().create_future()
-            future.set_result(reply)
-        else:
-            future = asyncio.ensure_future(server.handle(request))
-        self.pending.append(future)
-        if len(self.pending) == 1:
-            future.add_done_callback(self._flush)
-
-    def _flush(self, _: Any = None) -> None:
-        while self.pending and self.pending[0].done():
-            future = self.pending.pop(0)
-            if self.transport is None:
-                return
-            status, content_type, headers, body = future.result()
-            last = not self.pending and self.closing
-            self.transport.write(render(status, content_type, headers, body, keep_alive=not last))
-            if last:
-                self.transport.close()
-                return
-        if self.pending:
-            self.pending[0].add_done_callback(self._flush)
-
-    def _fail(self, status: int, message: str) -> None:
-        self.closing = True
-        if self.transport is not None:
-            self.transport.write(render(status, "text/plain", {}, message.encode(), keep_alive=False))
-            self.transport.close()
-
-
-def _dechunk(data: bytes, limit: int) -> Any:
-    body, pos = b"", 0
-    while True:
-        line_end = data.find(b"\r\n", pos)
-        if line_end < 0:
-            return None
-        try:
-            size = int(data[pos:line_end].split(b";")[0], 16)
-        except ValueError:
-            return (b"", len(data))
-        pos = line_end + 2
-        if size == 0:
-            trailer_end = data.find(b"\r\n", pos)
-            return None if trailer_end < 0 else (body, trailer_end + 2)
-        if len(data) < pos + size + 2:
-            return None
-        body += data[pos:pos + size]
-        if len(body) > limit:
-            return "too large"
-        pos += size + 2
-
-
 class HttpServer:
     """Serves ``app`` on a listening socket; ``intercept`` answers internal paths first."""
 
     def __init__(self, app: App, max_body_size: int = 32 * 1024 * 1024, availability_timeout: float = 10.0,
-                 intercept: Callable[[Request], Reply | None] | None = None) -> None:
+                 intercept: Callable[[Request], Reply | None] | None = None,
+                 log: Callable[[str], Any] | None = None) -> None:
         self.app = app
+        self.log = log or _stderr
         self.max_body_size = max_body_size
         self.availability_timeout = availability_timeout
         self.intercept = intercept or (lambda request: None)
@@ -276,6 +93,10 @@ class HttpServer:
         self._worker_free = True
         self._waiting: collections.deque = collections.deque()
         self._slow = 0.0  # decaying maximum of event durations (seconds)
+        self._backoff = 0.0  # current pause after a failed accept(); 0 when accepting normally
+        self._resume: asyncio.TimerHandle | None = None
+        self._accept_errors = 0  # failed accept() calls not logged yet
+        self._accept_logged = 0.0
 
     async def start(self, sock: Any, gate: "AcceptGate | None" = None) -> None:
         """Serve connections from the listening ``sock`` (shared by worker processes via ``gate``)."""
@@ -291,13 +112,42 @@ class HttpServer:
             conn, _ = self._sock.accept()
         except (BlockingIOError, InterruptedError):
             return
+        except OSError as exc:
+            if exc.errno in _RESOURCE_ERRORS:
+                self._pause_accepting(exc)
+            return  # ECONNABORTED and the like: that client is gone
+        self._backoff = 0.0
         conn.setblocking(False)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.fresh += 1
         self._update()
         asyncio.ensure_future(self._loop.connect_accepted_socket(lambda: HttpProtocol(self), conn))
 
+    def _pause_accepting(self, exc: OSError) -> None:
+        """Stop accepting for a growing pause; one log line per ``ACCEPT_LOG_INTERVAL``."""
+        self._accept_errors += 1
+        now = time.monotonic()
+        if now - self._accept_logged >= ACCEPT_LOG_INTERVAL:
+            self.log(f"http: accept() failed {self._accept_errors} time(s) since the last report: "
+                     f"{exc.strerror}; pausing new connections (in flight: {len(self.connections)})")
+            self._accept_errors, self._accept_logged = 0, now
+        first, longest = ACCEPT_BACKOFF
+        self._backoff = min(longest, self._backoff * 2) if self._backoff else first
+        self._set_accepting(False)
+        self._resume = self._loop.call_later(self._backoff, self._end_pause)
+
+    def _end_pause(self) -> None:
+        self._resume = None
+        if self._closed:
+            return
+        if self._gate is None:
+            self._set_accepting(True)
+        else:
+            self._update()
+
     def _set_accepting(self, on: bool) -> None:
+        if on and self._resume is not None:
+            return  # paused after a failed accept()
         if on and not self._accepting:
             self._loop.add_reader(self._sock.fileno(), self._accept)
         elif not on and self._accepting:
@@ -395,6 +245,9 @@ class HttpServer:
     async def stop(self, drain_timeout: float = 30.0) -> None:
         """Stop accepting, let in-flight requests finish (up to ``drain_timeout``), close."""
         self._closed = True
+        if self._resume is not None:
+            self._resume.cancel()
+            self._resume = None
         self._set_accepting(False)
         deadline = time.monotonic() + drain_timeout
         while self.in_flight and time.monotonic() < deadline:
@@ -404,6 +257,10 @@ class HttpServer:
                 connection.transport.close()
         if self.worker is not None:
             self.worker.stop()
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def _busy() -> Reply:

@@ -178,6 +178,7 @@ async def _worker_main(function_dir: Path, config: dict, sock: socket.socket, wo
         max_body_size=int(attributes.get("maxRequestBodySize") or 32 * 1024 * 1024),
         availability_timeout=float(http.get("workerAvailabilityTimeoutMilliseconds") or 10000) / 1000,
         intercept=intercept,
+        log=host.logger.warn,
     )
     await server.start(sock, gate)
     stop = asyncio.Event()

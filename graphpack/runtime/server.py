@@ -6,7 +6,6 @@ import json
 import os
 import threading
 import traceback
-import urllib.parse
 from typing import Any
 
 from ..errors import BadRequestError, GraphpackError, HTTPError, RequestFailed, StepError
@@ -16,6 +15,7 @@ from . import json_codec
 from .context import GraphContext
 from .event import Event
 from .flow import AsyncEngine, SyncEngine, EventState, build_nodes, drive, run_chain
+from .http_wire import normalise_path, query_fields
 from .nodes import post_init
 from .response import Response
 
@@ -341,9 +341,11 @@ class GraphServer:
                 elif lower in ("mlrun-event-path", "graphpack-event-path"):
                     path = value
         path, _, query = (path or "/").partition("?")  # as the http trigger: the query goes to fields
+        if path.startswith("/"):
+            path = normalise_path(path)  # percent-decoded and normalised, as the http trigger does
         event = Event(body, event_id, path or "/", method or ("POST" if body is not None else "GET"), headers)
         if query:
-            event.fields = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
+            event.fields = query_fields(query)
         if content_type is not None:
             event.content_type = content_type
         if trigger is not None:

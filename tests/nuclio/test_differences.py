@@ -62,3 +62,28 @@ def test_mock_server_splits_the_query_string_like_the_http_trigger() -> None:
                                                           "fields": {"x": "1", "y": "three", "z": ""}}
     assert server.test("/plain", {}) == {"path": "/plain", "fields": None}
     assert server.test("?k=v", {}) == {"path": "/", "fields": {"k": "v"}}
+
+
+def test_mock_server_decodes_and_normalises_paths_like_the_http_trigger() -> None:
+    """Nuclio's http trigger percent-decodes and normalises the path before the function sees it."""
+    fn = graphpack.new_function("where")
+    fn.set_topology("flow", engine="sync").to(class_name="Where", name="where").respond()
+    server = fn.to_mock_server()
+    for path in ("/v2/models/ir%69s/infer", "//v2/models/iris/infer", "/v2/models/x/../iris/infer",
+                 "/v2/models/iris%2Finfer"):
+        assert server.test(path, {})["path"] == "/v2/models/iris/infer", path
+    assert server.test("/v2/models/", {})["path"] == "/v2/models/"
+
+
+def test_repeated_trigger_ids_become_unique_event_ids() -> None:
+    """Nuclio's http trigger reuses one event object per worker, so every event carries the same
+    id; the graph gets a fresh id whenever the trigger's id repeats, and a caller's id as given."""
+    def nuclio_event(headers=None):
+        return nuclio_sdk.Event(body=b"{}", _id="same-uuid", path="/", method="POST", headers=headers or {},
+                                trigger=nuclio_sdk.TriggerInfo("http", "http"))
+
+    ids = [from_nuclio(nuclio_event()).id for _ in range(5)]
+    assert len(set(ids)) == 5
+    assert from_nuclio(nuclio_event({"graphpack-event-id": "mine"})).id == "mine"
+    assert from_nuclio(nuclio_event({"mlrun-event-id": "theirs"})).id == "theirs"
+    assert from_nuclio(nuclio_sdk.Event(body=b"{}", _id="other", trigger=nuclio_sdk.TriggerInfo("http", "h"))).id == "other"

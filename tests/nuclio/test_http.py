@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from ..runtime.rawhttp import exchange, parse_responses
 from .client import Answer, Case, from_mock, over_http
 from .conftest import CRON_BODIES, Built, mock_server
 from .runner import GraphpackServe, NuclioProcessor
@@ -32,6 +33,10 @@ CASES = {
         Case("bytes-400", "/v2/models/iris/infer", b"\x00\xff\x10"),
         Case("bad-json-400", "/v2/models/iris/infer", b"{oops", content_type="application/json"),
         Case("user-error-500", "/v2/models/broken/infer", {"inputs": [1]}),
+        Case("infer-percent-path", "/v2/models/ir%69s/infer", {"inputs": ROWS}),
+        Case("infer-double-slash", "//v2/models/iris/infer", {"inputs": ROWS}),
+        Case("infer-dot-dot", "/v2/models/x/../iris/infer", {"inputs": ROWS}),
+        Case("infer-encoded-slash", "/v2/models/iris%2Finfer", {"inputs": ROWS}),
     ],
     "flow": [
         Case("infer-json", "/v2/models/m1/infer", {"inputs": ROWS}),
@@ -53,6 +58,11 @@ CASES = {
         Case("big-bytes", "/mirror/bytes", bytes(range(256)) * 24_000),  # ~6 MB: above Nuclio's default cap
         Case("own-response", "/mirror/respond", {"respond": "a,b\n1,2\n"}),
         Case("query-string", "/mirror/q?a=1&b=two", {"x": 1}),
+        Case("query-empty-value", "/mirror/q?z=&a=1", {"x": 1}),
+        Case("path-percent-encoded", "/mirror/ir%69s", {"x": 1}),
+        Case("path-double-slash", "//mirror//x", {"x": 1}),
+        Case("path-dot-segments", "/mirror/x/../y/./z", {"x": 1}),
+        Case("path-encoded-slash", "/mirror/a%2Fb", {"x": 1}),
         Case("bare-list-result", "/mirror/list", {"aslist": [1, {"b": 2}, "c"]}),
         Case("none-result", "/mirror/none", "none"),
         Case("bad-json-400", "/mirror/json", {"bad": True}),
@@ -131,3 +141,30 @@ def test_async_flow_without_responder_finishes_in_the_background(toolchain: dict
                 break
             time.sleep(0.1)
     assert sorted(r["body"]["n"] for r in records) == sorted(ids), nuclio.logs()[-3000:]
+
+
+def test_each_event_gets_its_own_id(running: dict) -> None:
+    """Nuclio's http trigger hands every event of a worker the same id; the entry module gives
+    each event a fresh one when the trigger's id repeats (graphpack serve: a fresh id anyway)."""
+    for server in running["router"][1:]:
+        ids = set()
+        for _ in range(4):
+            answer = over_http(server.url, Case("no-id", "/v2/models/echo/infer", {"inputs": [1]}))
+            assert answer.status == 200
+            ids.add(answer.body["id"])
+        assert len(ids) == 4, f"{server.name}: repeated event ids {ids}"
+        given = over_http(server.url, Case("own-id", "/v2/models/echo/infer", {"inputs": [1]}), "mine")
+        assert given.body["id"] == "mine"
+
+
+def test_front_door_headers_and_head(running: dict) -> None:
+    """Both servers send Date and their own Server header; HEAD gets headers only, and the next
+    answer on the same connection is intact."""
+    nuclio, serve = running["mirror"][1:]
+    for server, name in ((nuclio, "nuclio"), (serve, "graphpack")):
+        received, _ = exchange(server.port, b"HEAD /mirror/h HTTP/1.1\r\nHost: t\r\n\r\n"
+                                            b"GET /mirror/g HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        head, _, rest = received.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and rest.startswith(b"HTTP/1.1 200"), received[:500]
+        answer = parse_responses(rest)[0]
+        assert answer.header("server") == name and (answer.header("date") or "").endswith("GMT")

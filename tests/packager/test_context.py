@@ -56,7 +56,7 @@ def test_function_yaml_root(design_project, tmp_path):
         "schedule": "0 2 * * *",
         "event": {"body": '{"op":"retrain"}', "headers": {"Content-Type": "application/json"}}}}
     assert spec["build"]["baseImage"] == "python:3.11-slim"
-    assert spec["build"]["commands"] == ["pip install 'PyYAML>=6' 'click>=8.1' scikit-learn"]
+    assert spec["build"]["commands"] == ["pip install 'PyYAML>=6' 'click>=8.1' 'httptools>=0.6' scikit-learn"]
     assert {"name": "GRAPHPACK_SPEC_FILE", "value": "/opt/graphpack/function/spec.json"} in spec["env"]
     assert not any(e["name"] == "GRAPHPACK_QUEUE_CONSUMER" for e in spec["env"])
 
