@@ -27,18 +27,25 @@ def _marker(line: str) -> str | None:
     return None
 
 
-def _select(lines: list[str]) -> list[str]:
+def _select(lines: list[str], keep_lines: bool = False) -> list[str]:
+    """The lines of the function code; with ``keep_lines`` a line left out becomes an empty line
+    (trailing ones are dropped), so that line numbers in errors and tracebacks are the file's."""
     marks = [_marker(line) for line in lines]
     if "start" not in marks and "end" not in marks:
-        return [line for line, m in zip(lines, marks) if m is None]
-    out, inside = [], "start" not in marks
-    for line, mark in zip(lines, marks):
-        if mark == "start":
-            inside = True
-        elif mark == "end":
-            inside = False
-        elif inside and mark is None:
-            out.append(line)
+        inside_at = [m is None for m in marks]
+    else:
+        inside_at, inside = [], "start" not in marks
+        for mark in marks:
+            if mark == "start":
+                inside = True
+            elif mark == "end":
+                inside = False
+            inside_at.append(inside and mark is None)
+    if not keep_lines:
+        return [line for line, keep in zip(lines, inside_at) if keep]
+    out = [line if keep else "" for line, keep in zip(lines, inside_at)]
+    while out and not out[-1] and not (inside_at and inside_at[len(out) - 1]):
+        out.pop()
     return out
 
 
@@ -64,7 +71,7 @@ def read_code(path: str | Path) -> str:
             lines.extend(line for line in cell_lines if not line.lstrip().startswith(("%", "!")))
         return "\n".join(_select(lines)) + "\n"
     text = path.read_text()
-    return "\n".join(_select(text.splitlines())) + "\n"
+    return "\n".join(_select(text.splitlines(), keep_lines=True)) + "\n"
 
 
 def load_module(path: str | Path) -> ModuleType:

@@ -1,4 +1,5 @@
 """The `graphpack` command: help, version, graph drawing and one-line errors."""
+import json
 import subprocess
 import sys
 
@@ -85,3 +86,49 @@ def test_a_failing_project_script_is_one_line(tmp_path, monkeypatch, code, messa
     assert result.exit_code == 1
     assert message in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+COMMANDS = ["build", "graph", "deploy", "render", "invoke", "status", "logs", "down", "base-image", "serve"]
+PROJECT_COMMANDS = ["build", "graph", "deploy", "render", "invoke", "status", "logs", "down"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_an_example_and_one_vocabulary(command):
+    result = CliRunner().invoke(main, [command, "--help"])
+    assert result.exit_code == 0
+    assert "Example:" in result.output and f"graphpack {command}" in result.output.split("Example:")[1]
+    if command in PROJECT_COMMANDS:
+        assert "-f, --file" in result.output and "-C, --directory" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["deploy", "--image"], "error: option '--image' requires an argument"),
+    (["deploy", "--bogus"], "error: no such option '--bogus'"),
+    (["logs"], "error: missing argument 'FUNCTION'"),
+    (["build", "--target", "cloud"], "error: invalid value for '--target': 'cloud' is not one of"),
+    (["nope"], "error: no such command 'nope'"),
+])
+def test_usage_errors_are_one_line_with_exit_2(args, message):
+    proc = subprocess.run([sys.executable, "-m", "graphpack.cli", *args], capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(message) and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "--help`" in proc.stderr
+
+
+def test_graph_and_build_accept_a_child_function_and_C(tmp_path):
+    (tmp_path / "demo.py").write_text(PROJECT_CODE)
+    runner = CliRunner()
+    result = runner.invoke(main, ["graph", "-C", str(tmp_path), "-f", "demo.py", "--function", "kid",
+                                  "--format", "dot", "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    assert info == {"function": "kid", "root": "incr", "format": "dot", "file": str(tmp_path / "kid.dot")}
+    assert "(kid)" in (tmp_path / "kid.dot").read_text()
+    result = runner.invoke(main, ["build", "-C", str(tmp_path), "-f", "demo.py", "--function", "kid",
+                                  "--target", "local", "--json"])
+    assert result.exit_code == 0, result.output
+    assert [f["function"] for f in json.loads(result.output)["functions"]] == ["kid"]
+    assert (tmp_path / "build" / "kid" / "function.yaml").is_file() and not (tmp_path / "build" / "incr").exists()
+    result = runner.invoke(main, ["graph", "-C", str(tmp_path), "-f", "demo.py", "--function", "kids"])
+    assert result.exit_code == 1
+    assert "has no function 'kids' (functions: incr, kid (child of incr))" in result.output

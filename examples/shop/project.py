@@ -12,7 +12,7 @@ fn = project.set_function("serving.py", name="recommender", kind="serving", requ
 graph = fn.set_topology("flow", engine="sync", exist_ok=True)
 graph.to(class_name="Enrich", name="enrich") \
      .to("*", name="router").respond() \
-     .to(">>", "audit-queue", path="") \
+     .to(">>", "audit-queue", path=".graphpack/queues/audit") \
      .to(class_name="Audit", name="audit", function="auditor")
 fn.add_model("iris", class_name="ClassifierModel", model_path=MODEL)
 fn.add_child_function("auditor", "serving.py")

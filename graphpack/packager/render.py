@@ -40,16 +40,10 @@ def add_wheels(contexts: list, progress: Progress) -> None:
 
 
 def render_contexts(project: Any, target: str, functions: list[str] | None = None) -> list:
-    """The build contexts of the project's functions, children before their root."""
-    from . import plan_and_render
+    """The build contexts of the project's functions (or children), children before their root."""
+    from . import project_contexts
 
-    names = list(functions) if functions else list(project.functions)
-    if not names:
-        raise GraphpackError(f"project {project.name!r} has no functions to deploy")
-    contexts = []
-    for name in names:
-        contexts += plan_and_render(project.get_function(name), project.name, target)
-    return sorted(contexts, key=lambda c: (c.plan.root, c.plan.is_root))
+    return project_contexts(project, functions, target, action="deploy", children_first=True)
 
 
 def parse_images(pairs: Iterable[str]) -> dict[str, str]:
@@ -67,33 +61,42 @@ def pinned(ref: str) -> bool:
     return "@sha256:" in ref
 
 
+TAG_NOTE = "Knative resolves an image tag to a digest when it creates the revision"
+
+
 class Images:
-    """Where each function's image comes from: given references, else build and push."""
+    """Where each function's image comes from: a given reference (``--image F=REF``, a tag or a
+    digest), else the image graphpack builds and pushes to ``registry`` (its tag is a digest of
+    the build context). ``build``: render builds and pushes now; otherwise it stays offline."""
 
     def __init__(self, images: dict[str, str] | None = None, registry: str | None = None,
-                 builder: Any = None, require_digest: bool = False) -> None:
+                 builder: Any = None, build: bool = True) -> None:
         self.images = dict(images or {})
         self.registry = (registry or "").rstrip("/")
         self._builder = builder
-        self.require_digest = require_digest
+        self.build = build
+        self.chosen: dict[str, dict] = {}   # function -> {"image", "build", "push"}: what render used
 
-    def check(self, contexts: list, target: str) -> None:
-        """Before anything changes: every function has an image or a registry to push one to."""
+    def check(self, contexts: list, target: str, strict: bool = True) -> list[str]:
+        """Before anything changes: every ``--image`` names a function, and every function has an image
+        or a registry to push one to (``strict``; otherwise the gaps come back as notes)."""
         known = {c.plan.function for c in contexts}
         for name in self.images:
             if name not in known:
                 raise GraphpackError(f"--image {name}=...: no function {name!r} "
                                      f"(functions: {', '.join(sorted(known))})")
-        for context in contexts:
-            ref = self.images.get(context.plan.function)
-            if ref is None and not self.registry:
-                raise GraphpackError(
-                    f"function {context.plan.function!r} has no image for target {target!r}: set a registry to "
-                    f"push built images to (--registry or $GRAPHPACK_REGISTRY) or give --image "
-                    f"{context.plan.function}=REF")
-            if ref is not None and self.require_digest and not pinned(ref):
-                raise GraphpackError(f"image {ref!r} of function {context.plan.function!r} is not pinned by "
-                                     f"digest (use NAME@sha256:...): target {target!r} deploys images by digest")
+        notes = []
+        missing = [c.plan.function for c in contexts if c.plan.function not in self.images]
+        if missing and not self.registry:
+            message = (f"no registry to push the images of {', '.join(missing)} to for target {target!r}: "
+                       f"set --registry or $GRAPHPACK_REGISTRY, or give --image FUNCTION=REF")
+            if strict:
+                raise GraphpackError(message)
+            notes.append(message)
+        tags = sorted(name for name, ref in self.images.items() if name in known and not pinned(ref))
+        if tags and target == "knative":
+            notes.append(f"{TAG_NOTE} (images given by tag: {', '.join(tags)})")
+        return notes
 
     def verify(self, contexts: list) -> None:
         """Before anything changes: each given image is in its registry (a missing one names itself)."""
@@ -111,7 +114,18 @@ class Images:
                     raise GraphpackError(f"image {text!r} of function {function!r} is not usable: {exc}") from None
 
     def tag(self, context: Any) -> str:
-        return f"{self.registry}/{context.name}:{context_digest(context)}"
+        return f"{self.registry or 'graphpack.local'}/{context.name}:{context_digest(context)}"
+
+    def planned(self, contexts: list) -> dict[str, dict]:
+        """function -> what a deploy will run: the given image, or the tag it builds and pushes."""
+        out = {}
+        for context in contexts:
+            function = context.plan.function
+            if function in self.images:
+                out[function] = {"image": self.images[function], "build": False, "push": ""}
+            else:
+                out[function] = {"image": self.tag(context), "build": True, "push": self.registry}
+        return out
 
     def builder(self) -> Any:
         if self._builder is None or isinstance(self._builder, str):
@@ -134,43 +148,45 @@ class Images:
             write_contexts(missing, build_dir)
             for context in missing:
                 tag = self.tag(context)
-                progress(f"building image {tag}")
+                progress(f"building image {tag}" + (f" and pushing it to {self.registry}" if self.registry else ""))
                 ref = self.builder().build(build_dir / context.plan.function, tag)
+                progress(f"built {ref.pinned}")
                 out[context.plan.function] = ref.pinned
         return out
 
 
 def render(project: Any, target: str, output: str | Path, functions: list[str] | None = None,
            images: Images | None = None, namespace: str | None = None,
-           progress: Progress | None = None, build_dir: str | Path | None = None) -> list[Path]:
+           progress: Progress | None = None, build_dir: str | Path | None = None,
+           notes: list[str] | None = None) -> list[Path]:
     """Write the target's manifests for the project's functions under ``output``; returns the files.
 
     knative: ``<output>/<service>.yaml`` (the Service, then its PingSources); nuclio:
     ``<output>/<function name>.yaml`` (a function config with ``spec.image``, ready for the dashboard).
+    Images: see :class:`Images` (offline unless ``images.build``); what the user should know about
+    them (tags, images still to build) is appended to ``notes``.
     """
     from .context import dump_yaml
 
     if target not in RENDER_TARGETS:
         raise GraphpackError(f"cannot render target {target!r} (known: {', '.join(RENDER_TARGETS)})")
     contexts = render_contexts(project, target, functions)
-    images = images or Images()
+    images = images or Images(build=False)
+    notes = notes if notes is not None else []
     output = Path(output)
     build_dir = Path(build_dir) if build_dir else Path(project.context or ".") / ".graphpack" / f"build-{target}"
     if target == "knative":
         from .deploy.knative import DEFAULT_NAMESPACE, manifests
 
-        namespace = namespace or DEFAULT_NAMESPACE
+        space = namespace or DEFAULT_NAMESPACE
         for context in contexts:  # a trigger Knative cannot express fails before any image is built
-            manifests(context, "placeholder.invalid/x@sha256:" + "0" * 64, namespace)
-        images.require_digest = True
-        images.check(contexts, target)
-        refs = images.resolve(contexts, build_dir, progress)
-        docs = {c.name: manifests(c, refs[c.plan.function], namespace) for c in contexts}
+            manifests(context, "placeholder.invalid/x@sha256:" + "0" * 64, space)
+    refs = _images_for(images, contexts, target, build_dir, progress or _quiet, notes)
+    if target == "knative":
+        docs = {c.name: manifests(c, refs[c.plan.function], space) for c in contexts}
     else:
         from .deploy.nuclio import deploy_config
 
-        images.check(contexts, target)
-        refs = images.resolve(contexts, build_dir, progress)
         docs = {c.name: [deploy_config(c, refs[c.plan.function], namespace)] for c in contexts}
     output.mkdir(parents=True, exist_ok=True)
     written = []
@@ -181,4 +197,46 @@ def render(project: Any, target: str, output: str | Path, functions: list[str] |
     return written
 
 
-__all__ = ["RENDER_TARGETS", "Images", "add_wheels", "context_digest", "parse_images", "render", "render_contexts"]
+def offline_plan(target: str, project: Any, contexts: list, images: Images, build_dir: str | Path,
+                 objects: Callable[[Any], list[str]], remote: str) -> Any:
+    """A cluster target's ``deploy --dry-run``: what would be built, pushed and applied, read from the
+    project alone (``remote``, e.g. "the Nuclio dashboard at URL", is not asked what exists)."""
+    from .deploy.base import Plan, Step
+
+    notes = images.check(contexts, target, strict=False)
+    planned = images.planned(contexts)
+    steps = []
+    for context in contexts:
+        function = context.plan.function
+        details = {"name": context.name, "root": context.plan.root, "digest": context_digest(context),
+                   **planned[function], "objects": objects(context)}
+        steps.append(Step("apply", function, "create or update", details))
+    notes.append(f"dry run: {remote} was not contacted, nothing was built, pushed or applied")
+    return Plan(target, project.name, tuple(steps), str(build_dir), tuple(contexts), tuple(notes))
+
+
+def _images_for(images: Images, contexts: list, target: str, build_dir: Path, progress: Progress,
+                notes: list[str]) -> dict[str, str]:
+    """The image of each function: built and pushed now (``images.build``) or planned offline."""
+    notes += images.check(contexts, target, strict=images.build)
+    planned = images.planned(contexts)
+    if images.build:
+        refs = images.resolve(contexts, build_dir, progress)
+        for function, ref in refs.items():
+            planned[function].update(image=ref, build=False)
+    else:
+        refs = {function: item["image"] for function, item in planned.items()}
+        todo = sorted(function for function, item in planned.items() if item["build"])
+        if todo:
+            where = f"pushed to {images.registry}" if images.registry else "pushed (set --registry)"
+            notes.append(f"images of {', '.join(todo)} are not built yet: `graphpack deploy` (or `render --build`) "
+                         f"builds them and they are {where} under the tags written here")
+            if target == "knative":
+                notes.append(TAG_NOTE)
+    notes[:] = list(dict.fromkeys(notes))
+    images.chosen = planned
+    return refs
+
+
+__all__ = ["RENDER_TARGETS", "Images", "add_wheels", "context_digest", "offline_plan", "parse_images", "render",
+           "render_contexts"]

@@ -27,7 +27,14 @@ class Step:
 
     def describe(self) -> str:
         text = f"{self.action:<8} {self.function}"
-        return f"{text}  ({self.reason})" if self.reason else text
+        text = f"{text}  ({self.reason})" if self.reason else text
+        image = self.details.get("image")
+        if image:
+            todo = "build and push" if self.details.get("push") else "build" if self.details.get("build") else "use"
+            text += f"\n           image: {todo} {image}"
+        for obj in self.details.get("objects", ()):
+            text += f"\n           apply: {obj}"
+        return text
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,7 @@ class Plan:
     steps: tuple[Step, ...]
     build_dir: str = ""
     artifacts: tuple = field(default=(), compare=False, repr=False)  # what apply writes (build contexts)
+    notes: tuple[str, ...] = ()  # what the user should know (a dry run that did not read remote state, ...)
 
     @property
     def changes(self) -> tuple[Step, ...]:
@@ -47,11 +55,12 @@ class Plan:
     def describe(self) -> str:
         lines = [f"plan for project {self.project!r} on target {self.target!r}:"]
         lines += [f"  {step.describe()}" for step in self.steps] or ["  (nothing to do)"]
+        lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
 
     def to_json(self) -> str:
         return json.dumps({"target": self.target, "project": self.project,
-                           "steps": [asdict(s) for s in self.steps]}, sort_keys=True)
+                           "steps": [asdict(s) for s in self.steps], "notes": list(self.notes)}, sort_keys=True)
 
 
 @dataclass
@@ -76,6 +85,11 @@ class Deployer(ABC):
     @abstractmethod
     def plan(self, project: Any, functions: list[str] | None = None) -> Plan:
         """What deploying ``functions`` (default: all) would change; reads state only."""
+
+    def dry_run(self, project: Any, functions: list[str] | None = None) -> Plan:
+        """The plan ``deploy --dry-run`` prints: never contacts a cluster, dashboard or registry
+        (targets whose ``plan`` reads remote state override this)."""
+        return self.plan(project, functions)
 
     @abstractmethod
     def apply(self, plan: Plan, progress: Progress | None = None) -> dict:

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 from ...errors import GraphpackError
 from .base import InvokeResult, Plan, Progress, Step, removal_order, step_for, unknown_function
 from .http import call
-from .local import START_TIMEOUT, LocalDeployer, _quiet
+from .local import START_TIMEOUT, LocalDeployer, _quiet, file_queue_dirs
 
 STOP_TIMEOUT = 30
 LABEL = "org.graphpack"
@@ -29,8 +29,10 @@ class DockerDeployer(LocalDeployer):
     target = "docker"
 
     def __init__(self, project_dir: str | Path = ".", host: str = "127.0.0.1", builder: str | None = None,
-                 registry: str | None = None, base: Any = None) -> None:
+                 registry: str | None = None, base: Any = None, images: dict[str, str] | None = None) -> None:
         super().__init__(project_dir, host)
+        self.images = dict(images or {})  # function -> image to run instead of building one
+        self._offline = False
         self.state_path = self.dir / "docker-state.json"
         self.build_dir = self.dir / "docker-build"
         self.builder_name = builder or os.environ.get("GRAPHPACK_IMAGE_BUILDER") or "oci"
@@ -67,8 +69,24 @@ class DockerDeployer(LocalDeployer):
                 return None
 
     def _running(self, entry: dict | None) -> bool:
-        container = self._container((entry or {}).get("container"))
+        try:
+            container = self._container((entry or {}).get("container"))
+        except GraphpackError:
+            if self._offline:  # a dry run without a Docker engine: the state is unknown, not an error
+                return False
+            raise
         return bool(container and container.status == "running")
+
+    def dry_run(self, project: Any, functions: list[str] | None = None) -> Plan:
+        self._offline = True
+        try:
+            return self.plan(project, functions)
+        finally:
+            self._offline = False
+
+    def image_name(self, project: str, function: str, digest: str) -> str:
+        repo = f"{project}/{function}".lower().replace("_", "-")
+        return f"{self.registry_host or 'graphpack.local'}/{repo}:{digest}"
 
     # -- plan / apply -------------------------------------------------------------------------
     def plan(self, project: Any, functions: list[str] | None = None) -> Plan:
@@ -76,11 +94,17 @@ class DockerDeployer(LocalDeployer):
         steps = []
         contexts = self._render(project, functions)
         details_extra = {"builder": self.builder_name, "registry": self.registry_host or ""}
+        unknown = sorted(set(self.images) - {c.plan.function for c in contexts})
+        if unknown:
+            raise GraphpackError(f"--image {unknown[0]}=...: no function {unknown[0]!r} "
+                                 f"(functions: {', '.join(sorted(c.plan.function for c in contexts))})")
         for context in contexts:
             name = context.plan.function
             digest = self._digest(context)
             current = state.get(name)
-            details = {"root": context.plan.root, "digest": digest, **details_extra}
+            image = self.images.get(name) or self.image_name(project.name, name, digest)
+            details = {"root": context.plan.root, "digest": digest, **details_extra, "image": image,
+                       "build": name not in self.images, "push": self.registry_host if name not in self.images else ""}
             where = f"{(current or {}).get('url')} ({(current or {}).get('image')})"
             steps.append(step_for(name, current, current is not None and self._running(current), digest,
                                   details, where))
@@ -99,8 +123,10 @@ class DockerDeployer(LocalDeployer):
         self._add_wheels(contexts, progress)
         progress(f"building {len(contexts)} function(s) into {self.build_dir}")
         write_contexts(contexts, self.build_dir)
-        self.queues_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.queues_dir, 0o1777)   # the image's user writes file queues in this bind mount
+        self._queue_dirs = [str(self.queues_dir)] + file_queue_dirs(plan.artifacts)
+        for directory in self._queue_dirs:
+            Path(directory).mkdir(parents=True, exist_ok=True)
+            os.chmod(directory, 0o1777)   # the image's user writes file queues in these bind mounts
         builder = self._builder(progress)
         started: list[str] = []
         try:
@@ -154,12 +180,10 @@ class DockerDeployer(LocalDeployer):
 
     def _image(self, builder: Any, project: str, step: Step, progress: Progress) -> str:
         """Build the function's image; returns what to run (pulled by digest when pushed)."""
-        repo = f"{project}/{step.function}".lower().replace("_", "-")
-        digest = step.details["digest"]
-        if self.registry_host:
-            tag = f"{self.registry_host}/{repo}:{digest}"
-        else:
-            tag = f"graphpack.local/{repo}:{digest}"
+        if step.function in self.images:
+            progress(f"{step.function} runs the given image {self.images[step.function]}")
+            return self.images[step.function]
+        tag = self.image_name(project, step.function, step.details["digest"])
         progress(f"building image {tag} with the {self.builder_name} builder")
         started = time.perf_counter()
         ref = builder.build(self.build_dir / step.function, tag)
@@ -191,7 +215,7 @@ class DockerDeployer(LocalDeployer):
 
     def _mounts(self, function: str) -> dict:
         config = self._config(function)
-        volumes = {str(self.queues_dir): {"bind": str(self.queues_dir), "mode": "rw"}}
+        volumes = {path: {"bind": path, "mode": "rw"} for path in getattr(self, "_queue_dirs", [str(self.queues_dir)])}
         for item in config["spec"].get("volumes") or []:
             path = (item.get("volumeMount") or {}).get("mountPath")
             if path and os.path.exists(path):   # a secrets file or directory, mounted read-only
@@ -266,7 +290,11 @@ class DockerDeployer(LocalDeployer):
         return super().invoke(function, path, body, method, headers, timeout)
 
     def logs(self, function: str, follow: bool = False) -> Iterator[str]:
-        functions = self.load_state()["functions"]
+        state = self.load_state()
+        functions = state["functions"]
+        if function not in functions and function in (state.get("logs") or {}):
+            yield from super().logs(function, follow=False)   # saved by `down`
+            return
         if function not in functions:
             raise unknown_function(function, list(functions))
         container = self._container(functions[function].get("container"))
@@ -291,16 +319,39 @@ class DockerDeployer(LocalDeployer):
         known = state["functions"]
         names = removal_order(known, functions)
         images = []
+        kept = state.setdefault("logs", {})
         for name in names:
+            kept[name] = self._save_log(name, known[name].get("container"))
             self._remove(known[name].get("container"), _quiet)
             images.append(known.pop(name).get("image"))
+        if purge:
+            for name in names:
+                Path(kept.pop(name)).unlink(missing_ok=True)
         self.save_state(state)
         if purge:
             self._remove_images([i for i in images if i])
             shutil.rmtree(self.queues_dir, ignore_errors=True)
             if not known:
                 shutil.rmtree(self.build_dir, ignore_errors=True)
+                shutil.rmtree(self.logs_dir, ignore_errors=True)
+                kept.clear()
+                self.save_state(state)
         return names
+
+    def _save_log(self, function: str, container_name: str | None) -> str:
+        """Copy a container's log to ``.graphpack/logs/docker-<function>.log`` (``logs`` reads it after
+        ``down``)."""
+        path = self.logs_dir / f"docker-{function}.log"
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        container = self._container(container_name)
+        text = b""
+        if container is not None:
+            try:
+                text = container.logs()
+            except Exception:  # noqa: BLE001 - a log we cannot read is an empty log, not a failed down
+                text = b""
+        path.write_bytes(text)
+        return str(path)
 
     def _remove_images(self, images: list[str]) -> None:
         """Untag the functions' images (layers other images share stay)."""

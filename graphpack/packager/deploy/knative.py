@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, List
 
 from ...errors import GraphpackError
-from ..render import Images, context_digest, render_contexts
+from ..render import Images, context_digest, offline_plan, render_contexts
 from .base import Deployer, InvokeResult, Plan, Progress, Step, deployed, read_state, removal_order, write_state
 from .http import call
 
@@ -358,8 +358,7 @@ class KnativeDeployer(Deployer):
         self.namespace = namespace or os.environ.get("GRAPHPACK_NAMESPACE") or DEFAULT_NAMESPACE
         self._api = api
         self._kube = kube
-        self.images = Images(images, registry or os.environ.get("GRAPHPACK_REGISTRY"), builder,
-                             require_digest=True)
+        self.images = Images(images, registry or os.environ.get("GRAPHPACK_REGISTRY"), builder)
         self.wait = wait
         self.ready_timeout = ready_timeout
         self.state_path = self.root / ".graphpack" / "knative.json"
@@ -376,6 +375,15 @@ class KnativeDeployer(Deployer):
 
     def _save(self, state: dict) -> None:
         write_state(self.state_path, state)
+
+    def dry_run(self, project: Any, functions: list[str] | None = None) -> Plan:
+        contexts = render_contexts(project, self.target, functions)
+        placeholder = "graphpack.invalid/pending@sha256:" + "0" * 64
+        wanted = {c.plan.function: manifests(c, placeholder, self.namespace) for c in contexts}
+        return offline_plan(self.target, project, contexts, self.images, self.build_dir,
+                            lambda c: [f"{m['kind']} {self.namespace}/{m['metadata']['name']}"
+                                       for m in wanted[c.plan.function]],
+                            "the Kubernetes API ($KUBECONFIG)")
 
     def plan(self, project: Any, functions: list[str] | None = None) -> Plan:
         contexts = render_contexts(project, self.target, functions)

@@ -12,7 +12,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from ...errors import GraphpackError
 from ...graph.steps import FlowStep, QueueStep
@@ -110,8 +110,11 @@ def tail(path: Path, lines: int = 20) -> str:
 
 
 def with_default_queues(project: Any, queues_dir: Path) -> Any:
-    """A copy of the project where queues with an empty path use durable file queues."""
+    """A copy of the project where queues with an empty path use durable file queues under
+    ``queues_dir`` and a relative file queue path is made absolute against the project directory
+    (every process and container of the project then opens the same queue)."""
     originals = _functions(project)
+    root = Path(getattr(project, "context", None) or ".")
     project = copy.copy(project)
     project.functions = {}
     for name, fn in originals.items():
@@ -119,10 +122,21 @@ def with_default_queues(project: Any, queues_dir: Path) -> Any:
         graph = clone.spec.graph
         if isinstance(graph, FlowStep):
             for step in graph.steps.values():
-                if isinstance(step, QueueStep) and step.path == "" and _feeds_child(graph, str(step.name)):
+                if not isinstance(step, QueueStep):
+                    continue
+                if step.path == "" and _feeds_child(graph, str(step.name)):
                     step.path = str((queues_dir / f"{name}-{step.name}").resolve())
+                elif step.path and "://" not in step.path and not os.path.isabs(step.path):
+                    step.path = str((root / step.path).resolve())
         project.functions[name] = clone
     return project
+
+
+def file_queue_dirs(contexts: Iterable[Any]) -> list[str]:
+    """The directories of the file queues the functions read (absolute paths)."""
+    return sorted({str(Path(c.plan.input_queue.url).parent) for c in contexts
+                   if c.plan.input_queue is not None and c.plan.input_queue.scheme == "file"
+                   and c.plan.input_queue.url and os.path.isabs(c.plan.input_queue.url)})
 
 
 def _functions(project: Any) -> dict:
@@ -150,7 +164,9 @@ def check_queues(contexts: list) -> None:
                 try:
                     check_queue_url(url)
                 except GraphpackError as exc:
-                    raise GraphpackError(f"{plan.where}: queue {url!r}: {exc}") from None
+                    text = str(exc)
+                    prefix = "" if url in text else f"queue {url!r}: "
+                    raise GraphpackError(f"{plan.where}: {prefix}{text}") from None
 
 
 class LocalDeployer(Deployer):
@@ -178,17 +194,11 @@ class LocalDeployer(Deployer):
 
     # -- plan / apply -----------------------------------------------------------------------
     def _render(self, project: Any, functions: list[str] | None) -> list:
-        from .. import plan_and_render
+        """Build contexts, children first (the root pushes to queues the children read)."""
+        from .. import project_contexts
 
-        names = list(functions) if functions else list(_functions(project))
-        if not names:
-            raise GraphpackError(f"project {project.name!r} has no functions to deploy")
-        local = with_default_queues(project, self.queues_dir)
-        contexts = []
-        for name in names:
-            contexts += plan_and_render(local.get_function(name), project.name, self.target)
-        # children first, then their root (the root pushes to queues the children read)
-        return sorted(contexts, key=lambda c: (c.plan.root, c.plan.is_root))
+        return project_contexts(with_default_queues(project, self.queues_dir), functions, self.target,
+                                action="deploy", children_first=True)
 
     @staticmethod
     def _digest(context: Any) -> str:
@@ -314,8 +324,19 @@ class LocalDeployer(Deployer):
         url = self.url_of(function).rstrip("/") + "/" + (path or "/").lstrip("/")
         return call(url, method or ("POST" if body is not None else "GET"), body, headers, timeout)
 
+    def log_path(self, function: str) -> Path:
+        """A function's log file: of a deployed function, or of one stopped by ``down`` (kept until
+        ``down --purge``)."""
+        state = self.load_state()
+        kept = state.get("logs") or {}
+        if function not in state["functions"] and function in kept:
+            return Path(kept[function])
+        return Path(deployed(state["functions"], function)["log"])
+
     def logs(self, function: str, follow: bool = False) -> Iterator[str]:
-        path = Path(deployed(self.load_state()["functions"], function)["log"])
+        path = self.log_path(function)
+        if not path.is_file():
+            raise GraphpackError(f"the log of {function!r} ({path}) is gone")
         with open(path, errors="replace") as handle:
             while True:
                 line = handle.readline()
@@ -330,12 +351,19 @@ class LocalDeployer(Deployer):
         state = self.load_state()
         known = state["functions"]
         names = removal_order(known, functions)
+        kept = state.setdefault("logs", {})
         for name in names:
             stop_process(known[name]["pid"])
-            known.pop(name)
+            kept[name] = known.pop(name)["log"]
+        if purge:
+            for name in names:
+                Path(kept.pop(name)).unlink(missing_ok=True)
         self.save_state(state)
         if purge:
             shutil.rmtree(self.queues_dir, ignore_errors=True)
             if not known:
                 shutil.rmtree(self.build_dir, ignore_errors=True)
+                shutil.rmtree(self.logs_dir, ignore_errors=True)
+                kept.clear()
+                self.save_state(state)
         return names

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import GraphpackError
-from ..render import Images, context_digest, render_contexts
+from ..render import Images, context_digest, offline_plan, render_contexts
 from .base import Deployer, InvokeResult, Plan, Progress, Step, deployed, read_state, removal_order, write_state
 from .http import call
 
@@ -312,6 +312,12 @@ class NuclioDeployer(Deployer):
                 ports[context.plan.function] = next_port
                 next_port += 1
         return ports
+
+    def dry_run(self, project: Any, functions: list[str] | None = None) -> Plan:
+        contexts = render_contexts(project, self.target, functions)
+        return offline_plan(self.target, project, contexts, self.images, self.build_dir,
+                            lambda c: [f"Nuclio function {c.name} (project {project.name})"],
+                            f"the Nuclio dashboard at {self.url}")
 
     def plan(self, project: Any, functions: list[str] | None = None) -> Plan:
         contexts = render_contexts(project, self.target, functions)

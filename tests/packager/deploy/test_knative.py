@@ -93,7 +93,7 @@ def images():
 def test_rendered_manifests_pass_knative_validation_and_crd_schemas(project, tmp_path, knative_check):
     out = tmp_path / "manifests"
     result = CliRunner().invoke(main, ["render", "-f", str(tmp_path), "--target", "knative", "-o", str(out),
-                                       "--registry", REGISTRY, "--builder", "fixed", "--namespace", "ml"],
+                                       "--registry", REGISTRY, "--builder", "fixed", "--namespace", "ml", "--build"],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     files = sorted(p.name for p in out.glob("*.yaml"))
@@ -210,19 +210,35 @@ def test_triggers_knative_cannot_express_fail_before_anything_changes(tmp_path, 
     assert kube.calls == []
 
 
-def test_v3io_queue_and_unpinned_images_are_refused(tmp_path):
+def test_v3io_queue_is_refused(tmp_path):
     project = make_project(tmp_path)
     fn = project.get_function("recommender")
     fn.spec.graph.steps["q1"].path = "v3io://projects/shop/q1"
     fn.spec.min_replicas = fn.spec.max_replicas = 1
     with pytest.raises(GraphpackError, match="Knative has no v3io stream source"):
         render(project, "knative", tmp_path / "out", images=images())
-    project = make_project(tmp_path / "p2")
-    with pytest.raises(GraphpackError, match="not pinned by digest"):
-        render(project, "knative", tmp_path / "out", images=Images({"recommender": "registry.test/shop/root:v1",
-                                                                    "scorer": "registry.test/shop/s:v1"}))
-    with pytest.raises(GraphpackError, match="has no image for target 'knative'"):
-        render(project, "knative", tmp_path / "out", images=Images())
+
+
+def test_offline_render_writes_tags_and_says_what_is_left(tmp_path, knative_check):
+    """render without --build contacts nothing: given tags and the tags deploy will push are written,
+    with notes; Knative's own validation accepts tags (it resolves them when it creates a revision)."""
+    project = make_project(tmp_path)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["render", "-f", str(tmp_path), "--target", "knative", "-o", str(out),
+                                       "--image", "recommender=registry.test/shop/root:v1", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    root = docs(out / "shop-recommender.yaml")[0]["spec"]["template"]["spec"]["containers"][0]
+    child = docs(out / "shop-recommender-scorer.yaml")[0]["spec"]["template"]["spec"]["containers"][0]
+    assert root["image"] == "registry.test/shop/root:v1"
+    assert child["image"] == report["images"]["scorer"]["image"]
+    assert child["image"].startswith("graphpack.local/shop-recommender-scorer:") and report["images"]["scorer"]["build"]
+    notes = " ".join(report["notes"])
+    assert "no registry to push the images of scorer" in notes and "resolves an image tag to a digest" in notes
+    check = checker.check(out)
+    assert check.returncode == 0, check.stdout + check.stderr
+    with pytest.raises(GraphpackError, match="no registry to push the images of scorer, recommender"):
+        render(project, "knative", tmp_path / "out2", images=Images(build=True))
 
 
 # -- planner (in-memory remote state) -------------------------------------------------------------
@@ -348,11 +364,15 @@ def test_cli_deploy_dry_run_and_deploy_through_a_kubeconfig(project, tmp_path, m
                                            capture_output=True, text=True, timeout=120, env={**os.environ, **env}, check=False)
         dry = run("deploy", "--target", "knative", "--dry-run", "--json")
         assert dry.returncode == 0, dry.stderr
-        assert [(s["action"], s["function"]) for s in json.loads(dry.stdout)["steps"]] == [
-            ("create", "scorer"), ("create", "recommender")]
-        assert fake.applies() == []
+        plan = json.loads(dry.stdout)
+        assert [(s["action"], s["function"]) for s in plan["steps"]] == [("apply", "scorer"), ("apply", "recommender")]
+        assert plan["steps"][1]["details"]["objects"] == [
+            "Service default/shop-recommender", "PingSource default/shop-recommender-nightly",
+            "PingSource default/shop-recommender-tick"]
+        assert plan["steps"][1]["details"]["image"].startswith(f"{REGISTRY}/shop-recommender:")
+        assert fake.applies() == [] and fake.requests == []  # offline: the API is not asked anything
         unknown = run("deploy", "--target", "kubernetes")
-        assert unknown.returncode == 1 and "knative" in unknown.stderr and "nuclio" in unknown.stderr
+        assert unknown.returncode == 2 and "knative" in unknown.stderr and "nuclio" in unknown.stderr  # a usage error
     # (a real deploy through the CLI would build with the daemonless builder: covered by the API tests)
 
 

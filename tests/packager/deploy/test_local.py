@@ -229,3 +229,31 @@ def test_unreachable_queue_fails_at_deploy_time(tmp_path, monkeypatch):
     with pytest.raises(GraphpackError, match=r"child 'child': queue 's3://no-such-bucket/q1'"):
         project.deployer().plan(project)
     assert project.deployer().status() == {}
+
+
+def test_a_killed_child_comes_back_with_deploy_function_and_logs_outlive_down(project, tmp_path):
+    project.save()
+    run = lambda *args: subprocess.run([sys.executable, "-m", "graphpack.cli", *args, "-C", str(tmp_path)],
+                                       capture_output=True, text=True, timeout=120)
+    assert run("deploy").returncode == 0
+    status = json.loads(run("status", "--json").stdout)
+    os.kill(status["child"]["pid"], 9)
+    deadline = time.time() + 10
+    while pid_alive(status["child"]["pid"]) and time.time() < deadline:
+        time.sleep(0.05)
+    plan = json.loads(run("deploy", "--function", "child", "--dry-run", "--json").stdout)
+    assert [(s["action"], s["function"], s["reason"]) for s in plan["steps"]] == [("start", "child", "not running")]
+    again = run("deploy", "--function", "child")
+    assert again.returncode == 0, again.stderr
+    after = json.loads(run("status", "--json").stdout)
+    assert after["child"]["state"] == "running" and after["child"]["pid"] != status["child"]["pid"]
+    assert after["root"]["pid"] == status["root"]["pid"]  # the root was left alone
+    assert run("invoke", "root", "/", "-d", '{"b": 1}').returncode == 0
+    assert {"b": 1, "tag": "v1"} in lines(tmp_path / "child.jsonl", 1)
+    assert run("down").returncode == 0
+    logs = run("logs", "child")
+    assert logs.returncode == 0 and "consuming queue" in logs.stdout  # the log outlives down
+    assert run("down", "--purge").returncode == 0
+    gone = run("logs", "child")
+    assert gone.returncode == 1 and gone.stderr.startswith("error: function 'child' is not deployed")
+    assert not (tmp_path / ".graphpack" / "logs").exists()

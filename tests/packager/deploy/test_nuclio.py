@@ -133,7 +133,7 @@ def test_local_platform_config_uses_the_host_network_and_one_port_per_function(p
 
 def test_missing_image_source_and_unknown_function_are_clear(project, tmp_path):
     deployer = NuclioDeployer(tmp_path, dashboard=MemoryDashboard())
-    with pytest.raises(GraphpackError, match="has no image for target 'nuclio'"):
+    with pytest.raises(GraphpackError, match="no registry to push the images of scorer, recommender to for target 'nuclio'"):
         deployer.plan(project)
     with pytest.raises(GraphpackError, match="function 'nope' is not deployed"):
         deployer.invoke("nope")
@@ -252,7 +252,7 @@ def test_rest_client_headers_auth_invocation_and_errors(project, tmp_path, stub)
         client.update({"metadata": {"name": "absent"}, "spec": {}}, "shop")
 
 
-def test_cli_dry_run_reads_the_dashboard_and_changes_nothing(project, tmp_path, stub):
+def test_cli_dry_run_is_offline_and_changes_nothing(project, tmp_path, stub):
     import os
     import subprocess
     import sys
@@ -261,10 +261,13 @@ def test_cli_dry_run_reads_the_dashboard_and_changes_nothing(project, tmp_path, 
     done = subprocess.run([sys.executable, "-m", "graphpack.cli", "deploy", "--target", "nuclio", "--dry-run"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["plan for project 'shop' on target 'nuclio':",
-                                        "  create   scorer  (new function)",
-                                        "  create   recommender  (new function)"]
-    assert {r["method"] for r in stub.requests} == {"GET"}
+    lines = done.stdout.splitlines()
+    assert lines[:2] == ["plan for project 'shop' on target 'nuclio':", "  apply    scorer  (create or update)"]
+    assert lines[2].split()[:4] == ["image:", "build", "and", "push"]
+    assert lines[2].split()[4].startswith(f"{REGISTRY}/shop-recommender-scorer:")
+    assert "apply: Nuclio function shop-recommender-scorer (project shop)" in done.stdout
+    assert f"the Nuclio dashboard at {stub.url} was not contacted" in done.stdout
+    assert stub.requests == []  # offline: the dashboard is not asked anything
 
 
 def test_access_key_header_and_unreachable_dashboard(project, tmp_path, stub):
