@@ -278,6 +278,10 @@ class AcceptGate:
         self.index = index
         return self
 
+    def release(self, index: int) -> None:
+        """Mark worker ``index`` idle (it died; its replacement reports for itself)."""
+        self.flags[index] = 0
+
     def set_busy(self, busy: bool) -> None:
         self.flags[self.index] = 1 if busy else 0
 

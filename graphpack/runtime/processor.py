@@ -8,6 +8,8 @@ processes sharing one socket, 413/503, ``/__health``) and ``cron`` (schedule or 
 Queue consumers are started by the entry module's ``init_context``, as under Nuclio.
 SIGTERM (or SIGINT) stops accepting, drains in-flight events, calls the platform's
 termination callback (consumers commit their checkpoints) and exits 0.
+With several workers a supervisor process forks them and replaces one that dies (SIGKILL,
+the OOM killer), logging which worker it was and how it ended.
 """
 from __future__ import annotations
 
@@ -35,6 +37,8 @@ from .nuclio_shim import Context, Event, Platform, Response, TriggerInfo, to_htt
 
 DEFAULT_PORT = 8080
 HEALTH_PATH = "/__health"
+RESTART_WINDOW = 2.0  # a worker dying sooner than this after its start is restarted with a growing delay
+RESTART_DELAY_MAX = 5.0
 
 
 def load_config(function_dir: str | Path) -> dict:
@@ -247,26 +251,49 @@ def serve(function_dir: str | Path, port: int | None = None, workers: int | None
     return _supervise(function_dir, config, sock, count)
 
 
+def _fork_worker(function_dir: Path, config: dict, sock: socket.socket, worker_id: int, gate: AcceptGate) -> int:
+    """Start worker ``worker_id`` in a child process on the shared socket; its pid."""
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 0
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the supervisor's handlers
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        _run_loop(_worker_main(function_dir, config, sock, worker_id, run_cron=worker_id == 0,
+                               gate=gate.for_worker(worker_id)))
+    except BaseException as exc:  # noqa: BLE001 - report and exit non-zero
+        print(f"worker {worker_id} failed: {exc}", file=sys.stderr, flush=True)
+        code = 1
+    os._exit(code)
+
+
+def _death(code: int) -> str:
+    """How a child ended, from its wait status."""
+    exit_code = os.waitstatus_to_exitcode(code)
+    if exit_code < 0:
+        return f"was killed by signal {-exit_code} ({signal.Signals(-exit_code).name})"
+    return f"exited with status {exit_code}"
+
+
 def _supervise(function_dir: Path, config: dict, sock: socket.socket, count: int) -> int:
-    """Fork one process per worker on the shared socket; forward signals; wait for them."""
-    children = []
+    """Fork one process per worker on the shared socket, forward SIGTERM/SIGINT, and replace a
+    worker that dies (killed by a signal such as SIGKILL or the OOM killer, or exiting unasked).
+
+    A worker that exits non-zero (its function failed to load) stops the whole function: every
+    replacement would fail the same way. Replacements of a worker that keeps dying within
+    ``RESTART_WINDOW`` seconds of its start wait longer each time (up to ``RESTART_DELAY_MAX``).
+    """
+    logger = Logger("graphpack.serve")
     gate = AcceptGate(count)
-    for worker_id in range(count):
-        pid = os.fork()
-        if pid == 0:  # child
-            code = 0
-            try:
-                _run_loop(_worker_main(function_dir, config, sock, worker_id, run_cron=worker_id == 0,
-                                         gate=gate.for_worker(worker_id)))
-            except BaseException as exc:  # noqa: BLE001 - report and exit non-zero
-                print(f"worker {worker_id} failed: {exc}", file=sys.stderr, flush=True)
-                code = 1
-            os._exit(code)
-        children.append(pid)
-    sock.close()
+    children: dict[int, tuple[int, float]] = {}  # pid -> (worker id, start time)
+    delays = [0.0] * count
+    stopping = False
 
     def forward(signum: int, frame: Any) -> None:
-        for child in children:
+        nonlocal stopping
+        stopping = True
+        for child in list(children):
             try:
                 os.kill(child, signal.SIGTERM)
             except ProcessLookupError:
@@ -274,15 +301,32 @@ def _supervise(function_dir: Path, config: dict, sock: socket.socket, count: int
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    for worker_id in range(count):
+        children[_fork_worker(function_dir, config, sock, worker_id, gate)] = (worker_id, time.monotonic())
     status = 0
-    for child in children:
-        while True:
-            try:
-                _, code = os.waitpid(child, 0)
-                break
-            except InterruptedError:
-                continue
-        if os.waitstatus_to_exitcode(code) != 0:
+    while children:
+        try:
+            pid, code = os.wait()
+        except ChildProcessError:
+            break
+        if pid not in children:
+            continue
+        worker_id, started = children.pop(pid)
+        if stopping:
+            status = status or int(os.waitstatus_to_exitcode(code) != 0)
+            continue
+        if os.waitstatus_to_exitcode(code) > 0:
+            logger.error(f"worker {worker_id} (pid {pid}) {_death(code)}: stopping the function")
             status = 1
             forward(signal.SIGTERM, None)
+            continue
+        gate.release(worker_id)
+        quick = time.monotonic() - started < RESTART_WINDOW
+        delays[worker_id] = min(RESTART_DELAY_MAX, max(0.1, delays[worker_id] * 2)) if quick else 0.0
+        logger.warn(f"worker {worker_id} (pid {pid}) {_death(code)}: starting a new worker {worker_id}"
+                    + (f" in {delays[worker_id]:.1f} s" if delays[worker_id] else ""))
+        time.sleep(delays[worker_id])
+        if not stopping:
+            children[_fork_worker(function_dir, config, sock, worker_id, gate)] = (worker_id, time.monotonic())
+    sock.close()
     return status

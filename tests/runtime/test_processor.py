@@ -59,13 +59,13 @@ def make_function(tmp_path, workers=1, triggers=None, timeout_ms=None):
 
 
 class Served:
-    def __init__(self, fdir, env=None):
+    def __init__(self, fdir, env=None, **popen):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.output = None
         self.proc = subprocess.Popen([sys.executable, "-m", "graphpack.cli", "serve", str(fdir), "--port",
                                       str(self.port)], env={**os.environ, **(env or {})},
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
         deadline = time.time() + 20
         while time.time() < deadline:
             try:
@@ -89,8 +89,8 @@ def served(tmp_path):
     servers = []
 
     def start(**kw):
-        env = kw.pop("env", None)
-        server = Served(make_function(tmp_path, **kw), env)
+        env, popen = kw.pop("env", None), kw.pop("popen", {})
+        server = Served(make_function(tmp_path, **kw), env, **popen)
         servers.append(server)
         return server
 
@@ -146,6 +146,59 @@ def test_workers_run_in_parallel_processes(served):
     [t.join() for t in threads]
     assert len(pids) == 2
     assert time.time() - start < 1.9  # two 1 s events at once, not one after the other
+
+
+def worker_pids(supervisor):
+    return sorted(int(p) for p in Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split())
+
+
+def wait_for(condition, timeout=10.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def test_a_killed_worker_is_logged_and_replaced_whichever_it_is(served):
+    s = served(workers=2)
+    pids = wait_for(lambda: len(worker_pids(s.proc.pid)) == 2 and worker_pids(s.proc.pid))
+    for victim in list(pids):
+        os.kill(victim, signal.SIGKILL)
+        pids = wait_for(lambda: (p := worker_pids(s.proc.pid)) and len(p) == 2 and victim not in p and p)
+        assert not Path(f"/proc/{victim}").exists()  # reaped, no zombie
+        answered = {httpx.post(s.url + "/", json={}, timeout=10).json()["pid"] for _ in range(20)}
+        assert answered <= set(pids) and s.proc.poll() is None
+        wait_for(lambda: all(httpx.get(s.url + "/__health").status_code == 200 for _ in range(4)))
+    assert s.stop() == 0
+    for pid in pids:  # the replacements stopped with their supervisor
+        assert not Path(f"/proc/{pid}").exists()
+    lines = [line for line in s.output.splitlines() if "was killed by signal 9 (SIGKILL)" in line]
+    assert len(lines) == 2 and {"worker 0" in line for line in lines} == {True, False}, s.output
+
+
+def test_accept_errors_back_off_and_log_once_per_interval(served):
+    import resource
+
+    def few_files():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (60, 60))
+
+    s = served(popen={"preexec_fn": few_files})
+    clients = []
+    try:
+        for _ in range(120):  # past the worker's descriptor limit: accept() fails with EMFILE
+            clients.append(socket.create_connection(("127.0.0.1", s.port), timeout=5))
+        time.sleep(2)
+    finally:
+        for client in clients:
+            client.close()
+    assert wait_for(lambda: httpx.get(s.url + "/__health", timeout=5).status_code == 200)
+    assert s.stop() == 0
+    failures = [line for line in s.output.splitlines() if "accept() failed" in line]
+    assert 1 <= len(failures) <= 2 and "Too many open files" in failures[0], s.output[-3000:]
+    assert "Traceback" not in s.output
 
 
 def test_cron_interval_delivers_body_and_headers(served, tmp_path):
