@@ -370,9 +370,10 @@ def status_command(target: str, source: str, directory: str, as_json: bool) -> N
     if not status:
         click.echo("no functions deployed")
         return
-    rows = [("FUNCTION", "STATE", "URL", "PID")] + [
-        (name, info["state"], info["url"] or "", str(info.get("pid") or "")) for name, info in status.items()]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    rows = [("FUNCTION", "STATE", "URL", "PID", "RESTARTS")] + [
+        (name, info["state"], info["url"] or "", str(info.get("pid") or ""), str(info.get("restarts", "")))
+        for name, info in status.items()]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for row in rows:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 

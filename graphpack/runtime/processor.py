@@ -162,8 +162,16 @@ async def _cron_loop(host: FunctionHost, server: HttpServer, name: str, trigger:
     await run_schedule(schedule, fire, stop, clock)
 
 
+async def _stop_when_orphaned(supervisor: int, stop: asyncio.Event) -> None:
+    """A worker whose supervisor died drains and exits as on SIGTERM: no orphan keeps serving
+    the port (the deploy's keeper starts a new supervisor on it)."""
+    while os.getppid() == supervisor:
+        await asyncio.sleep(0.2)
+    stop.set()
+
+
 async def _worker_main(function_dir: Path, config: dict, sock: socket.socket, worker_id: int,
-                       run_cron: bool, gate: AcceptGate | None = None) -> None:
+                       run_cron: bool, gate: AcceptGate | None = None, supervisor: int | None = None) -> None:
     host = FunctionHost(function_dir, config, worker_id)
     trigger_name, http = _http_trigger(config)
     attributes = http.get("attributes") or {}
@@ -190,6 +198,8 @@ async def _worker_main(function_dir: Path, config: dict, sock: socket.socket, wo
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     tasks = []
+    if supervisor is not None:
+        tasks.append(asyncio.ensure_future(_stop_when_orphaned(supervisor, stop)))
     if run_cron:
         for name, trigger in _triggers(config).items():
             if (trigger or {}).get("kind") == "cron":
@@ -253,6 +263,7 @@ def serve(function_dir: str | Path, port: int | None = None, workers: int | None
 
 def _fork_worker(function_dir: Path, config: dict, sock: socket.socket, worker_id: int, gate: AcceptGate) -> int:
     """Start worker ``worker_id`` in a child process on the shared socket; its pid."""
+    supervisor = os.getpid()
     pid = os.fork()
     if pid:
         return pid
@@ -261,7 +272,7 @@ def _fork_worker(function_dir: Path, config: dict, sock: socket.socket, worker_i
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the supervisor's handlers
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         _run_loop(_worker_main(function_dir, config, sock, worker_id, run_cron=worker_id == 0,
-                               gate=gate.for_worker(worker_id)))
+                               gate=gate.for_worker(worker_id), supervisor=supervisor))
     except BaseException as exc:  # noqa: BLE001 - report and exit non-zero
         print(f"worker {worker_id} failed: {exc}", file=sys.stderr, flush=True)
         code = 1

@@ -1,5 +1,9 @@
-"""The local target: every function as a supervised `graphpack serve` process on 127.0.0.1,
-joined by real queues, with state, logs and default queues under ``<project>/.graphpack/``."""
+"""The local target: every function as a `graphpack serve` process on 127.0.0.1, joined by
+real queues, with state, logs and default queues under ``<project>/.graphpack/``.
+
+Each function runs in its own process group, led by a keeper (keeper.py) that restarts its
+supervisor on the same port when it dies; stopping a function signals the whole group, so
+nothing it started is left behind, whatever crashed before."""
 from __future__ import annotations
 
 import copy
@@ -23,6 +27,8 @@ STATE_DIR = ".graphpack"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 DEFAULT_ROOT_PORT = 8080
+HEALTH_PATH = "/__health"
+KEEPER = str(Path(__file__).with_name("keeper.py"))
 
 
 def _quiet(message: str) -> None:
@@ -66,26 +72,57 @@ def pid_alive(pid: int | None, ours: bool = False) -> bool:
     return state != "Z"
 
 
-def stop_process(pid: int, timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM the process group (the processor drains and commits), SIGKILL after ``timeout``."""
-    if not pid_alive(pid):
+def group_alive(pgid: int | None) -> bool:
+    """True while process group ``pgid`` has a live graphpack process (zombies and a group id
+    reused by an unrelated process do not count). Without /proc: while the group exists."""
+    if not pgid:
+        return False
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+    for entry in proc.glob("[0-9]*"):
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z" and b"graphpack" in (entry / "cmdline").read_bytes():
+                return True
+        except (OSError, IndexError, ValueError):
+            continue
+    return False
+
+
+def stop_group(pgid: int | None, timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM a function's process group (keeper, supervisor, workers: they drain and commit),
+    SIGKILL it after ``timeout``; returns when none of it runs."""
+    if not pgid or not group_alive(pgid):
+        _reap(pgid)
         return
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not pid_alive(pid, ours=True):
-            _reap(pid)
-            return
-        _reap(pid)
-        time.sleep(0.05)
-    try:
-        os.killpg(pid, signal.SIGKILL)
+    if not _signal_and_wait(pgid, signal.SIGTERM, timeout):
+        _signal_and_wait(pgid, signal.SIGKILL, 5.0)
+    try:  # members that are not graphpack processes (started by user code) go too
+        os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    _reap(pid)
+    _reap(pgid)
+
+
+def _signal_and_wait(pgid: int, sig: int, timeout: float) -> bool:
+    """Signal the group; True once no graphpack process of it runs, False after ``timeout``."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return True
+    deadline = time.monotonic() + timeout
+    while True:
+        _reap(pgid)
+        if not group_alive(pgid):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
 
 
 def spawn(argv: list[str], env: dict, log_fd: int) -> int:
@@ -95,11 +132,26 @@ def spawn(argv: list[str], env: dict, log_fd: int) -> int:
     return os.posix_spawn(argv[0], argv, env, file_actions=actions, setsid=True)
 
 
-def _reap(pid: int) -> None:
+def _reap(pid: int | None) -> None:
+    if not pid:
+        return
     try:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
+
+
+def group_of(entry: dict) -> int | None:
+    """The process group of a deployed function: its keeper's (older state: the supervisor's)."""
+    return entry.get("keeper") or entry.get("pid")
+
+
+def read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def tail(path: Path, lines: int = 20) -> str:
@@ -182,6 +234,7 @@ class LocalDeployer(Deployer):
         self.build_dir = self.dir / "build"
         self.logs_dir = self.dir / "logs"
         self.queues_dir = self.dir / "queues"
+        self.run_dir = self.dir / "run"
 
     # -- state ------------------------------------------------------------------------------
     def load_state(self) -> dict:
@@ -214,7 +267,7 @@ class LocalDeployer(Deployer):
             digest = self._digest(context)
             current = state.get(name)
             details = {"root": context.plan.root, "digest": digest}
-            running = current is not None and pid_alive(current.get("pid"))
+            running = current is not None and pid_alive(current.get("keeper"))
             steps.append(step_for(name, current, running, digest, details, (current or {}).get("url", "")))
         return Plan(self.target, project.name, tuple(steps), str(self.build_dir), tuple(contexts))
 
@@ -235,9 +288,9 @@ class LocalDeployer(Deployer):
                 if step.action == "keep":
                     continue
                 entry = state["functions"].get(step.function)
-                if step.action == "restart" and entry:
-                    progress(f"stopping {step.function} (pid {entry['pid']})")
-                    stop_process(entry["pid"])
+                if entry and group_alive(group_of(entry)):  # whatever is left of it, keeper or not
+                    progress(f"stopping {step.function} (process group {group_of(entry)})")
+                    stop_group(group_of(entry))
                 port = entry.get("port") if entry else None
                 entry = self._start(step, port, progress)
                 state["functions"][step.function] = entry
@@ -245,7 +298,7 @@ class LocalDeployer(Deployer):
                 self.save_state(state)
         except GraphpackError:
             for name in started:
-                stop_process(state["functions"][name]["pid"])
+                stop_group(group_of(state["functions"][name]))
                 state["functions"].pop(name, None)
             self.save_state(state)
             raise
@@ -276,44 +329,57 @@ class LocalDeployer(Deployer):
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.logs_dir / f"{step.function}.log"
         function_dir = self.build_dir / step.function
+        url = f"http://{self.host}:{port}"
+        run_path = self.run_dir / f"{step.function}.json"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        run_path.unlink(missing_ok=True)
         progress(f"starting {step.function} on port {port}")
+        serve = [sys.executable, "-m", "graphpack.cli", "serve", str(function_dir), "--port", str(port),
+                 "--host", self.host, "--workdir", str(self.root)]
         with open(log_path, "ab") as log:
             log.write(f"--- graphpack deploy: starting {step.function} at {time.ctime()} ---\n".encode())
             log.flush()
-            pid = spawn([sys.executable, "-m", "graphpack.cli", "serve", str(function_dir), "--port", str(port),
-                         "--host", self.host, "--workdir", str(self.root)],
-                        {**os.environ, "GRAPHPACK_STATE": str(self.state_path), "PYTHONUNBUFFERED": "1"},
-                        log.fileno())
-        url = f"http://{self.host}:{port}"
+            keeper = spawn([sys.executable, "-P", KEEPER, str(run_path), url + HEALTH_PATH, "--", *serve],
+                           {**os.environ, "GRAPHPACK_STATE": str(self.state_path), "PYTHONUNBUFFERED": "1"},
+                           log.fileno())
         deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if not pid_alive(pid, ours=True):
-                _reap(pid)
+        while time.monotonic() < deadline:  # the keeper says when the function answers its health check
+            if not pid_alive(keeper, ours=True):  # the keeper gives up when the first start fails
+                stop_group(keeper)
                 raise GraphpackError(f"function {step.function!r} exited on start; "
                                      f"last log lines:\n{tail(log_path)}")
-            try:
-                if call(url + "/__health", "GET", timeout=1.0).status_code == 200:
-                    break
-            except GraphpackError:
-                pass
+            if read_json(run_path).get("state") == "running":
+                break
             time.sleep(0.05)
         else:
-            stop_process(pid)
+            stop_group(keeper)
             raise GraphpackError(f"function {step.function!r} did not become healthy in {START_TIMEOUT:.0f}s; "
                                  f"last log lines:\n{tail(log_path)}")
         progress(f"{step.function} is ready at {url}")
-        return {"pid": pid, "port": port, "url": url, "log": str(log_path), "dir": str(function_dir),
-                "digest": step.details.get("digest"), "root": step.details.get("root"),
-                "started": time.time()}
+        return {"keeper": keeper, "pid": read_json(run_path).get("pid"), "port": port, "url": url,
+                "log": str(log_path), "dir": str(function_dir), "digest": step.details.get("digest"),
+                "root": step.details.get("root"), "started": time.time()}
 
     # -- operations -------------------------------------------------------------------------
     def status(self) -> dict:
+        """Per function: url, port, ``pid`` (its supervisor now), ``keeper``, ``restarts`` (by
+        the keeper since deploy), ``last_exit`` and ``state``: running, starting, restarting or
+        stopped; ``supervised`` is false when its keeper is gone."""
         out = {}
         for name, entry in self.load_state()["functions"].items():
-            alive = pid_alive(entry.get("pid"))
-            out[name] = {"url": entry.get("url"), "pid": entry.get("pid"), "port": entry.get("port"),
-                         "state": "running" if alive else "stopped", "root": entry.get("root"),
-                         "log": entry.get("log")}
+            run = read_json(self.run_dir / f"{name}.json")
+            pid = run["pid"] if "pid" in run else entry.get("pid")  # None while the keeper restarts it
+            alive = pid_alive(pid)
+            supervised = pid_alive(entry.get("keeper"))
+            state = "running" if alive else "stopped"
+            if supervised and run.get("state") in ("starting", "restarting"):
+                state = run["state"]
+            elif supervised and not alive:
+                state = "restarting"
+            out[name] = {"url": entry.get("url"), "pid": pid, "port": entry.get("port"), "state": state,
+                         "root": entry.get("root"), "log": entry.get("log"), "keeper": entry.get("keeper"),
+                         "supervised": supervised, "restarts": int(run.get("restarts") or 0),
+                         "last_exit": run.get("last_exit") or ""}
         return out
 
     def url_of(self, function: str) -> str:
@@ -353,7 +419,8 @@ class LocalDeployer(Deployer):
         names = removal_order(known, functions)
         kept = state.setdefault("logs", {})
         for name in names:
-            stop_process(known[name]["pid"])
+            stop_group(group_of(known[name]))
+            (self.run_dir / f"{name}.json").unlink(missing_ok=True)
             kept[name] = known.pop(name)["log"]
         if purge:
             for name in names:

@@ -152,7 +152,7 @@ def test_cli_invoke_status_logs_and_bad_json(project, tmp_path):
     status = json.loads(run("status", "--json").stdout)
     assert {n: s["state"] for n, s in status.items()} == {"child": "running", "root": "running"}
     table = run("status").stdout
-    assert table.splitlines()[0].split() == ["FUNCTION", "STATE", "URL", "PID"]
+    assert table.splitlines()[0].split() == ["FUNCTION", "STATE", "URL", "PID", "RESTARTS"]
     logs = run("logs", "child").stdout
     assert "consuming queue" in logs and "ready" in logs
     down = run("down", "--purge")
