@@ -237,7 +237,7 @@ def test_a_killed_child_comes_back_with_deploy_function_and_logs_outlive_down(pr
                                        capture_output=True, text=True, timeout=120)
     assert run("deploy").returncode == 0
     status = json.loads(run("status", "--json").stdout)
-    os.kill(status["child"]["pid"], 9)
+    os.killpg(status["child"]["keeper"], 9)  # its whole process group, keeper included: nothing restarts it
     deadline = time.time() + 10
     while pid_alive(status["child"]["pid"]) and time.time() < deadline:
         time.sleep(0.05)
