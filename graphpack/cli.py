@@ -448,12 +448,9 @@ graphpack build --target local && graphpack serve build/recommender --port 8080 
 def serve_command(function_dir: str, port: int | None, workers: int | None, host: str,
                   workdir: str | None) -> None:
     """Run a built function (BUILD_DIR/<function>) with graphpack's own processor."""
-    from .runtime.processor import serve
+    from .serve import run
 
-    function_dir = os.path.abspath(function_dir)
-    if workdir:
-        os.chdir(workdir)
-    sys.exit(serve(function_dir, port=port, workers=workers, host=host))
+    sys.exit(run(function_dir, port=port, workers=workers, host=host, workdir=workdir))
 
 
 if __name__ == "__main__":  # pragma: no cover

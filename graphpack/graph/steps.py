@@ -100,8 +100,13 @@ class BaseStep:
 
     def plot(self, filename: str | None = None, format: str | None = None, source: Any = None,
              targets: Any = None, **graph_attr: Any) -> Any:
-        """Draw the graph (a flow or router) with graphviz; writes ``filename`` (its suffix sets the format)."""
-        from .plot import plot_graph
+        """Draw the graph (a flow or router) with graphviz; writes ``filename`` (its suffix sets the format).
+        Build side only: a function's image does not ship the plotting code."""
+        try:
+            from .plot import plot_graph
+        except ImportError:
+            raise GraphpackError("graph.plot() is not available inside a function's image (plotting is build "
+                                 "side: draw the graph with `graphpack graph`)") from None
 
         return plot_graph(self, filename=filename, format=format, **graph_attr)
 

@@ -1,8 +1,8 @@
 """Build contexts: one directory per function, written whole or not at all.
 
 ``DIR/<function>/`` holds function.yaml, the entry module (graphpack_entry.py), the user's code,
-requirements.txt, spec.json, a Dockerfile, ``bin/graphpack``, graphpack's runtime (``graphpack/``,
-without the packager and templates) and ``wheels/`` (the wheels the Dockerfile installs offline).
+requirements.txt, spec.json, a Dockerfile, graphpack's runtime (``graphpack/`` without the build side:
+see BUILD_SIDE) and ``wheels/`` (the wheels the Dockerfile installs offline).
 Files are rendered in memory first; a build writes them into a temporary directory next to the
 output and renames it into place, so a failed build leaves nothing half-written. Same inputs give
 byte-identical files (sorted keys, no timestamps, fixed modes and mtimes).
@@ -27,7 +27,10 @@ from .plan import FunctionPlan, plan_function
 from .schema import validate
 
 FIXED_MTIME = 315532800  # 1980-01-01, the earliest time zip and tar layers keep
-RUNTIME_EXCLUDE = ("packager", "templates")
+# graphpack's build side, never shipped in an image (DESIGN §3): the image runs
+# ``python -m graphpack.serve`` and needs none of these nor their dependencies (click, jinja2).
+BUILD_SIDE = ("packager/", "templates/", "cli.py", "function.py", "project.py", "source.py", "code.py",
+              "triggers.py", "graph/plot.py")
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
@@ -64,7 +67,7 @@ def runtime_files() -> dict[str, tuple[bytes, bool]]:
     files: dict[str, tuple[bytes, bool]] = {}
     for path in sorted(package.rglob("*.py")):
         rel = path.relative_to(package)
-        if rel.parts[0] in RUNTIME_EXCLUDE or "__pycache__" in rel.parts:
+        if "__pycache__" in rel.parts or any(rel.as_posix().startswith(part) for part in BUILD_SIDE):
             continue
         files[f"graphpack/{rel.as_posix()}"] = (path.read_bytes(), False)
     return files
@@ -96,7 +99,6 @@ def render(plan: FunctionPlan, target: str = "nuclio", http_workers: int = 1,
         nuclio.SPEC_FILE: (spec_text.encode(), False),
         entry_file: (env.get_template("entry.py.j2").render(values).encode(), False),
         "Dockerfile": (env.get_template("Dockerfile.j2").render(values).encode(), False),
-        "bin/graphpack": (env.get_template("launcher.py.j2").render(values).encode(), True),
         "requirements.txt": ("".join(f"{r}\n" for r in nuclio.requirements_of(plan)).encode(), False),
     }
     for code in plan.code:

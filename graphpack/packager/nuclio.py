@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import GraphpackError
 from ..triggers import V3IOStreamTrigger, check_cron, check_interval
 from .plan import FunctionPlan, nuclio_name
+from .requirements import needs_of, requirement_lines
 
 API_VERSION = "nuclio.io/v1"
 KIND = "NuclioFunction"
@@ -24,7 +25,6 @@ ENTRY_MODULE = "graphpack_entry"
 FUNCTION_DIR = "/opt/graphpack/function"
 SPEC_FILE = "spec.json"
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
-RUNTIME_REQUIREMENTS = ("PyYAML>=6", "click>=8.1", "httptools>=0.6")
 PROJECT_LABEL = "nuclio.io/project-name"
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -267,8 +267,9 @@ def _replicas(plan: FunctionPlan, spec: dict) -> None:
 
 
 def requirements_of(plan: FunctionPlan) -> list[str]:
-    """graphpack's runtime requirements, then the function's own (deduplicated, order kept)."""
-    return list(dict.fromkeys([*RUNTIME_REQUIREMENTS, *plan.requirements]))
+    """What the function's part of the graph needs (pinned), then the user's own requirements."""
+    queue = plan.input_queue.url if plan.input_queue is not None else None
+    return requirement_lines(needs_of(plan.spec, plan.triggers, plan.current_function, queue), plan.requirements)
 
 
 def function_config(plan: FunctionPlan, target: str = "nuclio", http_workers: int = 1,

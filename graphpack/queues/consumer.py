@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import record as wire
+from ..runtime.deps import MissingDependency
 from .base import LeaseLost, Queue, QueueItem
 
 logger = logging.getLogger("graphpack.queues")
@@ -190,6 +191,9 @@ class Consumer:
             while not stop.is_set() and not self._stop.is_set():
                 try:
                     handled = self.run_once()
+                except MissingDependency:  # already logged; retrying cannot install it
+                    self.errors += 1
+                    return
                 except Exception as exc:  # noqa: BLE001 - keep consuming; the batch was rewound
                     logger.warning("consumer %s of %s: %s; retrying", self.owner, self.queue.url, exc)
                     self.errors += 1

@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..runtime.deps import require
 from .base import LeaseLost, Queue, QueueError, QueueItem
 
 MAGIC = b"GPQ1"
@@ -110,11 +111,8 @@ class S3Queue(Queue):
     @property
     def client(self) -> Any:
         if self._client is None:
-            try:
-                import boto3
-                from botocore.config import Config
-            except ImportError:  # pragma: no cover - depends on the install
-                raise QueueError("S3 queues need boto3: pip install 'graphpack[s3]'") from None
+            boto3 = require("boto3", "boto3", f"S3 queue {self.url!r}")
+            Config = require("botocore.config", "boto3", f"S3 queue {self.url!r}").Config
             config = Config(
                 connect_timeout=3,
                 read_timeout=30,
@@ -135,8 +133,7 @@ class S3Queue(Queue):
     @contextmanager
     def _errors(self, action: str) -> Iterator[None]:
         """Translate boto errors into one-line QueueErrors (ClientErrors not handled pass through)."""
-        from botocore import exceptions as bexc
-
+        bexc = require("botocore.exceptions", "boto3", f"S3 queue {self.url!r}")
         try:
             yield
         except bexc.NoCredentialsError:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from ..runtime.deps import require
 from .base import Queue, QueueError, QueueItem
 
 MAX_RECORDS_PER_PUT = 1000
@@ -63,10 +64,7 @@ class V3ioQueue(Queue):
         if self._http is None:
             if not self.endpoint:
                 raise QueueError(f"queue {self.url!r}: no v3io endpoint (pass endpoint= or set V3IO_API)")
-            try:
-                import httpx
-            except ImportError:  # pragma: no cover - depends on the install
-                raise QueueError("v3io queues need httpx: pip install httpx") from None
+            httpx = require("httpx", "httpx", f"v3io queue {self.url!r}")
             headers = {"Content-Type": "application/json"}
             if self.access_key:
                 headers["X-v3io-session-key"] = self.access_key

@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
+from .deps import require
+
 _DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _MONTHS = {name: i for i, name in enumerate(
@@ -117,8 +119,7 @@ class CronSchedule:
         self.next_after(datetime(2000, 1, 1, tzinfo=timezone.utc))  # a schedule that never fires fails now
 
     def next_after(self, t: datetime) -> datetime:
-        from croniter import croniter
-
+        croniter = require("croniter", "croniter", f"cron schedule {self.text!r}").croniter
         start = _utc(t)
         try:
             found = croniter(self.expression, start, day_or=not self._and_days, second_at_beginning=True,

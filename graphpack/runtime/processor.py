@@ -29,7 +29,7 @@ from typing import Any, Callable
 import yaml
 
 from ..errors import GraphpackError
-from . import json_codec
+from . import deps, json_codec
 from .cron import Clock, run_schedule, trigger_schedule
 from .http_server import AcceptGate, HttpServer, Request
 from .logger import Logger
@@ -180,9 +180,11 @@ async def _worker_main(function_dir: Path, config: dict, sock: socket.socket, wo
 
     def intercept(request: Request) -> tuple | None:
         if request.path == HEALTH_PATH:
-            body = json.dumps({"status": "ready", "function": host.name, "worker": worker_id,
-                               "pid": os.getpid(), "since": ready_at}).encode()
-            return 200, "application/json", {}, body
+            failed = deps.failures()
+            body = json.dumps({"status": "failed" if failed else "ready", "function": host.name,
+                               "worker": worker_id, "pid": os.getpid(), "since": ready_at,
+                               **({"errors": failed} if failed else {})}).encode()
+            return 503 if failed else 200, "application/json", {}, body
         return None
 
     server = HttpServer(

@@ -15,6 +15,7 @@ from typing import IO, Any, Callable
 from urllib.parse import urlparse
 
 from ..errors import GraphpackError
+from .deps import require
 
 STATE_ENV = "GRAPHPACK_STATE"
 STATE_FILE = os.path.join(".graphpack", "state.json")
@@ -169,8 +170,7 @@ class HttpResource(StoreResource):
 
     def _fetch(self) -> bytes:
         if self._data is None:
-            import httpx
-
+            httpx = require("httpx", "httpx", f"the http(s) resource {self.url!r}")
             try:
                 response = httpx.get(self.url, follow_redirects=True, timeout=60)
             except httpx.HTTPError as exc:
@@ -235,10 +235,7 @@ def clear_cache() -> None:
 
 def s3_client() -> Any:
     """A boto3 S3 client; the endpoint comes from the first of ``S3_ENDPOINT_ENVS`` that is set."""
-    try:
-        import boto3
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise GraphpackError("s3:// URLs need boto3: pip install 'graphpack[s3]'") from exc
+    boto3 = require("boto3", "boto3", "an s3:// resource (model path or file)")
     endpoint = next((os.environ[e] for e in S3_ENDPOINT_ENVS if os.environ.get(e)), None)
     return boto3.client("s3", endpoint_url=endpoint)
 

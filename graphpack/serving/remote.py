@@ -14,6 +14,7 @@ import time
 from typing import Any, Callable
 
 from ..errors import GraphpackError
+from ..runtime.deps import require
 from ..runtime.paths import get_in, update_in
 
 DEFAULT_RETRIES = 6
@@ -91,8 +92,7 @@ class _HttpCaller:
         """The shared httpx client (created on first use)."""
         with self._lock:
             if self._client is None:
-                import httpx
-
+                httpx = require("httpx", "httpx", f"step {type(self).__name__}")
                 self._client = httpx.Client(timeout=self.timeout, follow_redirects=True)
             return self._client
 
@@ -104,7 +104,7 @@ class _HttpCaller:
 
     def request(self, method: str, url: str, body: Any, headers: dict) -> Any:
         """Send one request with retries; the decoded answer, or RemoteStepError."""
-        import httpx
+        httpx = require("httpx", "httpx", f"step {type(self).__name__}")
 
         kwargs: dict[str, Any] = {"headers": dict(headers)}
         if method != "GET" and body is not None:

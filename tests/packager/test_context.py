@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import stat
+from importlib.metadata import version
 from pathlib import Path
 
 import jsonschema
@@ -16,8 +17,7 @@ from graphpack.packager.schema import function_schema
 
 from .conftest import load_json, read_tree, run_build, write_project
 
-BUILD_FILES = {"function.yaml", "graphpack_entry.py", "requirements.txt", "spec.json", "Dockerfile",
-               "bin/graphpack"}
+BUILD_FILES = {"function.yaml", "graphpack_entry.py", "requirements.txt", "spec.json", "Dockerfile"}
 
 
 def built(design_project, tmp_path: Path, *args: str, **kw) -> Path:
@@ -38,8 +38,13 @@ def test_one_directory_per_function_with_every_file(design_project, tmp_path):
         assert not any(f.startswith(("graphpack/packager/", "graphpack/templates/")) for f in files)
     assert "class Echo" in (out / "recommender" / "serving.py").read_text()
     assert "class Score" in (out / "enricher" / "enrich.py").read_text()
-    assert (out / "recommender" / "requirements.txt").read_text().splitlines()[-1] == "scikit-learn"
-    assert (out / "enricher" / "requirements.txt").read_text().splitlines()[-1] == "pandas"
+    pins = {name: f"{name}=={version(name)}" for name in ("PyYAML", "uvloop", "httptools", "boto3", "croniter",
+                                                               "scikit-learn", "pandas")}
+    # the root pushes to an s3:// queue and error stream and has a cron schedule; the child reads the queue
+    assert (out / "recommender" / "requirements.txt").read_text().splitlines() == [
+        pins[n] for n in ("PyYAML", "uvloop", "httptools", "boto3", "croniter", "scikit-learn")]
+    assert (out / "enricher" / "requirements.txt").read_text().splitlines() == [
+        pins[n] for n in ("PyYAML", "uvloop", "httptools", "boto3", "pandas")]
     assert not list(out.glob(".graphpack-build-*"))
 
 
@@ -56,7 +61,8 @@ def test_function_yaml_root(design_project, tmp_path):
         "schedule": "0 2 * * *",
         "event": {"body": '{"op":"retrain"}', "headers": {"Content-Type": "application/json"}}}}
     assert spec["build"]["baseImage"] == "python:3.11-slim"
-    assert spec["build"]["commands"] == ["pip install 'PyYAML>=6' 'click>=8.1' 'httptools>=0.6' scikit-learn"]
+    assert spec["build"]["commands"] == ["pip install " + " ".join(
+        f"{name}=={version(name)}" for name in ("PyYAML", "uvloop", "httptools", "boto3", "croniter", "scikit-learn"))]
     assert {"name": "GRAPHPACK_SPEC_FILE", "value": "/opt/graphpack/function/spec.json"} in spec["env"]
     assert not any(e["name"] == "GRAPHPACK_QUEUE_CONSUMER" for e in spec["env"])
 
@@ -212,7 +218,7 @@ def test_dockerfile(design_project, tmp_path):
     assert "serving.py" in lines[order[4]] and "graphpack_entry.py" in lines[order[4]]
     assert "USER 10001:10001" in lines
     assert f"127.0.0.1:%s{HEALTH_PATH}" in text
-    assert lines[-1] == 'CMD ["graphpack", "serve", "/opt/graphpack/function"]'
+    assert lines[-1] == 'CMD ["python3", "-m", "graphpack.serve", "/opt/graphpack/function"]'
     child = (out / "enricher" / "Dockerfile").read_text()
     assert "enrich.py" in child and "serving.py" not in child
 

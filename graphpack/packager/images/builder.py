@@ -73,8 +73,8 @@ def check_image_builder(builder: ImageBuilder, context: str | Path, tag: str, re
     """The contract every builder passes, checked through the registry it pushed to:
     a digest; the same digest again for an unchanged context; a manifest and config the
     registry serves under that digest; layers whose diff_ids match; a non-root user, a
-    healthcheck, ``graphpack serve`` as the command, the function's files in ``function_dir``,
-    graphpack's runtime without the packager; and no ``secrets`` value in any layer."""
+    healthcheck, ``python3 -m graphpack.serve`` as the command, the function's files in ``function_dir``,
+    graphpack's runtime without its build side (packager, CLI); and no ``secrets`` value in any layer."""
     from .registry import Reference
 
     ref = builder.build(context, tag)
@@ -96,7 +96,7 @@ def check_image_builder(builder: ImageBuilder, context: str | Path, tag: str, re
     assert user and user.split(":")[0] not in ("0", "root"), f"image runs as {user!r}"
     assert container.get("Healthcheck", {}).get("Test"), "no HEALTHCHECK"
     command = (container.get("Entrypoint") or []) + (container.get("Cmd") or [])
-    assert "serve" in command and any(c.endswith("graphpack") for c in command), command
+    assert command[:3] == ["python3", "-m", "graphpack.serve"], command
     assert container.get("WorkingDir") == function_dir
     env = dict(item.split("=", 1) for item in container.get("Env", []))
     assert env.get("GRAPHPACK_SPEC_FILE", "").startswith(function_dir), env
@@ -114,7 +114,9 @@ def check_image_builder(builder: ImageBuilder, context: str | Path, tag: str, re
     prefix = function_dir.lstrip("/")
     for name in ("spec.json", "function.yaml", "graphpack_entry.py", "graphpack/runtime/processor.py"):
         assert f"{prefix}/{name}" in files, f"{prefix}/{name} missing from the image"
-    assert not any(f.startswith(f"{prefix}/graphpack/packager") for f in files), "packager inside the image"
+    build_side = [f for f in files if f.startswith((f"{prefix}/graphpack/packager", f"{prefix}/graphpack/cli.py",
+                                                   f"{prefix}/graphpack/templates"))]
+    assert not build_side, f"build-side files inside the image: {build_side[:5]}"
     return ref
 
 

@@ -17,7 +17,7 @@ from graphpack.packager import build_project
 from graphpack.packager.images.baseimage import build_base
 from graphpack.packager.images.testing import registry_available, run_registry
 from graphpack.packager.images.wheels import download_wheels
-from graphpack.packager.nuclio import RUNTIME_REQUIREMENTS
+from graphpack.packager.requirements import processor_requirements
 
 SECRET = "s3cr3t-" + uuid.uuid4().hex   # set in the environment at build time; must reach no layer
 
@@ -58,7 +58,7 @@ def base_image():
 
 @pytest.fixture(scope="session")
 def wheels() -> Path:
-    return download_wheels(list(RUNTIME_REQUIREMENTS))
+    return download_wheels(processor_requirements())
 
 
 @pytest.fixture(scope="session")

@@ -54,7 +54,7 @@ def test_both_builders_build_push_pull_run_and_answer_the_same(registry, base_im
             docker_engine.api.pull(image["pinned"].split("@")[0], tag=image["digest"])
             inspect = docker_engine.api.inspect_image(image["pinned"])
             config = inspect["Config"]
-            assert config["User"] == "10001:10001" and config["Cmd"][:2] == ["graphpack", "serve"]
+            assert config["User"] == "10001:10001" and config["Cmd"][:3] == ["python3", "-m", "graphpack.serve"]
             assert config["Healthcheck"]["Test"][0] == "CMD-SHELL"
             assert image["pinned"] in inspect["RepoDigests"]
             if shutil.which("skopeo"):

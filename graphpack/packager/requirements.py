@@ -1,0 +1,121 @@
+"""A function's runtime requirements, derived from what its part of the graph uses.
+
+The processor needs PyYAML (function.yaml), uvloop (its event loop) and httptools (its HTTP
+parser); the rest follows the
+graph: ``s3://`` queues, error streams and model paths need boto3; ``v3io://`` queues,
+``http(s)://`` model paths, RemoteStep and BatchHttpRequests need httpx; a cron ``schedule``
+needs croniter. The user's ``requirements=`` follow. Each requirement is pinned to the version
+installed where the build runs (the version the tests ran against), else kept as a lower bound.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any, Iterator
+
+# distribution -> the lower bound used when the building machine does not have it installed
+KNOWN = {"PyYAML": "6", "uvloop": "0.19", "httptools": "0.6", "boto3": "1.34", "httpx": "0.27", "croniter": "2"}
+PROCESSOR = ("PyYAML", "uvloop", "httptools")
+HTTP_CLASSES = {"RemoteStep", "BatchHttpRequests", "$remote"}
+_BARE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class Need:
+    """One requirement and why the function has it."""
+
+    package: str
+    reason: str
+
+
+def _steps(graph: Any, function: str = "") -> Iterator[tuple[dict, str]]:
+    """Every step dict of a spec graph (routes included) with the function it runs in."""
+    if not isinstance(graph, dict):
+        return
+    yield graph, function
+    for key in ("steps", "routes"):
+        for step in (graph.get(key) or {}).values():
+            if isinstance(step, dict):
+                yield from _steps(step, step.get("function") or function)
+
+
+def _scheme(url: Any) -> str:
+    return url.split("://", 1)[0].lower() if isinstance(url, str) and "://" in url else ""
+
+
+def _url_need(url: str, what: str) -> Need | None:
+    package = {"s3": "boto3", "v3io": "httpx", "http": "httpx", "https": "httpx"}.get(_scheme(url))
+    return Need(package, f"{what} {url!r}") if package else None
+
+
+def needs_of(spec: dict, triggers: dict, current_function: str = "", input_queue: str | None = None) -> list[Need]:
+    """What the function running ``current_function``'s part of ``spec`` needs, in a stable order."""
+    found: list[Need | None] = [Need(p, "graphpack's processor") for p in PROCESSOR]
+    for step, function in _steps(spec.get("graph") or {}):
+        if step.get("kind") == "queue":  # the producing side and the consuming side both open it
+            found.append(_url_need(step.get("path") or "", "queue"))
+            continue
+        if function != current_function:
+            continue
+        class_name = str(step.get("class_name") or "")
+        if class_name.rsplit(".", 1)[-1] in HTTP_CLASSES:
+            found.append(Need("httpx", f"step {class_name.rsplit('.', 1)[-1]}"))
+        model_path = (step.get("class_args") or {}).get("model_path")
+        if model_path:
+            found.append(_url_need(str(model_path), "model path"))
+    if spec.get("error_stream"):
+        found.append(_url_need(str(spec["error_stream"]), "error stream"))
+    if input_queue:
+        found.append(_url_need(input_queue, "input queue"))
+    for name, trigger in sorted((triggers or {}).items()):
+        attributes = (trigger or {}).get("attributes") or {}
+        schedule = str(attributes.get("schedule") or "")
+        if (trigger or {}).get("kind") == "cron" and schedule and not schedule.lower().startswith("@every"):
+            found.append(Need("croniter", f"cron trigger {name!r}"))
+    out: dict[str, Need] = {}
+    for need in found:
+        if need is not None:
+            out.setdefault(need.package, need)
+    return list(out.values())
+
+
+def installed_version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def pin(package: str) -> str:
+    """``package==<installed version>``, else ``package>=<known lower bound>`` (or the bare name)."""
+    version = installed_version(package)
+    if version:
+        return f"{package}=={version}"
+    return f"{package}>={KNOWN[package]}" if package in KNOWN else package
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[\s\[<>=!~;@]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def processor_requirements() -> list[str]:
+    """The pinned requirements of every function (the processor's own)."""
+    return [pin(package) for package in PROCESSOR]
+
+
+def requirement_lines(needs: list[Need], user: tuple[str, ...] | list[str]) -> list[str]:
+    """The lines of requirements.txt: derived needs, then the user's; a bare name is pinned, and a
+    package the user names with a version or URL keeps the user's line."""
+    users = {_name(str(r).strip()): str(r).strip() for r in user if str(r).strip()}
+    lines: list[str] = []
+    for package in [need.package for need in needs] + list(users.values()):
+        text = users.pop(_name(package), package)
+        if _BARE_NAME.match(text) and (installed_version(text) or text in KNOWN):
+            text = pin(text)
+        if text not in lines:
+            lines.append(text)
+    return lines
+
+
+__all__ = ["processor_requirements", "KNOWN", "Need", "needs_of", "pin", "requirement_lines"]

@@ -1,0 +1,51 @@
+"""``python -m graphpack.serve FUNCTION_DIR``: the processor's command inside an image.
+
+The image carries graphpack's runtime without the CLI and its dependencies (click), so this is
+its command; ``graphpack serve`` on a developer's machine runs the same code. A GraphpackError
+is one line on stderr and exit code 1.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .errors import GraphpackError
+
+
+def parser() -> argparse.ArgumentParser:
+    out = argparse.ArgumentParser(prog="python -m graphpack.serve",
+                                  description="Run a built function with graphpack's own processor.")
+    out.add_argument("function_dir", help="the function's directory (function.yaml, entry module, spec)")
+    out.add_argument("--port", type=int, help="port of the http trigger (default: $PORT, function.yaml, 8080)")
+    out.add_argument("--workers", type=int, help="worker processes (default: the http trigger's numWorkers)")
+    out.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    out.add_argument("--workdir", help="directory to run in (relative paths in the graph resolve there)")
+    return out
+
+
+def run(function_dir: str, port: int | None = None, workers: int | None = None, host: str = "127.0.0.1",
+        workdir: str | None = None) -> int:
+    """Serve ``function_dir`` until SIGTERM; a GraphpackError is one line and exit code 1."""
+    from .runtime.processor import serve
+
+    function_dir = os.path.abspath(function_dir)
+    try:
+        if workdir:
+            os.chdir(workdir)
+        return serve(function_dir, port=port, workers=workers, host=host)
+    except GraphpackError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except OSError as exc:
+        print(f"error: {exc.strerror or exc}: {workdir}", file=sys.stderr, flush=True)
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return run(args.function_dir, args.port, args.workers, args.host, args.workdir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
