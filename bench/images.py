@@ -87,10 +87,10 @@ def main() -> int:
     from graphpack.packager.images.oci import BlobStore
     from graphpack.packager.images.testing import run_registry
     from graphpack.packager.images.wheels import download_wheels
-    from graphpack.packager.nuclio import RUNTIME_REQUIREMENTS
+    from graphpack.packager.requirements import processor_requirements
 
     base = baseimage.build_base(print)
-    wheels = download_wheels(list(RUNTIME_REQUIREMENTS))
+    wheels = download_wheels(processor_requirements())
     docker = DockerBuilder(base=base, push=False)
     docker.base_tag()  # the base is in the engine before anything is timed ("cached base")
     work = Path(tempfile.mkdtemp(prefix="graphpack-bench-images-"))
