@@ -42,15 +42,22 @@ def _user_errors(path: Path) -> Iterator[None]:
     """A project script that fails is the user's mistake: one line naming the file and line."""
     try:
         yield
-    except GraphpackError:
-        raise
+    except GraphpackError as exc:  # a graphpack call in the script refused something: name the line
+        line = _line_in(path, exc)
+        raise GraphpackError(f"{path}:{line}: {exc}" if line and not str(exc).startswith(str(path)) else str(exc)) \
+            from None
     except SyntaxError as exc:
         raise GraphpackError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
     except Exception as exc:  # noqa: BLE001 - reported as one line, not a traceback
-        line = next((frame.lineno for frame in reversed(traceback.extract_tb(exc.__traceback__))
-                     if Path(frame.filename).resolve() == path), None)
+        line = _line_in(path, exc)
         where = f"{path}:{line}" if line else str(path)
         raise GraphpackError(f"{where}: the project script failed: {type(exc).__name__}: {exc}") from None
+
+
+def _line_in(path: Path, exc: BaseException) -> int | None:
+    """The line of ``path`` the exception went through last."""
+    return next((frame.lineno for frame in reversed(traceback.extract_tb(exc.__traceback__))
+                 if Path(frame.filename).resolve() == path), None)
 
 
 @contextlib.contextmanager

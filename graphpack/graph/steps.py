@@ -358,6 +358,9 @@ class FlowStep(BaseStep):
             after = [self._last_added.name] if self._last_added is not None else None
         after_list = [a.name if isinstance(a, BaseStep) else a for a in _as_list(after)]
         after_list = [a for a in after_list if a]  # after="" means a start step
+        if key in self._steps and self._upstream_of(key, after_list):
+            raise GraphpackError(f"step {key!r}: field 'name': the graph already has a step named {key!r} "
+                                 "before this one; step names must be unique")
         for name in after_list:
             if name not in self._steps:
                 raise GraphpackError(f"step {key!r}: cannot add it after {name!r}, there is no step named {name!r}")
@@ -373,6 +376,18 @@ class FlowStep(BaseStep):
             target.after = [key]
         step.after = after_list
         return self._put(step)
+
+    def _upstream_of(self, key: str, names: list[str]) -> bool:
+        """True when step ``key`` is one of ``names`` or runs before one of them."""
+        seen, todo = set(), list(names)
+        while todo:
+            name = todo.pop()
+            if name == key:
+                return True
+            if name not in seen and name in self._steps:
+                seen.add(name)
+                todo += list(self._steps[name].after)
+        return False
 
     def set_flow(self, steps: list, force: bool = False) -> "FlowStep":
         """Replace all steps with a chain built from step objects or dicts."""

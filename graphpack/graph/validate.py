@@ -21,6 +21,8 @@ def validate_graph(graph: BaseStep | None, functions: list[str] | None = None) -
 
 def _validate_flow(flow: FlowStep, functions: list[str] | None) -> None:
     steps = flow.steps
+    if not steps:
+        raise GraphpackError("graph: field 'steps' is empty: the flow has no steps (add them with graph.to(...))")
     responders = []
     for name, step in steps.items():
         for parent in step.after:

@@ -17,6 +17,7 @@ from typing import Any
 from ..errors import GraphpackError
 from ..graph.steps import FlowStep, QueueStep
 from ..graph.validate import validate_graph
+from .checks import check_build_values
 from .names import check_names
 from .usercode import CodeFile, child_code, function_code
 
@@ -135,6 +136,7 @@ def plan_function(fn: Any, project: str | None = None, target: str = "nuclio") -
         validate_graph(fn.spec.graph, list(children))
     except GraphpackError as exc:
         raise GraphpackError(f"{where}: {exc}") from None
+    check_build_values(fn, where)
     for source in fn.spec.secret_sources:
         if source.get("kind") == "inline":
             raise GraphpackError(f"{where}: field spec.secret_sources: inline secrets hold values and are for the "

@@ -68,6 +68,18 @@ CASES = {
                'graph.add_step("Echo", name="second", after="q", function="child")\n'
                'fn.add_child_function("child")\n',
         ["function 'api': child 'child'", "queue 'q'", "field 'path'"]),
+    "parameter that is not JSON": (
+        FLOW + 'fn.spec.parameters = {"threshold": object()}\n',
+        ["function 'api'", "field spec.parameters['threshold'] is a object, which is not JSON"]),
+    "class args that are not JSON": (
+        FLOW + 'graph.add_step("Echo", name="second", after="first", when={1, 2})\n',
+        ["function 'api'", "step 'second': field class_args['when'] is a set"]),
+    "duplicate step name": (
+        FLOW + 'graph["first"].to(class_name="Echo", name="first")\n',
+        ["project.py:", "step 'first': field 'name'", "step names must be unique"]),
+    "empty flow": (
+        'fn = project.set_function("serving.py", name="api")\nfn.set_topology("flow")\n',
+        ["function 'api'", "field 'steps' is empty"]),
     "child that runs nothing": (
         FLOW + 'fn.add_child_function("idle")\n',
         ["function 'api': child 'idle'"]),
@@ -122,6 +134,20 @@ def test_invalid_cron_in_the_trigger_object_fails_when_the_project_loads(tmp_pat
     source = write_project(tmp_path / "src", FLOW + 'fn.add_trigger("n", graphpack.CronTrigger(schedule="every day"))\n')
     out = tmp_path / "out"
     check_failure(run_build("-f", str(source), "-o", str(out)), out, ["invalid cron schedule", "'every day'"])
+
+
+def test_a_secret_value_copied_into_the_build_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("API_TOKEN", "tok-5f3a9")
+    body = FLOW + 'fn.with_secrets("env", ["API_TOKEN"])\nfn.spec.parameters = {"auth": {"token": "tok-5f3a9"}}\n'
+    source = write_project(tmp_path / "src", body)
+    out = tmp_path / "out"
+    check_failure(run_build("-f", str(source), "-o", str(out)), out,
+                  ["function 'api'", "field spec.parameters['auth']['token'] holds the value of secret $API_TOKEN",
+                   "with_secrets"])
+    assert not out.exists()
+    monkeypatch.setenv("API_TOKEN", "another-value")  # the same parameter is fine when it is not the secret
+    assert run_build("-f", str(source), "-o", str(out)).exit_code == 0
+    assert "tok-5f3a9" in (out / "api" / "spec.json").read_text()
 
 
 def test_unknown_function_name(tmp_path):
