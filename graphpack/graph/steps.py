@@ -358,7 +358,7 @@ class FlowStep(BaseStep):
             after = [self._last_added.name] if self._last_added is not None else None
         after_list = [a.name if isinstance(a, BaseStep) else a for a in _as_list(after)]
         after_list = [a for a in after_list if a]  # after="" means a start step
-        if key in self._steps and self._upstream_of(key, after_list):
+        if key in self._steps and self._upstream_of(key, [str(a) for a in after_list]):
             raise GraphpackError(f"step {key!r}: field 'name': the graph already has a step named {key!r} "
                                  "before this one; step names must be unique")
         for name in after_list:
