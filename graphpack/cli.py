@@ -371,11 +371,18 @@ def status_command(target: str, source: str, directory: str, as_json: bool) -> N
         click.echo("no functions deployed")
         return
     rows = [("FUNCTION", "STATE", "URL", "PID", "RESTARTS")] + [
-        (name, info["state"], info["url"] or "", str(info.get("pid") or ""), str(info.get("restarts", "")))
+        (name, info["state"], info["url"] or "", str(info.get("pid") or ""), _restarts(info))
         for name, info in status.items()]
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for row in rows:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+def _restarts(info: dict) -> str:
+    """The RESTARTS cell: supervisor restarts, then replaced workers (``1 +2w``), if any."""
+    text = str(info.get("restarts", ""))
+    workers = info.get("worker_restarts")
+    return f"{text} +{workers}w" if workers else text
 
 
 @main.command("logs", epilog=_example("""

@@ -39,6 +39,7 @@ DEFAULT_PORT = 8080
 HEALTH_PATH = "/__health"
 RESTART_WINDOW = 2.0  # a worker dying sooner than this after its start is restarted with a growing delay
 RESTART_DELAY_MAX = 5.0
+RESTARTS_FILE_ENV = "GRAPHPACK_WORKER_RESTARTS_FILE"  # set by the local deploy: `graphpack status` counts its lines
 
 
 def load_config(function_dir: str | Path) -> dict:
@@ -160,6 +161,17 @@ async def _cron_loop(host: FunctionHost, server: HttpServer, name: str, trigger:
         await server.run(lambda ev: host.invoke(context, ev), event)
 
     await run_schedule(schedule, fire, stop, clock)
+
+
+def _record_worker_restart(worker_id: int) -> None:
+    """One line per replaced worker in ``$GRAPHPACK_WORKER_RESTARTS_FILE`` (when set)."""
+    path = os.environ.get(RESTARTS_FILE_ENV)
+    if path:
+        try:
+            with open(path, "a") as handle:
+                handle.write(f"{time.time():.3f} worker {worker_id}\n")
+        except OSError:
+            pass
 
 
 async def _stop_when_orphaned(supervisor: int, stop: asyncio.Event) -> None:
@@ -338,6 +350,7 @@ def _supervise(function_dir: Path, config: dict, sock: socket.socket, count: int
         delays[worker_id] = min(RESTART_DELAY_MAX, max(0.1, delays[worker_id] * 2)) if quick else 0.0
         logger.warn(f"worker {worker_id} (pid {pid}) {_death(code)}: starting a new worker {worker_id}"
                     + (f" in {delays[worker_id]:.1f} s" if delays[worker_id] else ""))
+        _record_worker_restart(worker_id)
         time.sleep(delays[worker_id])
         if not stopping:
             children[_fork_worker(function_dir, config, sock, worker_id, gate)] = (worker_id, time.monotonic())

@@ -35,6 +35,7 @@ DRAIN_TIMEOUT = 30.0     # seconds orphaned workers get to drain before SIGKILL
 STABLE_AFTER = 10.0      # a supervisor that ran this long resets the backoff
 FIRST_DELAY = 0.1        # seconds before restarting a supervisor that ran stably
 BACKOFF = (0.5, 30.0)    # first and largest delay between quick consecutive failures
+HEALTH_INTERVAL = 0.02   # seconds between health checks while a supervisor starts
 PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -156,7 +157,6 @@ class Keeper:
 
     def wait_ready(self, child: int) -> int | None:
         """Poll the health URL until it answers (None) or the child exits (its wait status)."""
-        interval = 0.05
         while True:
             pid, status = os.waitpid(child, os.WNOHANG)
             if pid:
@@ -165,8 +165,7 @@ class Keeper:
                 return self.wait_child(child)
             if healthy(self.health_url):
                 return None
-            time.sleep(interval)
-            interval = min(0.5, interval * 1.2)
+            time.sleep(HEALTH_INTERVAL)
 
     def wait_child(self, child: int) -> int:
         """Block until the supervisor exits, reaping orphaned workers on the way."""

@@ -20,6 +20,7 @@ from typing import Any, Iterable, Iterator
 
 from ...errors import GraphpackError
 from ...graph.steps import FlowStep, QueueStep
+from ...runtime.processor import RESTARTS_FILE_ENV
 from .base import Deployer, InvokeResult, Plan, Progress, Step, deployed, read_state, removal_order, step_for, write_state
 from .http import call
 
@@ -332,7 +333,8 @@ class LocalDeployer(Deployer):
         url = f"http://{self.host}:{port}"
         run_path = self.run_dir / f"{step.function}.json"
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        run_path.unlink(missing_ok=True)
+        for path in self._run_files(step.function):
+            path.unlink(missing_ok=True)
         progress(f"starting {step.function} on port {port}")
         serve = [sys.executable, "-m", "graphpack.cli", "serve", str(function_dir), "--port", str(port),
                  "--host", self.host, "--workdir", str(self.root)]
@@ -340,7 +342,8 @@ class LocalDeployer(Deployer):
             log.write(f"--- graphpack deploy: starting {step.function} at {time.ctime()} ---\n".encode())
             log.flush()
             keeper = spawn([sys.executable, "-P", KEEPER, str(run_path), url + HEALTH_PATH, "--", *serve],
-                           {**os.environ, "GRAPHPACK_STATE": str(self.state_path), "PYTHONUNBUFFERED": "1"},
+                           {**os.environ, "GRAPHPACK_STATE": str(self.state_path), "PYTHONUNBUFFERED": "1",
+                            RESTARTS_FILE_ENV: str(self._run_files(step.function)[1])},
                            log.fileno())
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:  # the keeper says when the function answers its health check
@@ -360,14 +363,24 @@ class LocalDeployer(Deployer):
                 "log": str(log_path), "dir": str(function_dir), "digest": step.details.get("digest"),
                 "root": step.details.get("root"), "started": time.time()}
 
+    def _run_files(self, function: str) -> tuple[Path, Path]:
+        """The keeper's status file and the supervisor's replaced-workers file of a function."""
+        return self.run_dir / f"{function}.json", self.run_dir / f"{function}.workers"
+
     # -- operations -------------------------------------------------------------------------
     def status(self) -> dict:
-        """Per function: url, port, ``pid`` (its supervisor now), ``keeper``, ``restarts`` (by
-        the keeper since deploy), ``last_exit`` and ``state``: running, starting, restarting or
-        stopped; ``supervised`` is false when its keeper is gone."""
+        """Per function: url, port, ``pid`` (its supervisor now), ``keeper``, ``restarts`` (of the
+        supervisor, by the keeper) and ``worker_restarts`` (by the supervisor) since deploy,
+        ``last_exit`` and ``state``: running, starting, restarting or stopped; ``supervised`` is
+        false when its keeper is gone."""
         out = {}
         for name, entry in self.load_state()["functions"].items():
-            run = read_json(self.run_dir / f"{name}.json")
+            run_path, workers_path = self._run_files(name)
+            run = read_json(run_path)
+            try:
+                worker_restarts = len(workers_path.read_text().splitlines())
+            except OSError:
+                worker_restarts = 0
             pid = run["pid"] if "pid" in run else entry.get("pid")  # None while the keeper restarts it
             alive = pid_alive(pid)
             supervised = pid_alive(entry.get("keeper"))
@@ -379,7 +392,7 @@ class LocalDeployer(Deployer):
             out[name] = {"url": entry.get("url"), "pid": pid, "port": entry.get("port"), "state": state,
                          "root": entry.get("root"), "log": entry.get("log"), "keeper": entry.get("keeper"),
                          "supervised": supervised, "restarts": int(run.get("restarts") or 0),
-                         "last_exit": run.get("last_exit") or ""}
+                         "worker_restarts": worker_restarts, "last_exit": run.get("last_exit") or ""}
         return out
 
     def url_of(self, function: str) -> str:
@@ -420,7 +433,8 @@ class LocalDeployer(Deployer):
         kept = state.setdefault("logs", {})
         for name in names:
             stop_group(group_of(known[name]))
-            (self.run_dir / f"{name}.json").unlink(missing_ok=True)
+            for path in self._run_files(name):
+                path.unlink(missing_ok=True)
             kept[name] = known.pop(name)["log"]
         if purge:
             for name in names:

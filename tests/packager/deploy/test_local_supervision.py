@@ -31,7 +31,7 @@ import graphpack
 project = graphpack.get_or_create_project("kept", ".")
 fn = project.set_function("serving.py", name="root")
 fn.set_topology("flow", engine="sync").to(class_name="Tag", name="tag", tag={tag!r}).respond()
-fn.with_http(workers=2, port={port})
+fn.with_http(workers={workers}, port={port})
 '''
 
 
@@ -90,13 +90,13 @@ def wait_for(condition, timeout=20.0):
 class Deployed:
     """A project deployed with the CLI (the deploy process exits, as for a user)."""
 
-    def __init__(self, path: Path, port: int) -> None:
-        self.path, self.port = path, port
+    def __init__(self, path: Path, port: int, workers: int = 2) -> None:
+        self.path, self.port, self.workers = path, port, workers
         (path / "serving.py").write_text(CODE)
         self.write(tag="v1")
 
     def write(self, tag):
-        (self.path / "project.py").write_text(PROJECT.format(tag=tag, port=self.port))
+        (self.path / "project.py").write_text(PROJECT.format(tag=tag, port=self.port, workers=self.workers))
 
     def cli(self, *args):
         result = subprocess.run([sys.executable, "-m", "graphpack.cli", *args], capture_output=True, text=True,
@@ -131,18 +131,20 @@ class Deployed:
 
 
 @pytest.fixture
-def deployed(tmp_path):
-    project = Deployed(tmp_path, free_port())
+def deployed(tmp_path, request):
+    project = Deployed(tmp_path, free_port(), getattr(request, "param", 2))
     yield project
     subprocess.run([sys.executable, "-m", "graphpack.cli", "down"], cwd=tmp_path, capture_output=True, timeout=120)
 
 
+@pytest.mark.parametrize("deployed", [1, 2], indirect=True, ids=["1-worker", "2-workers"])
 def test_sigkill_of_the_supervisor_restarts_it_on_the_same_port(deployed):
     deployed.deploy()
     before = deployed.status()
     supervisor, keeper = before["pid"], before["keeper"]
-    workers = children(supervisor)
-    assert len(workers) == 2 and proc_stat(supervisor)[2] == keeper  # one process group per function
+    workers = children(supervisor)  # with 1 worker, the supervisor serves itself
+    assert len(workers) == (deployed.workers if deployed.workers > 1 else 0)
+    assert proc_stat(supervisor)[2] == keeper  # one process group per function, led by its keeper
     assert before["restarts"] == 0 and before["state"] == "running" and before["supervised"]
     assert deployed.answer(1) == {"n": 1, "tag": "v1"}
 
@@ -168,7 +170,11 @@ def test_sigkill_of_a_worker_keeps_the_function_answering(deployed):
     os.kill(worker, signal.SIGKILL)
     answers = [wait_for(lambda i=i: deployed.answer(i)) for i in range(20)]
     assert answers == [{"n": i, "tag": "v1"} for i in range(20)]
-    assert deployed.status()["port"] == deployed.port
+    after = wait_for(lambda: (s := deployed.status())["worker_restarts"] == 1 and s)
+    assert after["port"] == deployed.port and after["pid"] == before["pid"] and after["restarts"] == 0
+    assert f"(pid {worker}) was killed by signal 9 (SIGKILL): starting a new worker" in deployed.log()
+    wait_for(lambda: len(children(before["pid"])) == 2)  # replaced
+    assert deployed.cli("status").stdout.splitlines()[1].split()[-2:] == ["0", "+1w"]
     deployed.down_leaves_nothing(worker)
 
 
