@@ -7,6 +7,26 @@ export PIP_CACHE_DIR="$CACHE/pip"
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore DEBIAN_FRONTEND=noninteractive
 mkdir -p "$CACHE/stamps" "$PIP_CACHE_DIR"
 
+# still_running LABEL CMD...: run CMD; while it runs, print "still LABEL ... N s" every
+# $GRAPHPACK_HEARTBEAT seconds (default 30) so that a long step is never silent. CMD's own
+# output goes where the caller's goes. Returns CMD's exit status.
+still_running() {
+  local label="$1" every="${GRAPHPACK_HEARTBEAT:-30}" start=$SECONDS pid rc=0 next
+  shift
+  "$@" &
+  pid=$!
+  next=$every
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1
+    if [ $((SECONDS - start)) -ge "$next" ] && kill -0 "$pid" 2>/dev/null; then
+      echo "still $label ... $((SECONDS - start)) s"
+      next=$((next + every))
+    fi
+  done
+  wait "$pid" || rc=$?
+  return $rc
+}
+
 # Run a command as root (CI and the dev machines are root; sudo elsewhere).
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@"; fi; }
 
@@ -54,7 +74,9 @@ pip_editable() {
   if [ -f "$stamp" ] && (cd / && "$PYTHON" -c "$_INSTALLED_FROM_REPO" "$REPO"); then
     echo "up to date"; return 0
   fi
-  (cd "$REPO" && "$PYTHON" -m pip install -q -e "$target")
+  echo "pip install -e '$target' (downloads and installs the dependencies; minutes on a fresh machine)"
+  (cd "$REPO" && still_running "installing with pip (pip install -e '$target')" \
+     "$PYTHON" -m pip install -q --progress-bar off -e "$target")
   touch "$stamp"
   echo "installed"
 }

@@ -143,16 +143,34 @@ run_setup() {
     ) &
     pids[$step]=$!
   done
-  for step in "${SETUP_STEPS[@]}"; do
-    pid="${pids[$step]}"
-    if wait "$pid"; then
-      printf 'setup: %-10s ok     %6ss  %s\n' "$step" "$(cat "$logdir/$step.time")" \
-        "$(cat "$logdir/$step.note" 2>/dev/null || true)"
-    else
-      status=1
-      printf 'setup: %-10s FAILED %6ss  (log below)\n' "$step" "$(cat "$logdir/$step.time" 2>/dev/null || echo '?')"
-      tail -n 40 "$logdir/$step.log" | sed "s/^/  [$step] /"
+  # report each step as it ends; every $GRAPHPACK_HEARTBEAT s (default 30) name the ones still running
+  local every="${GRAPHPACK_HEARTBEAT:-30}" start=$SECONDS next
+  local -a running
+  next=$every
+  local -A done_steps=()
+  while [ ${#done_steps[@]} -lt ${#SETUP_STEPS[@]} ]; do
+    running=()
+    for step in "${SETUP_STEPS[@]}"; do
+      [ -n "${done_steps[$step]:-}" ] && continue
+      pid="${pids[$step]}"
+      if kill -0 "$pid" 2>/dev/null; then running+=("$step"); continue; fi
+      done_steps[$step]=1
+      if wait "$pid"; then
+        printf 'setup: %-10s ok     %6ss  %s\n' "$step" "$(cat "$logdir/$step.time")" \
+          "$(cat "$logdir/$step.note" 2>/dev/null || true)"
+      else
+        status=1
+        printf 'setup: %-10s FAILED %6ss  (log below)\n' "$step" "$(cat "$logdir/$step.time" 2>/dev/null || echo '?')"
+        tail -n 40 "$logdir/$step.log" | sed "s/^/  [$step] /"
+      fi
+    done
+    [ ${#running[@]} -eq 0 ] && break
+    if [ $((SECONDS - start)) -ge "$next" ]; then
+      printf 'setup: still running after %s s: %s (last line: %s)\n' "$((SECONDS - start))" "${running[*]}" \
+        "$(tail -n 1 "$logdir/${running[0]}.log" 2>/dev/null | cut -c1-100)"
+      next=$((next + every))
     fi
+    sleep 0.5
   done
   echo "setup: total $(secs "$t0" "$(now)")s"
   rm -rf "$logdir"

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 from ...errors import GraphpackError
 from .base import InvokeResult, Plan, Progress, Step, removal_order, step_for, unknown_function
 from .http import call
-from .local import START_TIMEOUT, LocalDeployer, _quiet, file_queue_dirs
+from .local import HEALTH_REPORT, START_TIMEOUT, LocalDeployer, _quiet, file_queue_dirs
 
 STOP_TIMEOUT = 30
 LABEL = "org.graphpack"
@@ -234,8 +234,14 @@ class DockerDeployer(LocalDeployer):
                 image, name=name, detach=True, network_mode="host", environment=self._environment(step.function, port),
                 volumes=self._mounts(step.function), labels=labels, working_dir=None)
         url = f"http://{self.host}:{port}"
-        deadline = time.monotonic() + START_TIMEOUT
+        started = time.monotonic()
+        deadline = started + START_TIMEOUT
+        said = 0
         while time.monotonic() < deadline:
+            waited = int(time.monotonic() - started)
+            if waited >= said + HEALTH_REPORT:
+                said = waited
+                progress(f"still waiting for container {name} to answer {url}/__health ... {waited} s")
             with self._errors("inspect"):
                 container.reload()
             if container.status not in ("created", "running"):

@@ -451,9 +451,16 @@ class KnativeDeployer(Deployer):
         return self.status()
 
     def _wait_ready(self, name: str, progress: Progress) -> None:
-        deadline = time.monotonic() + self.ready_timeout
+        started = time.monotonic()
+        deadline = started + self.ready_timeout
+        said = 0
         while True:
             state, message = service_state(self.api.get("Service", name))
+            waited = int(time.monotonic() - started)
+            if waited >= said + 10 and state not in ("ready", "failed"):
+                said = waited
+                progress(f"still waiting for Knative Service {name} to be ready ({state}"
+                         + (f": {message}" if message else "") + f") ... {waited} s")
             if state == "ready":
                 progress(f"{name} is ready")
                 return

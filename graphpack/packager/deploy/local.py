@@ -28,6 +28,7 @@ STATE_DIR = ".graphpack"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 DEFAULT_ROOT_PORT = 8080
+HEALTH_REPORT = 5  # seconds between "still waiting" lines while a function starts
 HEALTH_PATH = "/__health"
 KEEPER = str(Path(__file__).with_name("keeper.py"))
 
@@ -345,8 +346,14 @@ class LocalDeployer(Deployer):
                            {**os.environ, "GRAPHPACK_STATE": str(self.state_path), "PYTHONUNBUFFERED": "1",
                             RESTARTS_FILE_ENV: str(self._run_files(step.function)[1])},
                            log.fileno())
-        deadline = time.monotonic() + START_TIMEOUT
+        started = time.monotonic()
+        deadline = started + START_TIMEOUT
+        said = 0
         while time.monotonic() < deadline:  # the keeper says when the function answers its health check
+            waited = int(time.monotonic() - started)
+            if waited >= said + HEALTH_REPORT:
+                said = waited
+                progress(f"still waiting for {step.function} to answer {url}{HEALTH_PATH} ... {waited} s")
             if not pid_alive(keeper, ours=True):  # the keeper gives up when the first start fails
                 stop_group(keeper)
                 raise GraphpackError(f"function {step.function!r} exited on start; "

@@ -159,7 +159,9 @@ def build_base(progress: Progress | None = None, force: bool = False) -> Image:
             _remember(index_path, index, stamp, key, digest)
             return load(store, digest)
     say(f"building the base image from {len(debs)} Debian packages (key {key})")
+    say(f"downloading {len(debs)} .deb files (apt-get download; cached under {root / 'debs'})")
     paths = _download(debs, root / "debs")
+    say(f"unpacking {len(paths)} .deb files and writing the layer")
     with tempfile.TemporaryDirectory(prefix="graphpack-rootfs-") as tmp:
         rootfs = Path(tmp) / "rootfs"
         umask = os.umask(0o022)   # directories tar creates implicitly: same modes on any machine

@@ -66,7 +66,7 @@ class OCIBuilder(ImageBuilder):
         registry = self.registry
         if registry is not None and registry.host != Reference.parse(tag).host:
             raise GraphpackError(f"tag {tag} is not in registry {registry.host}")
-        digest = push(image, tag, registry)
+        digest = push(image, tag, registry, self.progress)
         self.progress(f"pushed {tag}@{digest}")
         return ImageRef(tag, digest)
 

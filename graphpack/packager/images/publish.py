@@ -14,7 +14,7 @@ from .registry import Reference, Registry
 __all__ = ["docker_archive", "load_into_docker", "push", "write_layout"]
 
 
-def push(image: Image, tag: str, registry: Registry | None = None) -> str:
+def push(image: Image, tag: str, registry: Registry | None = None, progress: Any = None) -> str:
     """Push ``image`` as ``tag`` (host/repo:tag); returns the manifest digest. Blobs the
     repository has are not uploaded again; blobs in another repository of the registry are mounted."""
     ref = Reference.parse(tag)
@@ -23,7 +23,7 @@ def push(image: Image, tag: str, registry: Registry | None = None) -> str:
     if registry.host != ref.host:
         raise GraphpackError(f"cannot push {tag} with a client for registry {registry.host}")
     try:
-        return registry.push_image(image, ref.repo, ref.tag)
+        return registry.push_image(image, ref.repo, ref.tag, progress)
     finally:
         if own:
             registry.close()

@@ -276,14 +276,20 @@ class Registry:
         config = self.get_blob(repo, manifest["config"]["digest"])
         return image_from_config(config, manifest, origin=f"{self.host}/{repo}")
 
-    def push_image(self, image: Image, repo: str, tag: str) -> str:
+    def push_image(self, image: Image, repo: str, tag: str, progress: Any = None) -> str:
         """Push layers (skipping those present, mounting those in another repo here), the config
-        and the manifest; returns the manifest digest."""
-        for layer in image.layers:
+        and the manifest; returns the manifest digest. ``progress`` gets a line per layer."""
+        count = len(image.layers)
+        for index, layer in enumerate(image.layers, 1):
             mount = None
             if layer.origin and layer.origin.startswith(self.host + "/"):
                 mount = layer.origin[len(self.host) + 1:]
-            self.push_blob(repo, layer.digest, layer=layer if layer.local else None, mount_from=mount)
+            mounts = self.mounts
+            sent = self.push_blob(repo, layer.digest, layer=layer if layer.local else None, mount_from=mount)
+            if progress is not None:
+                how = "uploaded" if sent else "mounted" if self.mounts > mounts else "already there"
+                progress(f"push {self.host}/{repo}:{tag}: layer {index}/{count} {layer.digest[7:19]} "
+                         f"({layer.size / 1e6:.1f} MB) {how}")
         config = image.config_blob()
         self.push_blob(repo, sha256(config), data=config)
         manifest = image.manifest_blob()
