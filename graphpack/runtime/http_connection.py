@@ -97,15 +97,24 @@ class HttpProtocol(asyncio.Protocol):
             if isinstance(cause, Reject):
                 self.fail(cause.status, cause.message)
             elif not isinstance(cause, _Stop):
-                self.server.log(f"http: request handling failed: {type(cause).__name__}: {cause}")
-                self.fail(500, "internal error")
+                self._broken(cause)
         except httptools.HttpParserUpgrade as exc:
             self._upgrade(data[exc.args[0]:] if exc.args and isinstance(exc.args[0], int) else b"")
         except httptools.HttpParserError as exc:
-            self.fail(400, f"malformed request: {exc}")
+            if not self.closing:  # else: bytes after the last request (Connection: close) are dropped
+                self.fail(400, f"malformed request: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a bug of ours must not kill the worker or leak a traceback
+            self._broken(exc)
         else:
             if self.in_head and self.head_seen > MAX_HEADER_BYTES:
                 self.fail(431, f"request header section exceeds the limit of {MAX_HEADER_BYTES} bytes")
+
+    def _broken(self, exc: BaseException | None) -> None:
+        self.server.log(f"http: request handling failed: {type(exc).__name__}: {exc}")
+        if not self.closing:
+            self.fail(500, "internal error")
+        elif self.transport is not None:
+            self.transport.close()
 
     def eof_received(self) -> bool:
         """The client half-closed: answer what it sent, then close."""
@@ -231,7 +240,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def _write(self, reply: tuple, keep_alive: bool, head: bool) -> None:
         transport = self.transport
-        if transport is None:
+        if transport is None or self.lingering or transport.is_closing():
             return
         status, content_type, headers, body = reply
         transport.write(render(status, content_type, headers, body, keep_alive, head))

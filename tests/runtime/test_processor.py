@@ -44,7 +44,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def make_function(tmp_path, workers=1, triggers=None, timeout_ms=None):
+def make_function(tmp_path, workers=1, triggers=None, timeout_ms=None, entry=ENTRY):
     http = {"kind": "http", "maxWorkers": workers, "attributes": {"maxRequestBodySize": 1000}}
     if timeout_ms:
         http["workerAvailabilityTimeoutMilliseconds"] = timeout_ms
@@ -54,7 +54,7 @@ def make_function(tmp_path, workers=1, triggers=None, timeout_ms=None):
     fdir = tmp_path / "fn"
     fdir.mkdir()
     (fdir / "function.yaml").write_text(json.dumps(config))
-    (fdir / "entry.py").write_text(ENTRY)
+    (fdir / "entry.py").write_text(entry)
     return fdir
 
 
