@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from .errors import GraphpackError
-from .graph.steps import ENGINES, BaseStep, FlowStep, RootFlowStep, RouterStep, TaskStep
+from .graph.steps import ENGINES, BaseStep, FlowStep, RootFlowStep, RouterStep, TaskStep, _default_name
 from .runtime.secrets import normalize_source
 
 TOPOLOGIES = ("router", "flow")
@@ -99,18 +99,20 @@ class ServingFunction:
         self.spec.requirements = list(requirements or [])
         self._namespace: Any = None  # where class names are looked up when there is no file
         self._deployer: Any = None  # set by project.deploy_function
+        self._project: Any = None  # the project that holds this function (project.set_function)
+        self._mock_server: Any = None  # set by deploy(mock=True): invoke() is then served in-process
         self._base_dir: str | None = None  # directory relative filenames are read from
 
     # -- graph ------------------------------------------------------------------------------
     def set_topology(self, topology: str | None = None, class_name: Any = None, engine: str | None = None,
                      exist_ok: bool = False, **class_args: Any) -> BaseStep:
-        """Create the graph: ``"router"`` (default) or ``"flow"`` (engine "async" by default)."""
+        """Create the graph: ``"router"`` (default) or ``"flow"`` (engine "async" by default).
+
+        A second call fails unless ``exist_ok=True``, which replaces the graph (as in MLRun)."""
         topology = topology or "router"
         if self.spec.graph is not None and not exist_ok:
             raise GraphpackError(f"function {self.metadata.name!r}: the graph topology is already set "
-                                 "(pass exist_ok=True to keep it)")
-        if self.spec.graph is not None and exist_ok:
-            return self.spec.graph
+                                 "(pass exist_ok=True to replace it)")
         if topology not in TOPOLOGIES:
             raise GraphpackError(f"function {self.metadata.name!r}: unknown topology {topology!r}, "
                                  f"use one of {', '.join(TOPOLOGIES)}")
@@ -122,7 +124,10 @@ class ServingFunction:
             else:
                 if isinstance(class_name, str) and class_name.startswith("*"):
                     class_name = class_name[1:] or None
-                self.spec.graph = RouterStep(class_name, class_args, name="router")
+                router = RouterStep(class_name, class_args)
+                # named after its class as in MLRun (reachable at /v2/models/<Name>/...)
+                router.name = _default_name(class_name, None) if class_name is not None else "router"
+                self.spec.graph = router
         else:
             self.spec.graph = RootFlowStep(engine=engine or "async")
         return self.spec.graph
@@ -252,7 +257,8 @@ class ServingFunction:
         from .runtime.server import GraphServer
 
         caller = inspect.currentframe().f_back.f_globals  # type: ignore[union-attr]
-        validate_graph(self.spec.graph, list(self.spec.child_functions))
+        # the mock runs every step in-process: undeclared child functions are fine here (as in MLRun)
+        validate_graph(self.spec.graph, None if current_function == "*" else list(self.spec.child_functions))
         server = GraphServer.from_dict(self.serving_spec(current_function or ""))
         server.graph = copy.deepcopy(self.spec.graph)
         for key, value in class_args.items():  # server fields (load_mode, verbose...) or parameters
@@ -280,9 +286,33 @@ class ServingFunction:
                                  f"(functions: {', '.join(configs)})")
         return configs[key]
 
+    def deploy(self, mock: bool | None = None, target: str = "local", **options: Any) -> str:
+        """Deploy this function with its children (through its project); ``mock=True`` serves
+        ``invoke()`` in-process instead. Returns the address, or ``"Mock"``."""
+        from .graph.validate import validate_graph
+
+        if mock:
+            self._set_as_mock(True)
+            return "Mock"
+        validate_graph(self.spec.graph, list(self.spec.child_functions))
+        if self._project is None:
+            raise GraphpackError(f"function {self.metadata.name!r}: deploy() needs a project; create the "
+                                 "function with project.set_function(...) or deploy with mock=True")
+        status = self._project.deploy_function(self.metadata.name, target=target, **options)
+        return status.url or ""
+
+    def _set_as_mock(self, enable: bool) -> None:
+        self._mock_server = self.to_mock_server() if enable else None
+
     def invoke(self, path: str = "/", body: Any = None, method: str | None = None,
-               headers: dict | None = None) -> Any:
-        """Call this function where it was deployed (``project.deploy_function``)."""
+               headers: dict | None = None, mock: bool | None = None) -> Any:
+        """Call this function where it was deployed (``project.deploy_function``), or in-process
+        after ``deploy(mock=True)`` / ``graphpack.deploy_function(fn, mock=True)`` (or ``mock=True``)."""
+        if mock or (mock is None and self._mock_server is not None):
+            if self._mock_server is None:
+                self._set_as_mock(True)
+            return self._mock_server.test(path, body, method or "", headers)
+        self._mock_server = None
         deployer = self._deployer
         if deployer is None:
             raise GraphpackError(f"function {self.metadata.name!r} is not deployed: call project.deploy_function() first")
@@ -337,12 +367,27 @@ def function_from_dict(data: dict) -> ServingFunction:
 
 
 def new_function(name: str = "", project: str = "", tag: str = "", kind: str = "serving",
-                 image: str | None = None, filename: str | None = None,
-                 requirements: list | None = None, **kw: Any) -> ServingFunction:
-    """A new serving function; class names resolve in ``filename``'s module or the caller's code."""
+                 command: str | None = None, image: str | None = None, args: list | None = None,
+                 runtime: Any = None, mode: str | None = None, handler: str | None = None,
+                 source: str | None = None, requirements: list | None = None, kfp: Any = None,
+                 requirements_file: str | None = None, filename: str | None = None) -> ServingFunction:
+    """A new serving function (MLRun's ``new_function``): ``command`` (or ``filename``) names the
+    code file; without one, class names resolve in the caller's code. MLRun's job-only arguments
+    (``args``, ``runtime``, ``mode``, ``source``, ``kfp``) are errors, never silently ignored."""
     if kind not in ("serving", "", None):
         raise GraphpackError(f"function {name!r}: kind {kind!r} is not supported (only 'serving')")
+    unsupported = [k for k, v in (("args", args), ("runtime", runtime), ("mode", mode), ("source", source),
+                                  ("kfp", kfp)) if v]
+    if unsupported:
+        raise GraphpackError(f"new_function {name!r}: {', '.join(unsupported)} is not supported for serving "
+                             "functions (use command= for the code file)")
+    if command and filename and command != filename:
+        raise GraphpackError(f"new_function {name!r}: command={command!r} and filename={filename!r} disagree")
+    filename = filename or command
+    if requirements_file:
+        requirements = list(requirements or []) + _read_requirements(requirements_file)
     fn = ServingFunction(name, project, filename, image, requirements, tag)
+    fn.spec.handler = handler
     if filename is None:
         fn._namespace = inspect.currentframe().f_back.f_globals  # type: ignore[union-attr]
     else:
@@ -352,13 +397,28 @@ def new_function(name: str = "", project: str = "", tag: str = "", kind: str = "
 
 def code_to_function(name: str = "", project: str = "", tag: str = "", filename: str | None = None,
                      handler: str | None = None, kind: str = "serving", image: str | None = None,
-                     requirements: list | None = None, **kw: Any) -> ServingFunction:
-    """MLRun's ``code_to_function``: the function's code is ``filename`` or the caller's module."""
-    fn = new_function(name, project, tag, kind, image, filename, requirements)
+                     code_output: str | None = None, embed_code: bool = True, description: str = "",
+                     requirements: list | None = None, categories: list | None = None,
+                     labels: dict | None = None, with_doc: bool = True, ignored_tags: str | None = None,
+                     requirements_file: str | None = None) -> ServingFunction:
+    """MLRun's ``code_to_function``: the function's code is ``filename`` or the caller's module.
+    (``code_output``, ``embed_code``, ``description``, ``categories``, ``with_doc`` and
+    ``ignored_tags`` shape MLRun's function record; graphpack has none and takes them as given.)"""
+    fn = new_function(name, project, tag, kind, image=image, filename=filename, requirements=requirements,
+                      requirements_file=requirements_file)
+    fn.metadata.labels.update(labels or {})
     if filename is None:
         fn._namespace = inspect.currentframe().f_back.f_globals  # type: ignore[union-attr]
     fn.spec.handler = handler
     return fn
+
+
+def _read_requirements(path: str) -> list[str]:
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise GraphpackError(f"requirements_file {path!r} cannot be read: {exc.strerror}") from None
+    return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
 
 
 def _compact(data: dict) -> dict:

@@ -37,17 +37,18 @@ class Project:
             path = str(func) if func is not None else ""
             looks_like_file = bool(path) and (path.endswith((".py", ".ipynb")) or (self.context / path).is_file())
             if looks_like_file:
-                fn = new_function(name or Path(path).stem, self.name, tag, kind, image,
+                fn = new_function(name or Path(path).stem, self.name, tag, kind, image=image,
                                   filename=path, requirements=requirements)
                 fn._base_dir = str(self.context)
                 fn.code_path()  # fail now, naming the file, if it is missing
             else:
-                fn = new_function(name or path, self.name, tag, kind, image, requirements=requirements)
+                fn = new_function(name or path, self.name, tag, kind, image=image, requirements=requirements)
                 fn._namespace = inspect.currentframe().f_back.f_globals  # type: ignore[union-attr]
             fn.spec.handler = handler
         if not fn.metadata.name:
             raise GraphpackError("set_function: the function needs a name")
         fn.metadata.project = self.name
+        fn._project = self
         if image is not None:
             fn.spec.image = image
         if requirements is not None:
@@ -114,6 +115,7 @@ class Project:
             fn.metadata.name = fn.metadata.name or fname
             fn.metadata.project = name
             fn._base_dir = str(project.context)
+            fn._project = project
             project.functions[fname] = fn
         return project
 
@@ -162,6 +164,24 @@ class DeployStatus:
     def url(self) -> str | None:
         info = self.outputs.get(self.function.metadata.name) or {}
         return info.get("url")
+
+
+def deploy_function(function: ServingFunction | str, mock: bool | None = None, target: str = "local",
+                    project: Project | None = None, **options: Any) -> DeployStatus:
+    """MLRun's ``deploy_function``: ``mock=True`` serves ``status.function.invoke(...)`` in-process;
+    otherwise the function is deployed through its project (``project.deploy_function``)."""
+    if isinstance(function, str):
+        if project is None:
+            raise GraphpackError(f"deploy_function({function!r}): a function name needs project=")
+        function = project.get_function(function)
+    if mock:
+        function._set_as_mock(True)
+        return DeployStatus(function, None, {"endpoint": "Mock", "name": function.metadata.name})
+    owner = project or function._project
+    if owner is None:
+        raise GraphpackError(f"deploy_function: function {function.metadata.name!r} belongs to no project; "
+                             "add it with project.set_function(...) or pass mock=True")
+    return owner.deploy_function(function.metadata.name, target=target, **options)
 
 
 def get_or_create_project(name: str, context: str | Path = "./", **kw: Any) -> Project:

@@ -67,6 +67,17 @@ class BaseStep:
     def _after_for_to(self) -> list | None:
         return [self.name]
 
+    def set_flow(self, steps: list, force: bool = False) -> "BaseStep":
+        """Replace the steps after this one with a chain of ``steps`` (dicts of ``to()``
+        arguments, step objects or class names); returns the last step."""
+        flow = self._flow_for_to()
+        below = [n for n, s in flow.steps.items() if self.name in s.after]
+        if below and not force:
+            raise GraphpackError(f"set_flow() on step {self.name!r}: it already has steps after it "
+                                 f"({', '.join(below)}); pass force=True to replace them")
+        _drop_below(flow, self.name)
+        return _chain(self, steps)
+
     def after_step(self, *names: str, append: bool = True) -> "BaseStep":
         """Run this step after the named steps (``append=False`` replaces the list)."""
         wanted = [n.name if isinstance(n, BaseStep) else n for n in names]
@@ -94,7 +105,9 @@ class BaseStep:
         step.name = step.name or _default_name(class_name, handler)
         step.before = _as_list(before)
         step.base_step = None if isinstance(self, FlowStep) else self.name
+        last = flow._last_added
         flow._put(step)
+        flow._last_added = last  # "$prev" stays the step, not its handler
         self.on_error = step.name
         return self
 
@@ -141,12 +154,13 @@ class TaskStep(BaseStep):
         self.class_args: dict = dict(class_args or {})
         self._class_object: Any = None  # a class object the user passed (not serialised)
         self._handler_object: Any = None
+        self._described: dict = {}  # what a step object said about itself (to_dict)
         self.class_name = self._set_class(class_name)
         self.handler = self._set_handler(handler)
-        self.full_event = full_event
+        self.full_event = full_event if full_event is not None else self._described.get("full_event")
         self.responder = responder
-        self.input_path = input_path
-        self.result_path = result_path
+        self.input_path = input_path if input_path is not None else self._described.get("input_path")
+        self.result_path = result_path if result_path is not None else self._described.get("result_path")
         self.skip_context = skip_context
 
     def _set_class(self, class_name: Any) -> str | None:
@@ -155,9 +169,11 @@ class TaskStep(BaseStep):
         if inspect.isclass(class_name):
             self._class_object = class_name
             return _qualified(class_name)
-        # an instance: record its class and the init args it keeps as attributes
+        # an instance: record its class, and its own name, paths and init args
         self._class_object = type(class_name)
-        self.class_args = {**_instance_args(class_name), **self.class_args}
+        described = _describe(class_name)
+        self.class_args = {**described.get("class_args", {}), **self.class_args}
+        self._described = described
         return _qualified(type(class_name))
 
     def _set_handler(self, handler: Any) -> str | None:
@@ -285,7 +301,7 @@ class QueueStep(BaseStep):
            full_event: bool | None = None, input_path: str | None = None,
            result_path: str | None = None, **class_args: Any) -> BaseStep:
         """Add a step after the queue; it must name the ``function`` that consumes the queue."""
-        if not function and self.path:
+        if not function:
             step_name = name or _default_name(class_name, handler)
             raise GraphpackError(
                 f"step {step_name!r} must set function=, because it follows queue {self.name!r}")
@@ -389,18 +405,15 @@ class FlowStep(BaseStep):
                 todo += list(self._steps[name].after)
         return False
 
-    def set_flow(self, steps: list, force: bool = False) -> "FlowStep":
-        """Replace all steps with a chain built from step objects or dicts."""
+    def set_flow(self, steps: list, force: bool = False) -> BaseStep:
+        """Replace all steps with a chain of ``steps`` (dicts of ``to()`` arguments, step objects
+        or class names); returns the last step."""
         if self._steps and not force:
-            raise GraphpackError("set_flow() called on a flow that already has steps; use force=True to replace them")
+            raise GraphpackError(f"set_flow() on {self.name or 'the graph'!r}: it already has steps "
+                                 f"({', '.join(self._steps)}); pass force=True to replace them")
         self._steps = {}
         self._last_added = None
-        previous = None
-        for item in steps:
-            step = step_from_dict(item.get("name"), item) if isinstance(item, dict) else item
-            self.insert_step(step.name, step, after=previous)
-            previous = step.name
-        return self
+        return _chain(self, steps)
 
     def clear_children(self, steps: list | None = None) -> None:
         for key in list(steps if steps is not None else self._steps):
@@ -520,6 +533,28 @@ def step_from_dict(name: str | None, data: dict) -> BaseStep:
     return step
 
 
+def _chain(start: BaseStep, steps: list) -> BaseStep:
+    """``start.to(a).to(b)...``: dicts are ``to()`` keyword arguments."""
+    step = start
+    for item in steps:
+        step = step.to(**item) if isinstance(item, dict) else step.to(item)
+    return step
+
+
+def _drop_below(flow: "FlowStep", name: str | None) -> None:
+    """Remove every step downstream of ``name`` in ``flow``."""
+    doomed: set[str] = set()
+    frontier = [name]
+    while frontier:
+        current = frontier.pop()
+        for key, step in flow.steps.items():
+            if current in step.after and key not in doomed:
+                doomed.add(key)
+                frontier.append(key)
+    for key in doomed:
+        flow.steps.pop(key, None)
+
+
 def _is_router(class_name: Any) -> bool:
     cls = class_name if inspect.isclass(class_name) else type(class_name) if class_name is not None and not isinstance(class_name, str) else None
     return cls is not None and any(c.__name__ in ("BaseModelRouter", "ModelRouter") for c in cls.__mro__)
@@ -529,8 +564,10 @@ def _default_name(class_name: Any, handler: Any) -> str | None:
     if class_name is not None:
         if isinstance(class_name, str):
             return class_name.split(".")[-1] or None
-        cls = class_name if inspect.isclass(class_name) else type(class_name)
-        return cls.__name__
+        if inspect.isclass(class_name):
+            return class_name.__name__
+        own = getattr(class_name, "name", None)  # a step object keeps its own name
+        return own if isinstance(own, str) and own else type(class_name).__name__
     if handler is not None:
         return handler if isinstance(handler, str) else getattr(handler, "__name__", None)
     return None
@@ -541,8 +578,22 @@ def _qualified(cls: type) -> str:
     return f"{module}.{cls.__qualname__}" if module and module != "builtins" else cls.__qualname__
 
 
+def _describe(obj: Any) -> dict:
+    """What a step object says about itself: its ``to_dict()`` (graphpack.serving.utils.StepToDict,
+    or MLRun's), else the init args it keeps as attributes."""
+    to_dict = getattr(obj, "to_dict", None)
+    if callable(to_dict):
+        try:
+            described = to_dict()
+        except TypeError:
+            described = None
+        if isinstance(described, dict) and isinstance(described.get("class_args", {}), dict):
+            return described
+    return {"class_args": _instance_args(obj)}
+
+
 def _instance_args(obj: Any) -> dict:
-    """The init args an instance keeps as attributes (how a step given as an object is saved)."""
+    """The init args an instance keeps as attributes."""
     if hasattr(obj, "_init_args"):
         return dict(obj._init_args)
     args: dict = {}

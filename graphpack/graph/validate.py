@@ -40,8 +40,8 @@ def _validate_flow(flow: FlowStep, functions: list[str] | None) -> None:
             raise GraphpackError(f"step {name!r}: input_path/result_path cannot be used with full_event=True")
         if functions is not None and step.function not in (None, "", "*") and step.function not in functions:
             raise GraphpackError(
-                f"step {name!r}: field 'function' names {step.function!r}, which is not a child function "
-                f"(add it with fn.add_child_function({step.function!r}, ...))")
+                f"step {name!r}: field 'function': function {step.function!r} is used in steps and is not "
+                f"defined, use .add_child_function({step.function!r}, ...) to define it")
         if isinstance(step, QueueStep) and step.path is None:
             raise GraphpackError(f"queue {name!r}: field 'path' is required (use '' for an in-process queue)")
         if isinstance(step, RouterStep):
@@ -54,7 +54,7 @@ def _validate_flow(flow: FlowStep, functions: list[str] | None) -> None:
     for name, step in steps.items():
         for parent in step.after:
             queue = steps[parent]
-            if isinstance(queue, QueueStep) and queue.path and not step.function:
+            if isinstance(queue, QueueStep) and not step.function:
                 raise GraphpackError(
                     f"step {name!r} must set function=, because it follows queue {parent!r}")
     _check_cycles(steps)

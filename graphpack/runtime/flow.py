@@ -57,10 +57,8 @@ def _queue_node(step: QueueStep, has_local_children: bool, has_children: bool, c
     full_event = step.full_event if step.full_event is not None else has_children
     name = step.name or ""
 
-    if not step.path:
-        return Node(step, lambda event: event)
-    if has_local_children:
-        # the mock simulates the hop exactly as on the wire (DESIGN §4.7)
+    if not step.path or has_local_children:
+        # an in-process hop (path="", or the mock) goes exactly as on the wire (DESIGN §4.7)
         def round_trip(event: Event) -> Event:
             data = wire.encode(wire.wrap(event, full_event), queue=name)
             return wire.unwrap(wire.decode(data), Event)
@@ -152,7 +150,7 @@ class Engine:
         self.starts = starts
         self.error_node = error_node
         self.context = context
-        self.has_responder = any(n.responder and not n.is_error_step for n in nodes)
+        self.has_responder = any(n.responder for n in nodes)
         self.has_async = any(n.is_async for n in nodes)
         self.chain = plain_chain(nodes, starts, error_node)
 

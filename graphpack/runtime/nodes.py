@@ -15,14 +15,14 @@ from .paths import get_in, update_in
 from .resolve import resolve_class, resolve_handler
 
 DEFAULT_ROUTER = "graphpack.serving.ModelRouter"
-_INJECTABLE = ("context", "name", "input_path", "result_path", "full_event")
+_INJECTABLE = ("context", "name", "input_path", "result_path", "full_event", "graph_step")
 
 
 class Node:
     """A compiled step."""
 
     __slots__ = ("name", "fullname", "step", "call", "is_async", "children", "responder",
-                 "on_error", "kind", "obj", "is_error_step", "body_fn")
+                 "on_error", "kind", "obj", "body_fn")
 
     def __init__(self, step: BaseStep, call: Callable, is_async: bool = False, obj: Any = None) -> None:
         self.step = step
@@ -35,7 +35,6 @@ class Node:
         self.children: list[Node] = []
         self.responder = bool(getattr(step, "responder", False))
         self.on_error: Node | None = None
-        self.is_error_step = step.kind == "error_step"
         self.body_fn: Callable | None = None  # set when the step is a plain body -> body call
 
     def __repr__(self) -> str:
@@ -89,7 +88,7 @@ def instantiate(step: TaskStep, namespaces: list, context: Any, extra: dict | No
     kwargs = _resolve_args(step.class_args, namespaces, step.fullname)
     kwargs.update(extra or {})
     injected = {"context": context, "name": step.name, "input_path": step.input_path,
-                "result_path": step.result_path, "full_event": step.full_event}
+                "result_path": step.result_path, "full_event": step.full_event, "graph_step": step}
     for key in _INJECTABLE:
         if key not in kwargs and _accepts(cls, key):
             kwargs[key] = injected[key]

@@ -365,9 +365,7 @@ class GraphServer:
             response = self._to_response(event, result)
         if response.status_code >= 300 and not silent:
             raise RequestFailed(response.status_code, response.body)
-        if not get_body or response.status_code >= 300:
-            return response
-        return response.body
+        return response  # a step's Response (or a failure) reaches the caller as a Response
 
 
 _PLAIN = (dict, list, str, int, float, bool, type(None), bytes)

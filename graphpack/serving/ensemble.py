@@ -128,7 +128,8 @@ class VotingEnsemble(BaseModelRouter):
                 f"VotingEnsemble vote_type must be one of {', '.join(VOTE_TYPES)}, not {vote_type!r}"
             )
         self.vote_type = vote_type
-        self.weights = normalise_weights(weights, list(self.routes) if self.routes else None)
+        self.weights = weights  # as configured (listed by GET /v2/models/); voting normalises them
+        self._weights = normalise_weights(weights, list(self.routes) if self.routes else None)
         self.format_response_with_col_name_flag = format_response_with_col_name_flag
         self.prediction_col_name = prediction_col_name or "prediction"
         self.version = kwargs.get("version", "v1")
@@ -137,7 +138,7 @@ class VotingEnsemble(BaseModelRouter):
     def post_init(self, mode: str = "sync") -> None:
         # routes may have been attached after __init__; check the weights against them now
         if self.weights is not None and self.routes:
-            self.weights = normalise_weights(self.weights, list(self.routes))
+            self._weights = normalise_weights(self.weights, list(self.routes))
 
     # ----- routing ----------------------------------------------------------------------
 
@@ -200,12 +201,7 @@ class VotingEnsemble(BaseModelRouter):
         outputs: Any = votes
         if self.format_response_with_col_name_flag:
             outputs = {self.prediction_col_name: votes}
-        event.body = {
-            "id": request_id,
-            "model_name": self.name,
-            "model_version": self.version,
-            "outputs": outputs,
-        }
+        event.body = {"id": request_id, "model_name": self.name, "outputs": outputs}
         return event
 
     # ----- voting -----------------------------------------------------------------------
@@ -230,10 +226,10 @@ class VotingEnsemble(BaseModelRouter):
         samples = [list(row) for row in zip(*(per_model[k] for k in keys), strict=True)]
         if self.vote_type is None:
             self.vote_type = infer_vote_type([p for row in samples for p in row])
-        if self.weights is None:
+        if self._weights is None:
             weights = [1.0 / len(keys)] * len(keys)
         else:
-            weights = [self.weights[k] for k in keys]
+            weights = [self._weights[k] for k in keys]
         return vote(samples, weights, self.vote_type)
 
     def get_metadata(self) -> dict[str, Any]:

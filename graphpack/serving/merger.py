@@ -14,11 +14,12 @@ from collections import OrderedDict
 from typing import Any, Callable
 
 from ..errors import GraphpackError
+from .utils import StepToDict
 
 DEFAULT_MAX_BEHIND = 64
 
 
-class Merge:
+class Merge(StepToDict):
     """Join events from several branches by id or key (see the module doc)."""
 
     def __init__(

@@ -16,6 +16,7 @@ from typing import Any, Callable
 from ..errors import GraphpackError
 from ..runtime.deps import require
 from ..runtime.paths import get_in, update_in
+from .utils import StepToDict
 
 DEFAULT_RETRIES = 6
 DEFAULT_BACKOFF = 1.0
@@ -35,7 +36,7 @@ class RemoteStepError(RuntimeError):
         super().__init__(message)
 
 
-class _HttpCaller:
+class _HttpCaller(StepToDict):
     """What both remote steps share: client, URL resolution, retries and error messages."""
 
     def __init__(

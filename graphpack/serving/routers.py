@@ -19,12 +19,13 @@ from typing import Any
 from ..errors import BadRequestError
 from ..runtime.paths import get_in, update_in
 from ._utils import decode_body, is_get
+from .utils import StepToDict
 
 _PROTOCOL_PATH = re.compile(r"^/(v\d+)(/|$)")
 _PATH_CACHE_SIZE = 4096
 
 
-class BaseModelRouter:
+class BaseModelRouter(StepToDict):
     """Common request handling for routers: body parsing, input/result paths, health checks.
 
     Subclasses implement ``_handle_event(event) -> event`` and may override ``preprocess`` /

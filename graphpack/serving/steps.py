@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from ..errors import GraphpackError
 from ..runtime.event import Event
+from .utils import StepToDict
 
 
 def _callable(fn: Any, step: str) -> Callable:
@@ -21,7 +22,7 @@ def _callable(fn: Any, step: str) -> Callable:
     raise GraphpackError(f"step {step!r}: fn must be a callable or an expression string")
 
 
-class _FnStep:
+class _FnStep(StepToDict):
     def __init__(self, fn: Any = None, name: str | None = None, context: Any = None, **kw: Any) -> None:
         self.name = name or type(self).__name__
         if fn is None:
@@ -68,7 +69,7 @@ class FlatMap(_FnStep):
         return out
 
 
-class MapClass:
+class MapClass(StepToDict):
     """Base for a class step: implement ``do(body)`` (may be ``async def``)."""
 
     def __init__(self, context: Any = None, name: str | None = None, **kw: Any) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from ..errors import BadRequestError, GraphpackError, HTTPError, NotReadyError
 from ..runtime.paths import get_in, update_in
 from ._utils import decode_body, is_get, utc_timestamp
+from .utils import StepToDict
 
 INFER_OPS = ("infer", "predict")
 DICT_OPS = ("infer_dict", "predict_dict")
@@ -45,7 +46,7 @@ def model_op_from_path(path: str | None) -> str:
     return op
 
 
-class V2ModelServer:
+class V2ModelServer(StepToDict):
     """A model step answering V2 requests (infer, predict, explain, ready, metadata, ``op_*``).
 
     ``name`` may carry a version (``"m:v1"``). Extra keyword arguments are model parameters
@@ -245,13 +246,8 @@ class V2ModelServer:
                 self._check_readiness(event)
             if request.__class__ is not dict or request.get("inputs").__class__ is not list:
                 self.validate(request, op)  # raises the 400 naming what is wrong
-            answer = {
-                "id": request_id,
-                "model_name": self.name,
-                "model_version": self.version or None,
-                "outputs": self.predict(request),
-                "timestamp": utc_timestamp(),
-            }
+            answer = {"id": request_id, "model_name": self.name, "outputs": self.predict(request),
+                      "timestamp": utc_timestamp()}
             event.body = update_in(body, self.result_path, answer) if self.result_path else answer
             return event
         get = is_get(event)
@@ -290,13 +286,8 @@ class V2ModelServer:
         request = self.validate(request, op)
         if op in DICT_OPS:
             request["inputs"] = self._inputs_to_list(request["inputs"])
-        response = {
-            "id": request_id,
-            "model_name": self.name,
-            "model_version": self.version or None,
-            "outputs": self.predict(request),
-            "timestamp": utc_timestamp(),
-        }
+        response = {"id": request_id, "model_name": self.name, "outputs": self.predict(request),
+                    "timestamp": utc_timestamp()}
         return self.postprocess(response) if self._hooks[1] else response
 
     def _explain(self, event: Any, request: Any, request_id: Any) -> Any:
@@ -304,10 +295,8 @@ class V2ModelServer:
         request = self.preprocess(request, "explain")
         request = self.validate(request, "explain")
         outputs = self.explain(request)
-        return self.postprocess(
-            {"id": request_id, "model_name": self.name, "model_version": self.version or None,
-             "outputs": outputs}
-        )
+        response = {"id": request_id, "model_name": self.name, "outputs": outputs}
+        return self.postprocess(response)
 
     def _inputs_to_list(self, inputs: Any) -> list:
         features = [f["name"] if isinstance(f, dict) else f for f in self.model_spec.get("inputs") or []]

