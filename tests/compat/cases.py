@@ -547,9 +547,10 @@ def static_cases(remote_url: str) -> list[Case]:
         g1 = fn.set_topology("flow", engine="sync")
         g1.to("Tag", name="a").respond()
         g2 = fn.set_topology("flow", exist_ok=True)
+        g2.to("Tag", name="b").respond()
         output = g1 is g2
         server = fn.to_mock_server()
-        """, [post({}, event_id="replaced")])])
+        """, [post({})])])
     add([Case("add-model-to-flow-without-router", """
         fn = api.new_function("t", kind="serving")
         graph = fn.set_topology("flow")
