@@ -20,7 +20,6 @@ from typing import Any, Iterable, Iterator
 
 from ...errors import GraphpackError
 from ...graph.steps import FlowStep, QueueStep
-from ...runtime.processor import RESTARTS_FILE_ENV
 from .base import Deployer, InvokeResult, Plan, Progress, Step, deployed, read_state, removal_order, step_for, write_state
 from .http import call
 
@@ -327,15 +326,17 @@ class LocalDeployer(Deployer):
         return yaml.safe_load((self.build_dir / function / "function.yaml").read_text())
 
     def _start(self, step: Step, port: int | None, progress: Progress) -> dict:
+        from ...runtime.processor import RESTARTS_FILE_ENV
+
         port = self._pick_port(step, port, progress)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.logs_dir / f"{step.function}.log"
         function_dir = self.build_dir / step.function
         url = f"http://{self.host}:{port}"
-        run_path = self.run_dir / f"{step.function}.json"
+        run_path, workers_path = self._run_files(step.function)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        for path in self._run_files(step.function):
-            path.unlink(missing_ok=True)
+        run_path.unlink(missing_ok=True)
+        workers_path.unlink(missing_ok=True)
         progress(f"starting {step.function} on port {port}")
         serve = [sys.executable, "-m", "graphpack.cli", "serve", str(function_dir), "--port", str(port),
                  "--host", self.host, "--workdir", str(self.root)]
@@ -344,31 +345,36 @@ class LocalDeployer(Deployer):
             log.flush()
             keeper = spawn([sys.executable, "-P", KEEPER, str(run_path), url + HEALTH_PATH, "--", *serve],
                            {**os.environ, "GRAPHPACK_STATE": str(self.state_path), "PYTHONUNBUFFERED": "1",
-                            RESTARTS_FILE_ENV: str(self._run_files(step.function)[1])},
+                            RESTARTS_FILE_ENV: str(workers_path)},
                            log.fileno())
+        try:
+            pid = self._wait_running(step.function, keeper, url, progress)
+        except BaseException:  # a failed start, or the deploy interrupted: leave nothing running
+            stop_group(keeper)
+            raise
+        progress(f"{step.function} is ready at {url}")
+        return {"keeper": keeper, "pid": pid, "port": port, "url": url,
+                "log": str(log_path), "dir": str(function_dir), "digest": step.details.get("digest"),
+                "root": step.details.get("root"), "started": time.time()}
+
+    def _wait_running(self, function: str, keeper: int, url: str, progress: Progress) -> int:
+        """Wait until the keeper reports its supervisor healthy; the supervisor's pid."""
+        run_path, log_path = self._run_files(function)[0], self.logs_dir / f"{function}.log"
         started = time.monotonic()
-        deadline = started + START_TIMEOUT
         said = 0
-        while time.monotonic() < deadline:  # the keeper says when the function answers its health check
+        while time.monotonic() < started + START_TIMEOUT:
             waited = int(time.monotonic() - started)
             if waited >= said + HEALTH_REPORT:
                 said = waited
-                progress(f"still waiting for {step.function} to answer {url}{HEALTH_PATH} ... {waited} s")
+                progress(f"still waiting for {function} to answer {url}{HEALTH_PATH} ... {waited} s")
             if not pid_alive(keeper, ours=True):  # the keeper gives up when the first start fails
-                stop_group(keeper)
-                raise GraphpackError(f"function {step.function!r} exited on start; "
-                                     f"last log lines:\n{tail(log_path)}")
-            if read_json(run_path).get("state") == "running":
-                break
+                raise GraphpackError(f"function {function!r} exited on start; last log lines:\n{tail(log_path)}")
+            run = read_json(run_path)
+            if run.get("state") == "running":
+                return int(run["pid"])
             time.sleep(0.05)
-        else:
-            stop_group(keeper)
-            raise GraphpackError(f"function {step.function!r} did not become healthy in {START_TIMEOUT:.0f}s; "
-                                 f"last log lines:\n{tail(log_path)}")
-        progress(f"{step.function} is ready at {url}")
-        return {"keeper": keeper, "pid": read_json(run_path).get("pid"), "port": port, "url": url,
-                "log": str(log_path), "dir": str(function_dir), "digest": step.details.get("digest"),
-                "root": step.details.get("root"), "started": time.time()}
+        raise GraphpackError(f"function {function!r} did not become healthy in {START_TIMEOUT:.0f}s; "
+                             f"last log lines:\n{tail(log_path)}")
 
     def _run_files(self, function: str) -> tuple[Path, Path]:
         """The keeper's status file and the supervisor's replaced-workers file of a function."""

@@ -60,6 +60,13 @@ def proc_stat(pid):
     return fields[0], int(fields[1]), int(fields[2])
 
 
+def cmdline(pid):
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def live_pids(pred):
     pids = []
     for entry in Path("/proc").glob("[0-9]*"):
@@ -204,3 +211,17 @@ def test_redeploy_after_crashes_keeps_the_port(deployed):
     assert wait_for(lambda: deployed.answer(2)) == {"n": 2, "tag": "v2"}
     assert not [w for w in workers if pid_alive(w, ours=True)]
     deployed.down_leaves_nothing(second["pid"], *workers)
+
+
+def test_a_crash_on_start_fails_the_deploy_and_leaves_nothing(deployed):
+    (deployed.path / "serving.py").write_text(CODE + '''
+raise RuntimeError("cannot start: missing model file")
+''')
+    result = subprocess.run([sys.executable, "-m", "graphpack.cli", "deploy", "-f", "project.py"],
+                            capture_output=True, text=True, cwd=deployed.path, timeout=120)
+    assert result.returncode == 1 and "Traceback (most recent call last)" not in result.stderr.splitlines()[0]
+    assert "function 'root' exited on start; last log lines:" in result.stderr
+    assert "cannot start: missing model file" in result.stderr
+    assert "before it was ready; not restarting" in result.stderr
+    assert not [pid for pid in live_pids(lambda stat: True) if str(deployed.path).encode() in cmdline(pid)]
+    assert port_free(deployed.port) and json.loads(deployed.cli("status", "--json").stdout) == {}
