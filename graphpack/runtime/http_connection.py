@@ -256,6 +256,8 @@ class HttpProtocol(asyncio.Protocol):
             future, keep_alive, head = pending.popleft()
             try:
                 reply = future.result()
+            except asyncio.CancelledError:  # the worker is shutting down
+                reply = (503, TEXT, {}, b"the function is stopping")
             except Exception as exc:  # noqa: BLE001 - a last resort: the app maps its own errors
                 self.server.log(f"http: request handling failed: {type(exc).__name__}: {exc}")
                 reply = (500, TEXT, {}, b"internal error")
