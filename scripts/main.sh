@@ -32,14 +32,18 @@ trap 'graphpack down -C "$SHOP" >/dev/null 2>&1 || true' EXIT
 step "graphpack deploy -f $SHOP   (build, then start the child and the root locally)"
 graphpack deploy -f "$SHOP"
 
+AUDIT="$SHOP/audit.jsonl"   # the child appends every answer it reads from the queue (the mock run did too)
+audited() { if [ -f "$AUDIT" ]; then wc -l < "$AUDIT"; else echo 0; fi; }
+before="$(audited)"
 step "graphpack invoke recommender /v2/models/iris/infer"
 answer="$(graphpack invoke -C "$SHOP" recommender /v2/models/iris/infer \
   -d '{"inputs": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}')"
 echo "$answer"
 
 step "the auditor child received the answer through the queue"
-for _ in $(seq 50); do [ -s "$SHOP/audit.jsonl" ] && break; sleep 0.1; done
-tail -n 1 "$SHOP/audit.jsonl"
+for _ in $(seq 100); do [ "$(audited)" -gt "$before" ] && break; sleep 0.1; done
+[ "$(audited)" -gt "$before" ] || { echo "the auditor wrote nothing in 10 s"; exit 1; }
+tail -n 1 "$AUDIT"
 
 step "graphpack down"
 graphpack down -C "$SHOP"
