@@ -17,7 +17,7 @@ import json
 import os
 import threading
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from ..errors import GraphpackError
@@ -137,17 +137,28 @@ def get_server(context: Any = None) -> GraphServer | None:
 
 
 def handler(context: Any, event: Any) -> Any:
-    """Run one Nuclio event through the graph and return the wrapper's response object."""
+    """Run one Nuclio event through the graph and return the wrapper's response object.
+
+    The response is returned once every queue record the event produced is durable (DESIGN
+    §4.9). Under graphpack's processor (``context.deferred_replies``) an HTTP event whose records
+    are still being written returns a ``Future`` of the response instead, so that the worker
+    runs the next event meanwhile and concurrent events share one write."""
     server = get_server(context)
     if server is None:
         return error_output(503, "the function is not initialised (init_context was not called)", context)
     try:
         kind = trigger_kind(event, context)
         graph_event = from_nuclio(event, context, kind)
-        response = _run(server, graph_event)
+        response, writes = _run(server, graph_event)
     except Exception as exc:  # noqa: BLE001 - never let the wrapper send a traceback
         _logger(server).error(f"graphpack: event handling failed: {type(exc).__name__}: {exc}")
         return error_output(500, f"{type(exc).__name__}: {exc}", context)
+    if writes is not None:
+        if kind == "http" and getattr(context, "deferred_replies", False):
+            reply: Future = Future()
+            writes.when_done(lambda failure: reply.set_result(to_nuclio(server.settle(response, failure), context)))
+            return reply
+        response = server.settle(response, writes.wait())
     if response.status_code >= 400 and is_stream(kind):
         _logger(server).error(f"graphpack: stream event {graph_event.id} failed "
                                     f"({response.status_code}): {response.body}")
@@ -155,19 +166,19 @@ def handler(context: Any, event: Any) -> Any:
 
 
 def _run(server: GraphServer, event: Event) -> Any:
-    """``server.run(event)``; a sync graph with async steps runs on a helper thread when the
-    caller is inside a running event loop (Nuclio's wrapper calls sync handlers from its loop)."""
+    """``server.run_deferred(event)``; a sync graph with async steps runs on a helper thread when
+    the caller is inside a running event loop (Nuclio's wrapper calls sync handlers from its loop)."""
     if server.sync_with_async_steps:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return server.run(event)
+            return server.run_deferred(event)
         with _lock:
             if _state.get("executor") is None:
                 _state["executor"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="graphpack-handler")
             executor = _state["executor"]
-        return executor.submit(server.run, event).result()
-    return server.run(event)
+        return executor.submit(server.run_deferred, event).result()
+    return server.run_deferred(event)
 
 
 def _logger(server: GraphServer) -> Any:
@@ -200,15 +211,16 @@ def start_consumer(server: GraphServer, url: str, group: str) -> Any:
                 return consumer  # one consumer per process, however many workers init
         queue = open_queue(url, **_queue_options(server.to_dict(), url))
 
-        def handle(record: Any, item: Any) -> None:
+        def handle(record: Any, item: Any) -> Any:
             from ..queues import record as wire
 
             event = wire.unwrap(record, Event)
             event.trigger, event.stream_path = "queue", url
             event.offset, event.shard_id = item.offset, item.shard
-            response = server.run(event)
+            response, writes = server.run_deferred(event)
             if response.status_code >= 400:
                 raise RuntimeError(f"event {event.id} failed ({response.status_code}): {response.body}")
+            return writes  # the batch is committed once they are durable (Consumer checks them)
 
         consumer = Consumer(queue, group, handle)
         thread = threading.Thread(target=consumer.run, name=f"graphpack-consumer-{group}", daemon=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .base import LeaseLost, Queue, QueueError, QueueItem, RecordTooLarge
+from .base import LeaseLost, Queue, QueueError, QueueItem, RecordTooLarge, StorageError
 from .consumer import Consumer
 from .errorstream import error_record, push_error
 
@@ -63,5 +63,6 @@ __all__ = [
     "error_record",
     "open_queue",
     "push_error",
+    "StorageError",
     "scheme_of",
 ]

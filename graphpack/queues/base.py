@@ -7,6 +7,12 @@ in-memory cursor per shard that starts after the group's committed checkpoint, s
 restarts gets everything after its last ``commit`` again (at-least-once). Offsets increase within a
 shard; ``commit(shard, group, offset)`` records that everything up to and including ``offset`` is done.
 
+Durability (DESIGN §4.9): ``submit`` hands records to the queue's group committer
+(:mod:`graphpack.queues.commit`) and returns a :class:`~graphpack.queues.commit.Ticket` that is done
+once they are durable (fsynced, a completed PUT, acknowledged by the store); ``push`` is ``submit``
+and wait. Whoever acknowledges an event (an HTTP 2xx, an upstream offset commit) waits for the
+tickets of every record the event produced.
+
 Shard ownership for groups with several consumers: ``members`` (heartbeat + list) and ``acquire`` /
 ``release`` (a lease per shard and group) let :class:`graphpack.queues.consumer.Consumer` split shards
 so that two members of a group never own the same shard.
@@ -23,6 +29,7 @@ from typing import Any, Self
 
 from ..errors import GraphpackError
 from . import record as wire
+from .commit import STORED, GroupCommitter, Ticket
 
 DEFAULT_MAX_RECORD_SIZE = 1024 * 1024  # bytes, the v3io PutRecords limit for one record
 DEAD_LETTER_SUFFIX = "-dead-letter"
@@ -30,6 +37,10 @@ DEAD_LETTER_SUFFIX = "-dead-letter"
 
 class QueueError(GraphpackError):
     """A queue cannot be used: bad URL, unreachable store, missing bucket or credentials."""
+
+
+class StorageError(QueueError):
+    """The store failed or could not be reached: the records were not stored (answered 503)."""
 
 
 class RecordTooLarge(QueueError):
@@ -62,6 +73,10 @@ class Queue(ABC):
     """A sharded, durable queue with consumer groups; subclasses implement the ``_`` methods."""
 
     scheme = ""
+    group_commit = True  # backends whose writes cost a round trip batch them (False: memory)
+    LINGER = 0.002  # default group-commit window, seconds
+    FLUSH_RECORDS = 10_000
+    FLUSH_BYTES = 4 * 1024 * 1024
 
     def __init__(
         self,
@@ -70,6 +85,9 @@ class Queue(ABC):
         max_record_size: int = DEFAULT_MAX_RECORD_SIZE,
         dead_letter: str | None = None,
         retention_in_hours: float | None = None,
+        linger: float | None = None,
+        flush_records: int | None = None,
+        flush_bytes: int | None = None,
         **options: Any,
     ) -> None:
         if int(shards) < 1:
@@ -87,6 +105,10 @@ class Queue(ABC):
         self._round_robin = 0
         self._cursors: dict[tuple[str, int], Any] = {}
         self.closed = False
+        self.linger = float(self.LINGER if linger is None else linger)
+        self.flush_records = int(flush_records or self.FLUSH_RECORDS)
+        self.flush_bytes = int(flush_bytes or self.FLUSH_BYTES)
+        self._committer: GroupCommitter | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url} shards={self.shards}>"
@@ -99,7 +121,12 @@ class Queue(ABC):
 
     # -- producing ---------------------------------------------------------------------------
     def push(self, records: Iterable[Any]) -> None:
-        """Append records (all or nothing for size checks); each goes to its key's shard."""
+        """Append records and return once they are durable (raises StorageError if they are not)."""
+        self.submit(records).wait()
+
+    def submit(self, records: Iterable[Any]) -> Ticket:
+        """Hand records to the group commit (all or nothing for size checks); each goes to its key's
+        shard. The returned ticket is done once they are durable."""
         by_shard: dict[int, list[bytes]] = {}
         for rec in records:
             data = wire.encode(rec, self.url)
@@ -109,8 +136,29 @@ class Queue(ABC):
                     f"of queue {self.url!r}"
                 )
             by_shard.setdefault(self._pick_shard(rec), []).append(data)
-        if by_shard:
+        if not by_shard:
+            return STORED
+        if not self.group_commit:
             self._append(by_shard)
+            return STORED
+        committer = self._committer
+        if committer is None:
+            with self._lock:
+                if self._committer is None:
+                    self._committer = GroupCommitter(self._append, self.url, self.linger, self.flush_records,
+                                                     self.flush_bytes, self._storage_error)
+                committer = self._committer
+        return committer.submit(by_shard)
+
+    def _storage_error(self, exc: BaseException) -> BaseException:
+        """The error a failed write is reported as: a StorageError naming the queue."""
+        if isinstance(exc, QueueError):
+            return exc if isinstance(exc, StorageError) else StorageError(str(exc))
+        if isinstance(exc, GraphpackError):  # e.g. a missing package: not the store's fault
+            return exc
+        if isinstance(exc, OSError):
+            return StorageError(f"queue {self.url!r}: write failed: {exc.strerror or exc}")
+        return StorageError(f"queue {self.url!r}: write failed: {type(exc).__name__}: {exc}")
 
     def _pick_shard(self, rec: Any) -> int:
         if self.shards == 1:
@@ -123,7 +171,9 @@ class Queue(ABC):
             return self._round_robin
 
     def flush(self) -> None:
-        """Make every pushed record durable and visible (backends that batch override this)."""
+        """Wait until every submitted record is durable and visible; raises the last write's error."""
+        if self._committer is not None:
+            self._committer.flush()
 
     # -- consuming ---------------------------------------------------------------------------
     def read(self, shard: int, group: str, max_records: int = 100, timeout: float = 0.0) -> list[QueueItem]:
@@ -203,7 +253,8 @@ class Queue(ABC):
         if self.closed:
             return
         try:
-            self.flush()
+            if self._committer is not None:
+                self._committer.close()
         finally:
             self.closed = True
             if self._dead_letter_queue is not None:
@@ -212,7 +263,8 @@ class Queue(ABC):
     # -- for subclasses ------------------------------------------------------------------------
     @abstractmethod
     def _append(self, by_shard: dict[int, list[bytes]]) -> None:
-        """Append encoded records, grouped by shard (order within a shard kept)."""
+        """Append encoded records durably, grouped by shard (order within a shard kept); called by
+        the group committer's thread (at once when ``group_commit`` is False)."""
 
     @abstractmethod
     def _read(self, shard: int, group: str, max_records: int) -> list[QueueItem]:

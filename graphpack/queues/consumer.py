@@ -8,6 +8,14 @@ and the shard moves on. Several consumers of one group split the shards: each he
 member, shard *i* belongs to member ``i % n`` of the sorted live members, and a lease per shard
 makes sure two consumers never process the same shard at once. Leases are renewed between
 batches, so one batch (``batch_size`` x handler time) should take well under ``lease_ttl / 2``.
+
+A handler may return an object with ``check()`` (the queue writes the record's event produced,
+:class:`graphpack.runtime.durable.Writes`): the batch is committed only after every ``check()``
+returned, i.e. after everything it produced downstream is durable (DESIGN §4.9); one that raises
+leaves the batch uncommitted, to be delivered again. A batch that was handled but whose
+checkpoint could not be written is not handled again: the commit is retried, with an
+exponential backoff (``error_backoff`` doubling up to ``max_error_backoff``) while it fails, and
+the shard is read on only once it succeeded, so an outage of the store adds no duplicates.
 """
 from __future__ import annotations
 
@@ -48,6 +56,8 @@ class Consumer:
         retry_delay: float = 0.0,
         shards: list[int] | None = None,
         cleanup_interval: float | None = 60.0,
+        error_backoff: float = 0.1,
+        max_error_backoff: float = 10.0,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be >= 1")
@@ -63,6 +73,9 @@ class Consumer:
         self.poll_interval = float(poll_interval)
         self.max_poll_interval = max(float(max_poll_interval), self.poll_interval)
         self.retry_delay = float(retry_delay)
+        self.error_backoff = float(error_backoff)
+        self.max_error_backoff = max(float(max_error_backoff), self.error_backoff)
+        self.uncommitted: dict[int, int] = {}  # shard -> offset handled, checkpoint not written yet
         self.fixed_shards = list(shards) if shards is not None else None
         self.owned: set[int] = set()
         self.processed = 0
@@ -101,21 +114,25 @@ class Consumer:
 
     def _give_up(self, shard: int) -> None:
         self.owned.discard(shard)
+        self.uncommitted.pop(shard, None)
         self.queue.release(shard, self.group, self.owner)
         self.queue.rewind(shard, self.group)
 
     def _lost(self, shard: int) -> None:
         logger.warning("consumer %s lost shard %d of group %s", self.owner, shard, self.group)
         self.owned.discard(shard)
+        self.uncommitted.pop(shard, None)
         self.queue.rewind(shard, self.group)
 
     # -- processing --------------------------------------------------------------------------------
     def run_once(self) -> int:
         """Process at most one batch from every owned shard; returns how many items were handled.
 
-        If anything fails between reading a batch and committing it (a dead-letter push, the
-        commit itself, a crash of the handler that is not an ``Exception``), the shard is rewound
-        to its checkpoint before the error propagates, so the batch is delivered again.
+        If anything fails between reading a batch and having handled it (a dead-letter push, a
+        downstream write, a crash of the handler that is not an ``Exception``), the shard is
+        rewound to its checkpoint before the error propagates, so the batch is delivered again.
+        If only the commit fails, the batch stays handled and the commit is retried first thing
+        next round.
         """
         done = 0
         for shard in sorted(self.rebalance()):
@@ -123,21 +140,38 @@ class Consumer:
                 break
             if shard not in self.rebalance():  # renews leases between shards when they are due
                 continue
+            if shard in self.uncommitted and not self._commit(shard, self.uncommitted[shard]):
+                continue
             items = self.queue.read(shard, self.group, max_records=self.batch_size, timeout=0)
             if not items:
                 continue
             try:
+                writes = []
                 for item in items:
-                    self._handle(item)
+                    out = self._handle(item)
+                    if out is not None and hasattr(out, "check"):
+                        writes.append(out)
                     done += 1
-                self.queue.commit(shard, self.group, items[-1].offset)
-            except LeaseLost:
-                self._lost(shard)
+                for out in writes:
+                    out.check()
             except BaseException:
                 self.queue.rewind(shard, self.group)
                 raise
+            self.uncommitted[shard] = items[-1].offset
+            self._commit(shard, items[-1].offset)
         self._maybe_cleanup()
         return done
+
+    def _commit(self, shard: int, offset: int) -> bool:
+        """Write the checkpoint; False when the shard was lost. Other errors propagate (the
+        offset stays in ``uncommitted``, and the caller backs off)."""
+        try:
+            self.queue.commit(shard, self.group, offset)
+        except LeaseLost:
+            self._lost(shard)
+            return False
+        self.uncommitted.pop(shard, None)
+        return True
 
     def _maybe_cleanup(self) -> None:
         """The owner of shard 0 deletes consumed segments every ``cleanup_interval`` seconds."""
@@ -151,13 +185,13 @@ class Consumer:
         except Exception as exc:  # noqa: BLE001 - housekeeping never stops the flow
             logger.warning("queue %s: cleanup failed: %s", self.queue.url, exc)
 
-    def _handle(self, item: QueueItem) -> None:
+    def _handle(self, item: QueueItem) -> Any:
         last: BaseException | None = None
         for attempt in range(1, self.max_attempts + 1):
             try:
-                self.handler(wire.decode(item.data), item)
+                out = self.handler(wire.decode(item.data), item)
                 self.processed += 1
-                return
+                return out
             except Exception as exc:  # noqa: BLE001 - any handler error counts as a failed attempt
                 last = exc
                 if self.on_error is not None:
@@ -176,17 +210,20 @@ class Consumer:
             self.dead_letter(item, last)
         elif self.dead_letter:
             self.queue.dead_letter(item, last, group=self.group)
+        return None
 
     def run(self, stop: threading.Event | None = None) -> None:
         """Loop until ``stop`` (or :meth:`stop`) is set.
 
         When a round finds nothing, the loop waits ``poll_interval`` and doubles the wait on every
         further empty round up to ``max_poll_interval`` (each poll of an S3 shard is a request).
-        Errors from the queue (an unreachable store, say) are logged and retried with the same
-        backoff; the failed batch is delivered again.
+        Errors (an unreachable store, a full disk) are logged and retried after ``error_backoff``
+        seconds, doubled on every further failure up to ``max_error_backoff``; a batch whose
+        handling failed is delivered again, one whose commit failed is committed again.
         """
         stop = stop or self._stop
         idle = self.poll_interval
+        backoff = self.error_backoff
         try:
             while not stop.is_set() and not self._stop.is_set():
                 try:
@@ -194,10 +231,14 @@ class Consumer:
                 except MissingDependency:  # already logged; retrying cannot install it
                     self.errors += 1
                     return
-                except Exception as exc:  # noqa: BLE001 - keep consuming; the batch was rewound
-                    logger.warning("consumer %s of %s: %s; retrying", self.owner, self.queue.url, exc)
+                except Exception as exc:  # noqa: BLE001 - keep consuming after a pause
                     self.errors += 1
-                    handled = 0
+                    logger.warning("consumer %s of %s: %s; retrying in %.1f s", self.owner, self.queue.url,
+                                   exc, backoff)
+                    stop.wait(backoff)
+                    backoff = min(backoff * 2, self.max_error_backoff)
+                    continue
+                backoff = self.error_backoff
                 if handled == 0:
                     stop.wait(idle)
                     idle = min(idle * 2, self.max_poll_interval)
@@ -211,7 +252,13 @@ class Consumer:
         self._stop.set()
 
     def close(self) -> None:
-        """Release owned shards and leave the group (the queue itself stays open)."""
+        """Commit what was handled (best effort), release owned shards and leave the group (the
+        queue itself stays open)."""
+        for shard, offset in sorted(self.uncommitted.items()):
+            try:
+                self._commit(shard, offset)
+            except Exception as exc:  # noqa: BLE001 - delivered again to the next owner
+                logger.warning("could not commit shard %d: %s", shard, exc)
         for shard in sorted(self.owned):
             try:
                 self.queue.release(shard, self.group, self.owner)

@@ -9,8 +9,9 @@ Layout::
     groups/<g>/<s>.lease              a consumer owns the shard while it holds flock on this file
     groups/<g>/members/<owner>        heartbeat files (mtime)
 
-A frame is ``>QII`` (offset, length, crc32) + data. One ``push`` is one ``write`` and, with
-``fsync=True`` (the default), one ``fsync`` per shard touched. A producer killed mid-write leaves a
+A frame is ``>QII`` (offset, length, crc32) + data. One group-commit batch (many pushes, see
+:mod:`graphpack.queues.commit`) is one ``write`` and, with ``fsync=True`` (the default), one
+``fsync`` per shard touched; a write that fails (disk full, read-only) is cut off again. A producer killed mid-write leaves a
 torn frame that readers never return and the next producer truncates. Leases are ``flock`` locks, so a
 killed consumer's shards are free at once.
 """
@@ -27,7 +28,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from .base import Queue, QueueError, QueueItem
+from .base import Queue, QueueError, QueueItem, StorageError
 
 FRAME = struct.Struct(">QII")
 SEGMENT_BYTES = 64 * 1024 * 1024
@@ -42,12 +43,16 @@ def _path_of(url: str) -> Path:
 def write_atomic(path: Path, data: bytes, fsync: bool = True) -> None:
     """Replace ``path`` with ``data`` so that readers see the old or the new content, never a mix."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        if fsync:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     if fsync:
         _fsync_dir(path.parent)
 
@@ -141,16 +146,32 @@ class FileQueue(Queue):
                     buf += FRAME.pack(next_offset, len(data), zlib.crc32(data))
                     buf += data
                     next_offset += 1
-                with open(segment, "ab") as f:
-                    f.write(buf)
-                    f.flush()
-                    if self.fsync:
-                        os.fsync(f.fileno())
-                if self.fsync and size == 0:  # a new segment: make its directory entry durable too
-                    _fsync_dir(segment.parent)
+                try:
+                    with open(segment, "ab") as f:
+                        f.write(buf)
+                        f.flush()
+                        if self.fsync:
+                            os.fsync(f.fileno())
+                    if self.fsync and size == 0:  # a new segment: make its directory entry durable too
+                        _fsync_dir(segment.parent)
+                except OSError as exc:
+                    self._undo(segment, size)
+                    raise StorageError(f"queue {self.url!r}: cannot write {segment}: "
+                                       f"{exc.strerror or exc}") from None
                 self._tails[shard] = (segment, size + len(buf), next_offset)
             finally:
                 os.close(lock_fd)
+
+    @staticmethod
+    def _undo(segment: Path, size: int) -> None:
+        """Cut a failed write off the segment, so that no reader sees records that were not acknowledged."""
+        try:
+            if size:
+                os.truncate(segment, size)
+            else:
+                segment.unlink(missing_ok=True)
+        except OSError:
+            pass  # the next writer truncates a torn frame; a whole frame may stay (at-least-once)
 
     def _tail(self, shard: int) -> tuple[Path, int, int]:
         """The last segment, its valid size and the next offset (call under the shard lock)."""

@@ -40,6 +40,7 @@ class MemoryQueue(Queue):
     """Records kept in lists per shard; offsets are list indexes."""
 
     scheme = "memory"
+    group_commit = False  # an append is as stored as it gets: at once
 
     def __init__(self, url: str, **options: Any) -> None:
         super().__init__(url, **options)

@@ -8,8 +8,9 @@ Layout under the prefix::
     leases/<group>/<s>.json                {"owner": ..., "expires": epoch seconds}
     members/<group>/<owner>                heartbeat objects (LastModified)
 
-Producers buffer records per shard and write one segment object when ``flush_bytes`` or
-``flush_records`` is reached or the oldest buffered record is ``linger`` seconds old. Segment numbers
+Producers write through the queue's group commit (:mod:`graphpack.queues.commit`): one segment
+object per shard and batch, a batch being every record submitted within ``linger`` seconds (or up
+to ``flush_records`` / ``flush_bytes``); a push is acknowledged once its segment's PUT completed. Segment numbers
 are gapless per shard: each segment is created with ``If-None-Match: *``, so two producers never
 write the same number; a producer that loses the race lists the shard and takes the next number.
 Consumers GET segment ``n`` then ``n + 1`` (a 404 means "nothing new yet"). An offset is
@@ -22,27 +23,18 @@ from __future__ import annotations
 
 import json
 import struct
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..runtime.deps import require
-from .base import LeaseLost, Queue, QueueError, QueueItem
+from .base import LeaseLost, Queue, QueueError, QueueItem, StorageError
 
 MAGIC = b"GPQ1"
 LENGTH = struct.Struct(">I")
 INDEX_BITS = 20
 MAX_SEGMENT_RECORDS = 1 << INDEX_BITS
-
-
-@dataclass
-class _Buffer:
-    records: list[bytes] = field(default_factory=list)
-    size: int = 0
-    since: float = 0.0
 
 
 def _encode_segment(records: list[bytes]) -> bytes:
@@ -69,6 +61,7 @@ class S3Queue(Queue):
     """Batched segment objects per shard in an S3 bucket (boto3, imported lazily)."""
 
     scheme = "s3"
+    LINGER = 0.02  # a PUT costs more than an fsync: a longer window, bigger segments
 
     def __init__(
         self,
@@ -76,9 +69,6 @@ class S3Queue(Queue):
         endpoint_url: str | None = None,
         region: str | None = None,
         client: Any = None,
-        flush_bytes: int = 4 * 1024 * 1024,
-        flush_records: int = 10_000,
-        linger: float = 0.1,
         poll_interval: float = 0.05,
         **options: Any,
     ) -> None:
@@ -90,22 +80,15 @@ class S3Queue(Queue):
         self.prefix = prefix.strip("/")
         self.endpoint_url = endpoint_url
         self.region = region
-        self.flush_bytes = int(flush_bytes)
-        self.flush_records = min(int(flush_records), MAX_SEGMENT_RECORDS)
-        self.linger = float(linger)
+        self.flush_records = min(self.flush_records, MAX_SEGMENT_RECORDS)
         self.poll_interval = float(poll_interval)
         self.requests = 0  # S3 requests sent by this queue (for benchmarks)
         self._client = client
-        self._buffers: dict[int, _Buffer] = {}
-        self._flush_locks = {s: threading.Lock() for s in range(self.shards)}
         self._next_segment: dict[int, int] = {}
         self._segments: dict[int, dict[int, list[bytes]]] = {}
         self._ckpt_etags: dict[tuple[str, int], str | None] = {}
         self._leases: dict[tuple[str, int], tuple[str, float]] = {}  # -> (etag, expires)
         self._heartbeats: dict[str, float] = {}
-        self._flusher: threading.Thread | None = None
-        self._flush_error: BaseException | None = None
-        self._wake = threading.Event()
 
     # -- client and error translation ------------------------------------------------------------
     @property
@@ -130,6 +113,17 @@ class S3Queue(Queue):
     def _count(self, **_: Any) -> None:
         self.requests += 1
 
+    @property
+    def endpoint(self) -> str:
+        """The endpoint requests go to: ``endpoint_url=``, else what boto3 resolved
+        (``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL``, a profile's, or AWS's own)."""
+        if self.endpoint_url:
+            return self.endpoint_url
+        try:
+            return str(self.client.meta.endpoint_url)
+        except Exception:  # noqa: BLE001 - naming the endpoint must not fail the error report
+            return "the default AWS endpoint"
+
     @contextmanager
     def _errors(self, action: str) -> Iterator[None]:
         """Translate boto errors into one-line QueueErrors (ClientErrors not handled pass through)."""
@@ -141,15 +135,22 @@ class S3Queue(Queue):
                 f"queue {self.url!r}: no AWS credentials (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
                 "or a profile)"
             ) from None
-        except (bexc.EndpointConnectionError, bexc.ConnectTimeoutError, bexc.ReadTimeoutError) as exc:
-            where = self.endpoint_url or "the default AWS endpoint"
-            raise QueueError(f"queue {self.url!r}: cannot reach S3 at {where} while {action}: {exc}") from None
+        except (bexc.EndpointConnectionError, bexc.ConnectTimeoutError, bexc.ReadTimeoutError,
+                bexc.ConnectionClosedError) as exc:
+            raise StorageError(f"queue {self.url!r}: cannot reach S3 at {self.endpoint} while {action}: "
+                               f"{exc}") from None
         except bexc.ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
             if code in ("NoSuchBucket",):
-                raise QueueError(f"queue {self.url!r}: bucket {self.bucket!r} does not exist") from None
+                raise QueueError(f"queue {self.url!r}: bucket {self.bucket!r} does not exist at "
+                                 f"{self.endpoint}") from None
             if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"):
-                raise QueueError(f"queue {self.url!r}: access denied while {action} ({code})") from None
+                raise QueueError(f"queue {self.url!r}: access denied by {self.endpoint} while {action} "
+                                 f"({code})") from None
+            if status >= 500 or code in ("SlowDown", "InternalError", "ServiceUnavailable"):
+                raise StorageError(f"queue {self.url!r}: S3 at {self.endpoint} failed while {action}: "
+                                   f"{code or status}") from None
             raise
 
     @staticmethod
@@ -227,68 +228,10 @@ class S3Queue(Queue):
 
     # -- producing --------------------------------------------------------------------------------
     def _append(self, by_shard: dict[int, list[bytes]]) -> None:
-        self._raise_flush_error()
-        due = []
-        now = time.monotonic()
-        with self._lock:
-            for shard, datas in by_shard.items():
-                buf = self._buffers.setdefault(shard, _Buffer())
-                if not buf.records:
-                    buf.since = now
-                buf.records.extend(datas)
-                buf.size += sum(len(d) for d in datas)
-                if buf.size >= self.flush_bytes or len(buf.records) >= self.flush_records or self.linger <= 0:
-                    due.append(shard)
-            if self._flusher is None and self.linger > 0:
-                self._flusher = threading.Thread(target=self._flush_loop, name="s3-queue-flush", daemon=True)
-                self._flusher.start()
-        for shard in due:
-            self._flush_shard(shard)
-
-    def _raise_flush_error(self) -> None:
-        error, self._flush_error = self._flush_error, None
-        if error is not None:
-            raise error
-
-    def _flush_loop(self) -> None:
-        tick = max(min(self.linger / 2, 0.05), 0.005)
-        while not self.closed:
-            self._wake.wait(tick)
-            now = time.monotonic()
-            with self._lock:
-                due = [s for s, b in self._buffers.items() if b.records and now - b.since >= self.linger]
-            for shard in due:
-                try:
-                    self._flush_shard(shard)
-                except Exception as exc:  # noqa: BLE001 - raised at the next push/flush; records stay buffered
-                    self._flush_error = exc
-                    time.sleep(min(1.0, self.linger * 4))
-
-    def flush(self) -> None:
-        """Write every buffered record now."""
-        for shard in range(self.shards):
-            self._flush_shard(shard)
-        self._raise_flush_error()
-
-    def _flush_shard(self, shard: int) -> None:
-        """Write what the shard has buffered now (records pushed meanwhile wait for the next flush)."""
-        with self._flush_locks[shard]:
-            with self._lock:
-                buf = self._buffers.pop(shard, None)
-            if buf is None or not buf.records:
-                return
-            pending = buf.records
-            while pending:
-                take = pending[: self.flush_records]
-                try:
-                    self._write_segment(shard, _encode_segment(take))
-                except BaseException:
-                    with self._lock:  # put them back in front, keeping the order
-                        later = self._buffers.pop(shard, _Buffer())
-                        records = pending + later.records
-                        self._buffers[shard] = _Buffer(records, sum(map(len, records)), buf.since)
-                    raise
-                pending = pending[len(take):]
+        """One segment object per shard (more when a batch exceeds ``flush_records``)."""
+        for shard, datas in by_shard.items():
+            for start in range(0, len(datas), self.flush_records):
+                self._write_segment(shard, _encode_segment(datas[start:start + self.flush_records]))
 
     def _write_segment(self, shard: int, body: bytes) -> None:
         segment = self._next_segment.get(shard)
@@ -479,14 +422,3 @@ class S3Queue(Queue):
 
     def _dead_letter_options(self) -> dict:
         return {"endpoint_url": self.endpoint_url, "region": self.region, "client": self._client}
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        try:
-            self.flush()
-        finally:
-            self.closed = True
-            self._wake.set()
-            if self._dead_letter_queue is not None:
-                self._dead_letter_queue.close()

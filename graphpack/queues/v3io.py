@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..runtime.deps import require
-from .base import Queue, QueueError, QueueItem
+from .base import Queue, QueueError, QueueItem, StorageError
 
 MAX_RECORDS_PER_PUT = 1000
 MAX_PUT_BYTES = 8 * 1024 * 1024  # below the documented 10 MB body limit, leaving room for base64 JSON
@@ -89,7 +89,7 @@ class V3ioQueue(Queue):
                 if attempt < 3:
                     time.sleep(0.1 * 4 ** attempt)
                     continue
-                raise QueueError(f"queue {self.url!r}: cannot reach v3io at {self.endpoint}: {exc}") from None
+                raise StorageError(f"queue {self.url!r}: cannot reach v3io at {self.endpoint}: {exc}") from None
             if resp.status_code == 503 and attempt < 3:  # overload: retried, as v3io-go does
                 time.sleep(0.05 * 4 ** attempt)
                 continue

@@ -14,6 +14,8 @@ from typing import Any
 from ..errors import GraphpackError, HTTPError, StepError
 from ..graph.steps import BaseStep, ErrorStep, FlowStep, QueueStep, RouterStep, TaskStep
 from ..queues import record as wire
+from ..queues.commit import failed
+from . import durable
 from .event import Event
 from .nodes import Node, compile_router, compile_task
 
@@ -29,23 +31,37 @@ def is_local(step: BaseStep, current: str) -> bool:
 
 
 class QueuePusher:
-    """The root side of a queue whose consumers run in another function."""
+    """The root side of a queue whose consumers run in another function.
+
+    A push goes to the queue's group commit; its ticket joins the event's writes (see
+    :mod:`graphpack.runtime.durable`) so that the event is acknowledged once the record is
+    durable. Without a collector (a step called on its own) the push waits itself."""
 
     def __init__(self, step: QueueStep) -> None:
         self.step = step
         self._queue: Any = None
 
     def push(self, record: Any) -> None:
-        if self._queue is None:
-            from ..queues import open_queue
+        writes = durable.current()
+        try:
+            if self._queue is None:
+                from ..queues import open_queue
 
-            options = {k: v for k, v in self.step.options.items() if k not in ("full_event", "group")}
-            if self.step.shards:
-                options["shards"] = self.step.shards
-            if self.step.retention_in_hours:
-                options["retention_in_hours"] = self.step.retention_in_hours
-            self._queue = open_queue(str(self.step.path), **options)
-        self._queue.push([record])
+                options = {k: v for k, v in self.step.options.items() if k not in ("full_event", "group")}
+                if self.step.shards:
+                    options["shards"] = self.step.shards
+                if self.step.retention_in_hours:
+                    options["retention_in_hours"] = self.step.retention_in_hours
+                self._queue = open_queue(str(self.step.path), **options)
+            ticket = self._queue.submit([record])
+        except Exception as exc:
+            if writes is not None:  # not stored: the event must not be acknowledged
+                writes.add(self.step.fullname, failed(exc))
+            raise
+        if writes is None:
+            ticket.wait()
+        else:
+            writes.add(self.step.fullname, ticket)
 
     def close(self) -> None:
         queue, self._queue = self._queue, None

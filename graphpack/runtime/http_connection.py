@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 from typing import TYPE_CHECKING, Any
 
 import httptools
@@ -222,6 +223,9 @@ class HttpProtocol(asyncio.Protocol):
         reply = server.intercept(request)
         if reply is None and not self.pending and server.can_run_inline():
             reply = server.run_inline(server.app, request)  # the common case: no task, no future
+        if isinstance(reply, concurrent.futures.Future):  # sent once the event's writes are durable
+            self._queue(asyncio.wrap_future(reply), keep_alive, head)
+            return
         if reply is not None and not self.pending:
             self._write(reply, keep_alive, head)
             return

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import errno
 import mmap
 import queue
@@ -34,7 +35,7 @@ ACCEPT_LOG_INTERVAL = 10.0  # seconds between two log lines about failing accept
 _RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 Reply = tuple  # (status, content_type, headers, body bytes)
-App = Callable[[Request], Reply]
+App = Callable[[Request], "Reply | concurrent.futures.Future"]  # a future: sent when done, the worker moves on
 
 
 class HandlerThread:
@@ -174,7 +175,10 @@ class HttpServer:
 
     async def handle(self, request: Request) -> Reply:
         """Answer one request; 503 when the worker stays busy past ``availability_timeout``."""
-        return await self.run(self.app, request, busy_reply=_busy())
+        reply = await self.run(self.app, request, busy_reply=_busy())
+        if isinstance(reply, concurrent.futures.Future):  # sent once the event's writes are durable
+            return await asyncio.wrap_future(reply)
+        return reply
 
     def can_run_inline(self) -> bool:
         """The worker is free, nobody waits for it and events are fast: run the next one now."""
@@ -250,7 +254,7 @@ class HttpServer:
             self._resume = None
         self._set_accepting(False)
         deadline = time.monotonic() + drain_timeout
-        while self.in_flight and time.monotonic() < deadline:
+        while (self.in_flight or any(c.pending for c in self.connections)) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         for connection in list(self.connections):
             if connection.transport is not None and not connection.pending:

@@ -61,6 +61,10 @@ class Context:
     """nuclio_sdk.Context's shape: logger, platform, worker_id, trigger, user_data, Response."""
 
     Response = Response
+    #: graphpack's processor accepts a handler's ``concurrent.futures.Future`` of its output and
+    #: sends it when done; the entry module returns one while an event's queue writes complete
+    #: (DESIGN §4.9), so that the worker takes the next event meanwhile. Nuclio has no such thing.
+    deferred_replies = True
 
     def __init__(self, logger: Any = None, platform: Platform | None = None, worker_id: int = 0,
                  trigger: TriggerInfo | None = None) -> None:

@@ -14,6 +14,7 @@ the OOM killer), logging which worker it was and how it ended.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import importlib
 import inspect
 import json
@@ -104,12 +105,19 @@ class FunctionHost:
             out = self._loop.run_until_complete(out)
         return out
 
-    def invoke(self, context: Context, event: Event) -> tuple:
+    def invoke(self, context: Context, event: Event) -> Any:
+        """The reply tuple, or a future of it (a handler that answers once its writes are durable)."""
         try:
-            return to_http(self._call(self.handler, context, event))
+            out = self._call(self.handler, context, event)
+            if isinstance(out, concurrent.futures.Future):
+                return _later(out, self._failed)
+            return to_http(out)
         except Exception as exc:  # noqa: BLE001 - like Nuclio's wrapper, but no traceback to the caller
-            self.logger.error(f"handler failed: {type(exc).__name__}: {exc}")
-            return 500, "text/plain", {}, f"Exception caught in handler - {type(exc).__name__}: {exc}".encode()
+            return self._failed(exc)
+
+    def _failed(self, exc: BaseException) -> tuple:
+        self.logger.error(f"handler failed: {type(exc).__name__}: {exc}")
+        return 500, "text/plain", {}, f"Exception caught in handler - {type(exc).__name__}: {exc}".encode()
 
     def http_event(self, request: Request, trigger: str) -> Event:
         headers = request.headers
@@ -123,6 +131,20 @@ class FunctionHost:
         return Event(body=body, content_type=content_type, trigger=TriggerInfo("http", trigger),
                      fields=request.query, headers=headers, method=request.method, path=request.path,
                      size=len(request.body), url=request.url)
+
+
+def _later(output: concurrent.futures.Future, failed: Callable[[BaseException], tuple]) -> concurrent.futures.Future:
+    """A future of the reply tuple for a future of the handler's output."""
+    reply: concurrent.futures.Future = concurrent.futures.Future()
+
+    def done(future: concurrent.futures.Future) -> None:
+        try:
+            reply.set_result(to_http(future.result()))
+        except Exception as exc:  # noqa: BLE001 - answered 500, as a handler that raised
+            reply.set_result(failed(exc))
+
+    output.add_done_callback(done)
+    return reply
 
 
 def _triggers(config: dict) -> dict:

@@ -14,7 +14,10 @@ from ..graph.validate import validate_graph
 from . import json_codec
 from .context import GraphContext
 from .event import Event
-from .flow import AsyncEngine, SyncEngine, EventState, build_nodes, drive, run_chain
+from ..queues.base import QueueError, RecordTooLarge, StorageError
+from . import durable
+from .deps import MissingDependency
+from .flow import AsyncEngine, EventState, QueuePusher, SyncEngine, build_nodes, drive, run_chain
 from .http_wire import normalise_path, query_fields
 from .nodes import post_init
 from .response import Response
@@ -55,6 +58,7 @@ class GraphServer:
         self._pending: set = set()
         self._nodes: list = []
         self._chain: tuple | None = None
+        self._pushers = False  # does this function push to queues (acknowledge after their writes)?
 
     # -- (de)serialisation ------------------------------------------------------------------
     @classmethod
@@ -123,6 +127,7 @@ class GraphServer:
             resolve_handler(self.graph_initializer, namespaces, "graph_initializer")(self)
         nodes, starts, error_node = build_nodes(self.graph, namespaces, self.context, self.current_function)
         self._nodes = nodes
+        self._pushers = any(isinstance(node.obj, QueuePusher) for node in nodes)
         engine = getattr(self.graph, "engine", None) if isinstance(self.graph, FlowStep) else "sync"
         self._is_async = engine in (None, "async")
         if self._is_async:
@@ -144,14 +149,40 @@ class GraphServer:
 
     # -- running ----------------------------------------------------------------------------
     def run(self, event: Event, context: Any = None, get_body: bool = False) -> Any:
-        """Process one event; returns a Response (or the body with ``get_body``)."""
-        try:
-            response = self._to_response(event, self._execute(event))
-        except Exception as exc:  # noqa: BLE001 - turned into a status code
-            response = self.error_response(exc)
+        """Process one event; returns a Response (or the body with ``get_body``) once every
+        queue record the event produced is durable (a failed write answers 503)."""
+        if self._pushers:
+            response, writes = self.run_deferred(event)
+            if writes is not None:
+                response = self.settle(response, writes.wait())
+        else:
+            response = self._respond(event)
         if get_body:
             return response.body
         return response
+
+    def run_deferred(self, event: Event) -> tuple[Response, durable.Writes | None]:
+        """Process one event without waiting for its queue writes: (response, the writes to wait
+        for before sending it, or None). Send ``settle(response, failure)`` once they ended
+        (``writes.when_done`` / ``writes.wait`` give the failure)."""
+        if not self._pushers:
+            return self._respond(event), None
+        with durable.collecting() as writes:
+            response = self._respond(event)
+        return response, writes if writes.tickets else None
+
+    def settle(self, response: Response, failure: durable.Failure | None) -> Response:
+        """What to send once the event's writes ended: ``response``, or the failed write's error."""
+        if failure is None or response.status_code >= 500:
+            return response
+        step, error = failure
+        return self.error_response(StepError(step, error))
+
+    def _respond(self, event: Event) -> Response:
+        try:
+            return self._to_response(event, self._execute(event))
+        except Exception as exc:  # noqa: BLE001 - turned into a status code
+            return self.error_response(exc)
 
     def _execute(self, event: Event) -> Event | None:
         """Run the graph on a decoded event; raises on failure."""
@@ -167,7 +198,19 @@ class GraphServer:
         return engine.run(event)
 
     async def run_async(self, event: Event) -> Response:
-        """Process one event inside a running event loop (the processor's path)."""
+        """Process one event inside a running event loop; answers once its queue writes are durable."""
+        if not self._pushers:
+            return await self._respond_async(event)
+        with durable.collecting() as writes:
+            response = await self._respond_async(event)
+        if not writes.tickets:
+            return response
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future = loop.create_future()
+        writes.when_done(lambda failure: loop.call_soon_threadsafe(_resolve, ended, failure))
+        return self.settle(response, await ended)
+
+    async def _respond_async(self, event: Event) -> Response:
         try:
             if event.body.__class__ in (str, bytes, bytearray):
                 self._decode(event)
@@ -189,6 +232,8 @@ class GraphServer:
         """Start the event on the running loop; wait for the responder's output, if any."""
         state = EventState()
         task = asyncio.ensure_future(self._engine.run(event, state))
+        if self._pushers:  # acknowledged once stored: the whole event runs first, queue pushes included
+            return await task
         if not self._engine.has_responder:
             if _from_stream(event):
                 await task  # a stream record is acknowledged only once it has been processed
@@ -311,8 +356,15 @@ class GraphServer:
         error = exc
         if isinstance(exc, StepError):
             step, error = exc.step, exc.error
+        headers = None
         if isinstance(error, HTTPError):
             status, message = error.status_code, error.message or str(error)
+        elif isinstance(error, StorageError):  # the store failed, not the client: send it again later
+            status, message, headers = 503, str(error), {"Retry-After": RETRY_AFTER}
+        elif isinstance(error, RecordTooLarge):
+            status, message = 413, str(error)
+        elif isinstance(error, (QueueError, MissingDependency)):  # the function's setup, not the request
+            status, message = 500, str(error)
         elif isinstance(error, GraphpackError):
             status, message = 400, str(error)
         else:
@@ -324,7 +376,7 @@ class GraphServer:
             body["traceback"] = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         if self.context is not None and status >= 500:
             self.context.logger.error(f"step {step or '?'} failed: {message}")
-        return Response(body=body, content_type="application/json", status_code=status)
+        return Response(headers, body=body, content_type="application/json", status_code=status)
 
     # -- mock server ------------------------------------------------------------------------
     def test(self, path: str = "/", body: Any = None, method: str = "", headers: dict | None = None,
@@ -354,21 +406,36 @@ class GraphServer:
             event.offset = offset
         if time is not None:
             event.time = time
+        writes = None
         try:
-            result = self._execute(event)
+            if self._pushers:
+                with durable.collecting() as writes:
+                    result = self._execute(event)
+            else:
+                result = self._execute(event)
         except Exception as exc:  # noqa: BLE001 - turned into a status code
             response = self.error_response(exc)
         else:
-            body = self._result_body(event, result)
-            if get_body and (body.__class__ in _PLAIN or not _looks_like_response(body)):
-                return body  # the common case: no Response object needed
-            response = self._to_response(event, result)
+            failure = writes.wait() if writes is not None and writes.tickets else None
+            if failure is not None:
+                response = self.settle(self._to_response(event, result), failure)
+            else:
+                body = self._result_body(event, result)
+                if get_body and (body.__class__ in _PLAIN or not _looks_like_response(body)):
+                    return body  # the common case: no Response object needed
+                response = self._to_response(event, result)
         if response.status_code >= 300 and not silent:
             raise RequestFailed(response.status_code, response.body)
         return response  # a step's Response (or a failure) reaches the caller as a Response
 
 
 _PLAIN = (dict, list, str, int, float, bool, type(None), bytes)
+RETRY_AFTER = "1"  # seconds, on a 503 for a write the store refused
+
+
+def _resolve(future: asyncio.Future, result: Any) -> None:
+    if not future.done():
+        future.set_result(result)
 
 
 def _from_stream(event: Event) -> bool:

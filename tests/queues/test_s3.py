@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from graphpack.queues import LeaseLost, QueueError, open_queue
+from graphpack.queues import LeaseLost, open_queue
+from graphpack.queues.base import StorageError
 from tests.plugins.s3 import free_port
 from tests.queues.test_contract import drain
 
@@ -15,13 +16,14 @@ def url(s3_bucket):
     return f"s3://{s3_bucket}/queues/q1"
 
 
-def test_pushes_are_batched_into_segment_objects(url, s3_server, s3_client, s3_bucket):
+def test_submits_are_batched_into_segment_objects(url, s3_server, s3_client, s3_bucket):
     q = open_queue(url, endpoint_url=s3_server, linger=0.5, flush_records=400)
     q.check()
     before = q.requests
-    for start in range(0, 1000, 50):
-        q.push([{"n": n} for n in range(start, start + 50)])
+    tickets = [q.submit([{"n": n} for n in range(start, start + 50)]) for start in range(0, 1000, 50)]
+    assert not tickets[-1].done()  # the last 200 wait for the window
     q.flush()
+    assert all(t.done() and t.error() is None for t in tickets)
     keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket=s3_bucket, Prefix="queues/q1/shards/")["Contents"]]
     assert keys == [f"queues/q1/shards/0/{i:012d}.seg" for i in range(3)]  # 400 + 400 + 200
     assert q.requests - before <= 4  # 3 PUTs (+ 1 LIST to find the first segment number)
@@ -61,11 +63,23 @@ def test_lease_expires_and_the_old_owner_cannot_renew(url, s3_server):
     assert not a.acquire(0, "g", "a", ttl=1.0)  # its conditional renewal fails: b wrote the lease
 
 
-def test_flush_to_unreachable_endpoint_keeps_records_and_raises(url):
-    q = open_queue(url, endpoint_url=f"http://127.0.0.1:{free_port()}", linger=10)
-    q.push([{"n": 1}, {"n": 2}])  # buffered: no request yet
-    with pytest.raises(QueueError, match="cannot reach S3"):
-        q.flush()
-    assert [len(b.records) for b in q._buffers.values()] == [2]  # nothing dropped
-    q._buffers.clear()
+def test_unreachable_endpoint_fails_the_push_and_names_the_endpoint(url):
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    q = open_queue(url, endpoint_url=endpoint, linger=10)
+    ticket = q.submit([{"n": 1}, {"n": 2}])
+    with pytest.raises(StorageError, match=f"cannot reach S3 at {endpoint}"):
+        ticket.wait()  # waiting ends the window at once
+    assert isinstance(ticket.error(), StorageError)
+    with pytest.raises(StorageError):
+        q.push([{"n": 3}])
+    q.close()
+
+
+def test_errors_name_the_endpoint_from_the_environment(url, monkeypatch):
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
+    q = open_queue(url)  # no endpoint_url=: boto3 takes it from the environment
+    with pytest.raises(StorageError, match=f"cannot reach S3 at {endpoint}") as err:
+        q.push([{"n": 1}])
+    assert "default AWS endpoint" not in str(err.value)
     q.close()
