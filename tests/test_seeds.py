@@ -232,6 +232,8 @@ HANDLER_FUNC_DEPLOY = HANDLER_FUNC.replace(
     '''server = serving_func_handler.to_mock_server()
 print(server.test("/"))''',
     '''serving_func_handler.with_http(port=PORT)  # the docs' cluster picks a port; here a free one
+# the docs' image (mlrun/mlrun) carries pandas; a function deployed from its own requirements names it
+serving_func_handler.spec.requirements = ["pandas"]
 serving_func_deploy = project.deploy_function("serving-handler-func")
 try:
     print(serving_func_deploy.function.invoke(

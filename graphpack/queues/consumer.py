@@ -268,5 +268,7 @@ class Consumer:
         if self.fixed_shards is None:
             try:
                 self.queue.leave(self.group, self.owner)
+            except MissingDependency:  # already logged once; the group was never joined
+                pass
             except Exception as exc:  # noqa: BLE001 - best effort on the way out
                 logger.warning("could not leave group %s: %s", self.group, exc)

@@ -3,7 +3,9 @@ real queues, with state, logs and default queues under ``<project>/.graphpack/``
 
 Each function runs in its own process group, led by a keeper (keeper.py) that restarts its
 supervisor on the same port when it dies; stopping a function signals the whole group, so
-nothing it started is left behind, whatever crashed before."""
+nothing it started is left behind, whatever crashed before. ``isolated`` (or
+``GRAPHPACK_LOCAL_ISOLATED=1``) runs each function as its image would: ``python -I`` in a clean
+environment holding only its requirements.txt (packager/venvs.py), never the deploying venv."""
 from __future__ import annotations
 
 import copy
@@ -227,9 +229,11 @@ class LocalDeployer(Deployer):
 
     target = "local"
 
-    def __init__(self, project_dir: str | Path = ".", host: str = "127.0.0.1") -> None:
+    def __init__(self, project_dir: str | Path = ".", host: str = "127.0.0.1", isolated: bool | None = None) -> None:
         self.root = Path(project_dir).resolve()
         self.host = host
+        # isolated: each function in a clean environment of its own requirements (as in its image)
+        self.isolated = os.environ.get("GRAPHPACK_LOCAL_ISOLATED", "") == "1" if isolated is None else isolated
         self.dir = self.root / STATE_DIR
         self.state_path = self.dir / "state.json"
         self.build_dir = self.dir / "build"
@@ -338,8 +342,14 @@ class LocalDeployer(Deployer):
         run_path.unlink(missing_ok=True)
         workers_path.unlink(missing_ok=True)
         progress(f"starting {step.function} on port {port}")
-        serve = [sys.executable, "-m", "graphpack.cli", "serve", str(function_dir), "--port", str(port),
-                 "--host", self.host, "--workdir", str(self.root)]
+        options = ["--port", str(port), "--host", self.host, "--workdir", str(self.root)]
+        if self.isolated:
+            from ..venvs import serve_command
+
+            progress(f"clean environment for {step.function}: its requirements.txt only")
+            serve = serve_command(function_dir, *options)
+        else:
+            serve = [sys.executable, "-m", "graphpack.cli", "serve", str(function_dir), *options]
         with open(log_path, "ab") as log:
             log.write(f"--- graphpack deploy: starting {step.function} at {time.ctime()} ---\n".encode())
             log.flush()
