@@ -9,6 +9,7 @@ environment holding only its requirements.txt (packager/venvs.py), never the dep
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import os
@@ -273,7 +274,10 @@ class LocalDeployer(Deployer):
             current = state.get(name)
             details = {"root": context.plan.root, "digest": digest}
             running = current is not None and pid_alive(current.get("keeper"))
-            steps.append(step_for(name, current, running, digest, details, (current or {}).get("url", "")))
+            step = step_for(name, current, running, digest, details, (current or {}).get("url", ""))
+            if current is not None and not running and group_alive(group_of(current)):
+                step = dataclasses.replace(step, reason="its keeper is gone (restarted with a new one)")
+            steps.append(step)
         return Plan(self.target, project.name, tuple(steps), str(self.build_dir), tuple(contexts))
 
     def apply(self, plan: Plan, progress: Progress | None = None) -> dict:

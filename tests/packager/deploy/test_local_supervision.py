@@ -199,12 +199,16 @@ def test_redeploy_after_crashes_keeps_the_port(deployed):
     assert wait_for(lambda: deployed.answer(1)) == {"n": 1, "tag": "v2"}
     assert not pid_alive(first["keeper"], ours=True)
 
-    # keeper and supervisor both die (nothing restarts them): a redeploy stops what is left of
-    # the old process group and starts on the same port again
+    # the keeper dies, then the supervisor (nothing restarts it; its workers are orphans): a redeploy
+    # stops what is left of the old process group and starts on the same port again
     workers = children(second["pid"])
     os.kill(second["keeper"], signal.SIGKILL)
+    gone = wait_for(lambda: (s := deployed.status())["supervised"] is False and s)
+    assert gone["state"] == "running" and gone["pid"] == second["pid"]  # serving, but unsupervised
+    plan = json.loads(deployed.cli("deploy", "-f", "project.py", "--dry-run", "--json").stdout)
+    assert [(s["action"], s["reason"]) for s in plan["steps"]] == [
+        ("start", "its keeper is gone (restarted with a new one)")]
     os.kill(second["pid"], signal.SIGKILL)
-    wait_for(lambda: not deployed.status()["supervised"])
     deployed.deploy()
     third = deployed.status()
     assert third["port"] == deployed.port and third["supervised"] and third["state"] == "running"
