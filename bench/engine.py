@@ -3,6 +3,8 @@
 Measures, in one run:
   - a bare Python chain: the five step classes' ``do()`` called one after the other;
   - graphpack's mock server, ``engine="sync"`` and ``engine="async"``;
+  - graphpack's mock server on the same chain with a graph error handler (``sync-handler``,
+    ``async-handler``): the engines' general graph walk rather than the plain-chain fast path;
   - with ``--peer mlrun``: the identical graph code on MLRun (``import mlrun``) in
     bench/.venv-peers, created on demand with mlrun + storey.
 It prints µs/event, events/s and the ratios against the goals:
@@ -29,7 +31,7 @@ from _harness import Timing, Worker, interleave, peer_bench_parser, print_table,
 
 BODY = {"v": 1}
 EXPECTED = {"v": 6}
-DEFAULT_EVENTS = {"bare": 200_000, "sync": 20_000, "async": 3_000}
+DEFAULT_EVENTS = {"bare": 200_000, "sync": 20_000, "async": 3_000, "sync-handler": 20_000, "async-handler": 20_000}
 PEER_LABELS = {"mlrun": "MLRun"}
 GOALS = {"sync_vs_bare": 2.5, "sync_vs_mlrun": 4.5, "async_vs_mlrun": 20.0}
 
@@ -60,6 +62,11 @@ class Step5:
         return {"v": x["v"] + 1}
 
 
+class Catch:
+    def do_event(self, event):
+        return event
+
+
 def bare_chain():
     """The same work as the graph with no engine: the five steps' do() in a plain loop."""
     steps = [Step1(), Step2(), Step3(), Step4(), Step5()]
@@ -73,13 +80,15 @@ def bare_chain():
     return call
 
 
-def build_server(api, engine: str):
+def build_server(api, engine: str, error_handler: bool = False):
     """The graph, written exactly as in MLRun's docs; ``api`` is mlrun or graphpack."""
     fn = api.new_function("bench-chain", kind="serving")
     graph = fn.set_topology("flow", engine=engine)
     graph.to(class_name="Step1", name="s1").to(class_name="Step2", name="s2").to(
         class_name="Step3", name="s3"
     ).to(class_name="Step4", name="s4").to(class_name="Step5", name="s5").respond()
+    if error_handler:
+        graph.error_handler(name="catch", class_name="Catch")
     return fn.to_mock_server(namespace=globals())
 
 
@@ -87,6 +96,9 @@ def worker(module: str) -> None:
     """Child mode: build both mock servers on ``module`` and serve timed runs (_harness.serve)."""
     api = importlib.import_module(module)
     servers = {engine: build_server(api, engine) for engine in ("sync", "async")}
+    if module == "graphpack":
+        servers.update({f"{engine}-handler": build_server(api, engine, error_handler=True)
+                        for engine in ("sync", "async")})
     for engine, server in servers.items():
         got = server.test("/", BODY)
         if got != EXPECTED:
@@ -161,10 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     bare = timings.pop("graphpack bare")
     bare.name = "bare Python chain"
     gp = {engine: timings[f"graphpack {engine}"] for engine in ("sync", "async")}
+    walk = {engine: timings[f"graphpack {engine}"] for engine in ("sync-handler", "async-handler")}
     peer = None
     if args.peer:
         peer = {engine: timings[f"{PEER_LABELS[args.peer]} {engine}"] for engine in ("sync", "async")}
-    print_table([bare, *gp.values(), *(peer or {}).values()])
+    print_table([bare, *gp.values(), *walk.values(), *(peer or {}).values()])
     if args.clock == "cpu":
         print("ratios below use process CPU time (--clock cpu), not wall-clock time")
     lines = _ratios(bare, gp, peer, args.clock)
@@ -173,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown:
         print(_markdown(bare, gp, peer))
     if args.json:
-        data = {"bare": bare.to_dict(), "graphpack": {k: t.to_dict() for k, t in gp.items()}}
+        data = {"bare": bare.to_dict(), "graphpack": {k: t.to_dict() for k, t in {**gp, **walk}.items()}}
         if peer:
             data[args.peer] = {k: t.to_dict() for k, t in peer.items()}
         Path(args.json).write_text(json.dumps(data, indent=2) + "\n")
