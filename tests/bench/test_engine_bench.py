@@ -19,7 +19,8 @@ def test_engine_bench_quick_run(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
-    for case in ("bare Python chain", "graphpack sync", "graphpack async"):
+    for case in ("bare Python chain", "graphpack sync", "graphpack async", "graphpack sync-handler",
+                 "graphpack async-handler"):
         assert re.search(rf"{case}\s+[0-9.]+ µs/event\s+[0-9,]+ events/s", out), out
     assert re.search(r"^ratio graphpack sync / bare chain \(µs/event\): [0-9.]+x  \(goal <= 2.5x\)  (MET|MISSED)$",
                      out, re.M), out
