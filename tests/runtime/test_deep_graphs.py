@@ -46,6 +46,16 @@ def chain(engine, step_class, *, graph_handler=False, fail=False):
     return fn.to_mock_server(namespace=globals())
 
 
+@pytest.fixture(autouse=True)
+def default_recursion_limit():
+    """Python's default limit while each test runs: a library imported earlier in the session
+    may have raised it, which would hide a recursive walk."""
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)
+    yield
+    sys.setrecursionlimit(before)
+
+
 def test_the_depth_is_beyond_the_recursion_limit():
     assert DEPTH > sys.getrecursionlimit()
 
