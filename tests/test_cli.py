@@ -132,3 +132,25 @@ def test_graph_and_build_accept_a_child_function_and_C(tmp_path):
     result = runner.invoke(main, ["graph", "-C", str(tmp_path), "-f", "demo.py", "--function", "kids"])
     assert result.exit_code == 1
     assert "has no function 'kids' (functions: incr, kid (child of incr))" in result.output
+
+
+def test_deploy_takes_registry_and_images_for_the_image_targets(tmp_path):
+    (tmp_path / "demo.py").write_text(PROJECT_CODE.replace('path="memory://q"', 'path="queues/q"'))
+    runner = CliRunner()
+    base = ["deploy", "-C", str(tmp_path), "-f", "demo.py", "--dry-run", "--json"]
+    result = runner.invoke(main, base + ["--target", "docker", "--image", "kid=registry.example/kid:v2",
+                                         "--registry", "127.0.0.1:5999"])
+    assert result.exit_code == 0, result.output
+    steps = {s["function"]: s["details"] for s in json.loads(result.output)["steps"]}
+    assert steps["kid"]["image"] == "registry.example/kid:v2" and not steps["kid"]["build"]
+    assert steps["incr"]["image"].startswith("127.0.0.1:5999/demo/incr:") and steps["incr"]["push"] == "127.0.0.1:5999"
+    result = runner.invoke(main, base + ["--target", "knative", "--image", "incr=registry.example/incr:v1"])
+    plan = json.loads(result.output)
+    assert [s["details"]["image"].split(":")[0] for s in plan["steps"]] == ["graphpack.local/demo-incr-kid",
+                                                                          "registry.example/incr"]
+    assert any("no registry to push the images of kid" in note for note in plan["notes"])
+    assert any("resolves an image tag to a digest" in note for note in plan["notes"])
+    result = runner.invoke(main, base + ["--image", "kid=registry.example/kid:v2"])
+    assert result.exit_code == 1 and "are for the docker, nuclio and knative targets" in result.output
+    result = runner.invoke(main, base + ["--target", "nuclio", "--image", "ghost=r/x:1"])
+    assert result.exit_code == 1 and "--image ghost=...: no function 'ghost'" in result.output

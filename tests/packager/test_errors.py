@@ -150,6 +150,26 @@ def test_a_secret_value_copied_into_the_build_is_refused(tmp_path, monkeypatch):
     assert "tok-5f3a9" in (out / "api" / "spec.json").read_text()
 
 
+def test_a_syntax_error_names_the_line_of_the_file_not_of_the_marked_code(tmp_path):
+    """The code between the markers keeps the file's line numbers (in build errors and tracebacks)."""
+    src = tmp_path / "proj"
+    src.mkdir()
+    code = '"""Docs."""\nimport os\n\n\n# graphpack: start\nclass Echo:\n    def do(self, x):\n        return x\n\n' \
+           'class Broken(:\n    pass\n# graphpack: end\n\nprint("training code outside the markers")\n'
+    (src / "serving.py").write_text(code)
+    (src / "project.py").write_text('import graphpack\nproject = graphpack.get_or_create_project("shop", "./")\n'
+                                    'fn = project.set_function("serving.py", name="api")\n'
+                                    'fn.set_topology("flow").to(class_name="Echo", name="first")\n')
+    out = tmp_path / "out"
+    check_failure(run_build("-f", str(src / "project.py"), "-o", str(out)), out,
+                  ["function 'api'", "serving.py", "syntax error on line 10"])
+    (src / "serving.py").write_text(code.replace("class Broken(:", "class Broken:"))
+    assert run_build("-f", str(src / "project.py"), "-o", str(out)).exit_code == 0
+    built = (out / "api" / "serving.py").read_text().splitlines()
+    assert built[5] == "class Echo:" and built[9] == "class Broken:"  # same line numbers as the file
+    assert "training code" not in "\n".join(built) and "import os" not in "\n".join(built)
+
+
 def test_unknown_function_name(tmp_path):
     source = write_project(tmp_path / "src", FLOW)
     out = tmp_path / "out"

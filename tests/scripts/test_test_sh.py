@@ -92,3 +92,38 @@ def test_ci_run_calls_the_readme_test_command() -> None:
     ci = (REPO / ".ci" / "run").read_text()
     commands = [line.strip() for line in ci.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     assert "bash scripts/test.sh" in commands
+
+
+def test_setup_steps_report_while_they_run(tmp_path: Path) -> None:
+    """A long setup step is never silent: 'still running' lines name it while it works."""
+    text = SCRIPT.read_text()
+    start = text.index("# ---------------------------------------------------------------- setup steps")
+    end = text.index("# ---------------------------------------------------------------- run the setup")
+    steps = ('step_quick() { note "quick note"; }\n'
+             'step_slow() { for i in 1 2 3 4; do echo "compiling part $i"; sleep 1; done; note "slow done"; }\n'
+             'step_broken() { sleep 1; echo "it broke"; false; }\n')
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "lib.sh").write_text((REPO / "scripts" / "lib.sh").read_text())
+    setup_only = text[:start] + steps + text[end:text.index("# ---------------------------------------------------------------- tests")]
+    (scripts / "test.sh").write_text(setup_only)
+    env = dict(os.environ, GRAPHPACK_HEARTBEAT="1", GRAPHPACK_CACHE=str(tmp_path / "cache"), PYTHON=sys.executable)
+    proc = subprocess.run(["bash", str(scripts / "test.sh")], capture_output=True, text=True, env=env, timeout=60)
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 1 and lines[-1] == "tests: 0 passed, 1 failed, 0 skipped (setup failed)"
+    assert any(line.startswith("setup: quick") and "ok" in line and "quick note" in line for line in lines)
+    assert any(line.startswith("setup: broken") and "FAILED" in line for line in lines)
+    assert "  [broken] it broke" in lines
+    still = [line for line in lines if line.startswith("setup: still running after")]
+    assert still and all("slow" in line and "broken" not in line.split("(")[0] for line in still[1:]), lines
+    assert any("compiling part" in line for line in still)
+    assert lines.index(still[0]) < next(i for i, line in enumerate(lines) if line.startswith("setup: slow"))
+
+
+def test_still_running_reports_a_long_command_and_keeps_its_status(tmp_path: Path) -> None:
+    script = (f'REPO={REPO}; PYTHON={sys.executable}; source {REPO}/scripts/lib.sh; '
+              'still_running "compiling" bash -c "sleep 2.5; exit 3"; echo "rc=$?"')
+    env = dict(os.environ, GRAPHPACK_HEARTBEAT="1", GRAPHPACK_CACHE=str(tmp_path / "cache"))
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=30)
+    lines = proc.stdout.splitlines()
+    assert lines[:2] == ["still compiling ... 1 s", "still compiling ... 2 s"] and lines[-1] == "rc=3", lines

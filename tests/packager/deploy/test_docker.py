@@ -98,6 +98,12 @@ def test_cli_deploy_status_invoke_logs_down_without_a_registry(project, monkeypa
     down = runner.invoke(main, ["down", "--target", "docker", "-C", directory])
     assert down.exit_code == 0 and "stopped 1 function(s): root" in down.output
     assert get_deployer("docker", directory).status() == {}
+    kept = runner.invoke(main, ["logs", "root", "--target", "docker", "-C", directory])
+    assert kept.exit_code == 0 and "worker 0 ready" in kept.output  # the container is gone, its log is not
+    purged = runner.invoke(main, ["down", "--purge", "--target", "docker", "-C", directory])
+    assert purged.exit_code == 0
+    gone = runner.invoke(main, ["logs", "root", "--target", "docker", "-C", directory])
+    assert gone.exit_code == 1 and "is not deployed" in gone.output
 
 
 def test_missing_secret_is_a_clear_error(project, monkeypatch):

@@ -193,6 +193,18 @@ def test_port_in_use_picks_another_and_says_so(project):
     assert project.invoke("root", "/", {"x": 1}) == {"x": 1, "tag": "v1"}
 
 
+def test_deploy_reports_while_it_waits_for_health(project, monkeypatch):
+    from graphpack.packager.deploy import local
+
+    monkeypatch.setattr(local, "HEALTH_REPORT", 0)  # a line on every poll instead of every 5 s
+    messages = []
+    project.deploy_function("root", progress=messages.append)
+    waiting = [m for m in messages if m.startswith("still waiting for ")]
+    assert any(m.startswith("still waiting for child to answer http://127.0.0.1:") and m.endswith(" s")
+               for m in waiting), messages
+    assert messages.index(waiting[0]) < messages.index(next(m for m in messages if m.startswith("child is ready")))
+
+
 def test_cron_trigger_fires_with_its_body(tmp_path, monkeypatch):
     (tmp_path / "child.py").write_text(CHILD)
     monkeypatch.setenv("OUT_DIR", str(tmp_path))
@@ -229,8 +241,9 @@ def test_unreachable_queue_fails_at_deploy_time(tmp_path, monkeypatch):
     fn.set_topology("flow", engine="sync").to(class_name="Pre", name="pre").respond() \
         .to(">>", "q1", path="s3://no-such-bucket/q1").to(class_name="Writer", name="write", function="child")
     fn.add_child_function("child", "child.py")
-    with pytest.raises(GraphpackError, match=r"child 'child': queue 's3://no-such-bucket/q1'"):
+    with pytest.raises(GraphpackError, match=r"child 'child': queue 's3://no-such-bucket/q1'") as info:
         project.deployer().plan(project)
+    assert str(info.value).count("s3://no-such-bucket/q1") == 1, str(info.value)  # said once
     assert project.deployer().status() == {}
 
 
