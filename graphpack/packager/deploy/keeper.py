@@ -26,7 +26,7 @@ import os
 import signal
 import sys
 import time
-from http.client import HTTPConnection
+from http.client import HTTPConnection, HTTPException
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -83,7 +83,7 @@ def healthy(url: str, timeout: float = 1.0) -> bool:
     try:
         connection.request("GET", parts.path or "/")
         return connection.getresponse().status == 200
-    except OSError:
+    except (OSError, HTTPException):
         return False
     finally:
         connection.close()
@@ -103,15 +103,21 @@ class Keeper:
         self.ever_ready = False
 
     def log(self, message: str) -> None:
-        print(f"--- graphpack keeper {time.strftime('%Y-%m-%d %H:%M:%S')}: {message} ---",
-              file=sys.stderr, flush=True)
+        try:
+            print(f"--- graphpack keeper {time.strftime('%Y-%m-%d %H:%M:%S')}: {message} ---",
+                  file=sys.stderr, flush=True)
+        except OSError:  # a full disk must not stop the keeping
+            pass
 
     def write_status(self, state: str) -> None:
         data = {"keeper": os.getpid(), "pid": self.child, "state": state, "restarts": self.restarts,
                 "last_exit": self.last_exit, "updated": time.time()}
         tmp = self.status_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, sort_keys=True))
-        tmp.replace(self.status_path)
+        try:
+            tmp.write_text(json.dumps(data, sort_keys=True))
+            tmp.replace(self.status_path)
+        except OSError:  # status is for `graphpack status`; a full disk must not stop the keeping
+            pass
 
     def on_signal(self, signum: int, frame: Any) -> None:
         self.stopping = True

@@ -471,6 +471,7 @@ class LocalDeployer(Deployer):
             shutil.rmtree(self.queues_dir, ignore_errors=True)
             if not known:
                 shutil.rmtree(self.build_dir, ignore_errors=True)
+                shutil.rmtree(self.run_dir, ignore_errors=True)
                 shutil.rmtree(self.logs_dir, ignore_errors=True)
                 kept.clear()
                 self.save_state(state)
