@@ -54,3 +54,20 @@ class RequestFailed(RuntimeError):
         self.status_code = status_code
         self.body = body
         super().__init__(f"failed ({status_code}): {body}")
+
+
+# MLRun's names for these errors (``mlrun.errors``, ``mlrun.serving.states.GraphError``), so that
+# ``except`` clauses written for MLRun catch what graphpack raises for the same mistakes.
+MLRunBaseError = GraphpackError
+MLRunInvalidArgumentError = GraphpackError
+MLRunInvalidArgumentTypeError = GraphpackError
+MLRunRuntimeError = GraphpackError
+MLRunValueError = GraphpackError
+MLRunNotFoundError = GraphpackError
+MLRunConflictError = GraphpackError
+MLRunMissingDependencyError = GraphpackError
+GraphError = GraphpackError
+MLRunHTTPError = HTTPError
+MLRunHTTPStatusError = HTTPError
+MLRunBadRequestError = BadRequestError
+MLRunServiceUnavailableError = NotReadyError

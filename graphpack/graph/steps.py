@@ -16,6 +16,7 @@ REMOTE_ALIASES = ("$remote",)
 ROUTER_MARK = "*"
 ENGINES = ("sync", "async")
 MAX_ROUTES = 4500
+MAX_ALLOWED_STEPS = MAX_ROUTES  # MLRun's name for the route limit
 
 # __init__ parameters the runtime injects; never recorded as class_args of an instance
 _INJECTED = {"self", "context", "name", "input_path", "result_path", "full_event", "graph_step", "routes"}
@@ -131,6 +132,11 @@ class BaseStep:
             if value not in (None, [], {}, False):
                 out[field] = value
         return out
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

@@ -177,7 +177,7 @@ class Engine:
             origin, error = exc.step, exc.error
         handler = node.on_error or self.error_node
         message = f"{type(error).__name__}: {error}" if not isinstance(error, HTTPError) else error.message
-        if self.context is not None and getattr(error, "status_code", 500) >= 500:
+        if self.context is not None and (getattr(error, "status_code", None) or 500) >= 500:
             self.context.push_error(event, message, source=origin)
         if handler is None or isinstance(error, HTTPError) or node is handler:
             raise StepError(origin, error) from exc

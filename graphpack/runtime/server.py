@@ -88,6 +88,11 @@ class GraphServer:
             "verbose": self.verbose,
         }
 
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False)
+
     def set_current_function(self, name: str | None) -> None:
         self.current_function = name or ""
 
@@ -191,11 +196,28 @@ class GraphServer:
             raise GraphpackError("call init_object() before running events")
         if event.body.__class__ in (str, bytes, bytearray):
             self._decode(event)
-        if self._chain is not None:  # a plain chain (flow.plain_chain): the engines' loop, inlined
-            return run_chain(engine, event)
-        if self._is_async:
-            return self._run_async_blocking(event)
-        return engine.run(event)
+        try:
+            if self._chain is not None:  # a plain chain (flow.plain_chain): the engines' loop, inlined
+                return run_chain(engine, event)
+            if self._is_async:
+                return self._run_async_blocking(event)
+            return engine.run(event)
+        except (StepError, HTTPError) as exc:
+            if not self._answered_at_once(event):
+                raise
+            self._log_failure(exc)
+            return None
+
+    def _answered_at_once(self, event: Event) -> bool:
+        """An async graph without a responder answers ``{"id"}`` over HTTP whatever happens next
+        (DESIGN §4.2); a stream record waits for its processing (and fails with it)."""
+        return self._is_async and not self._engine.has_responder and not _from_stream(event)
+
+    def _log_failure(self, exc: BaseException) -> None:
+        if self.context is not None:
+            step = exc.step if isinstance(exc, StepError) else "?"
+            error = exc.error if isinstance(exc, StepError) else exc
+            self.context.logger.error(f"step {step} failed: {type(error).__name__}: {error}")
 
     async def run_async(self, event: Event) -> Response:
         """Process one event inside a running event loop; answers once its queue writes are durable."""
@@ -226,6 +248,9 @@ class GraphServer:
                 result = await self._run_on_loop(event)
             return self._to_response(event, result)
         except Exception as exc:  # noqa: BLE001 - turned into a status code
+            if isinstance(exc, (StepError, HTTPError)) and self._answered_at_once(event):
+                self._log_failure(exc)
+                return self._to_response(event, None)
             return self.error_response(exc)
 
     async def _run_on_loop(self, event: Event) -> Event | None:
@@ -257,8 +282,8 @@ class GraphServer:
 
     def _task_done(self, task: asyncio.Future) -> None:
         self._pending.discard(task)
-        if not task.cancelled() and task.exception() is not None and self.context is not None:
-            self.context.logger.error(f"background event failed: {task.exception()}")
+        if not task.cancelled() and task.exception() is not None:
+            self._log_failure(task.exception())  # type: ignore[arg-type]
 
     def _run_async_blocking(self, event: Event) -> Event | None:
         if not self._engine.has_async:
@@ -318,6 +343,8 @@ class GraphServer:
                     if self.context is not None:
                         self.context.logger.error(f"closing queue {node.obj.step.path} failed: "
                                                   f"{type(exc).__name__}: {exc}")
+            elif type(node.obj).__module__ == "graphpack.serving.remote":
+                node.obj.close()  # the remote step's HTTP client (its pooled connections)
 
     # -- request / response mapping ---------------------------------------------------------
     def _decode(self, event: Event) -> None:
@@ -438,6 +465,17 @@ def _resolve(future: asyncio.Future, result: Any) -> None:
         future.set_result(result)
 
 
+def create_graph_server(parameters: dict | None = None, load_mode: str | None = None,
+                        graph: BaseStep | dict | None = None, verbose: bool = False,
+                        current_function: str | None = None, **kwargs: Any) -> GraphServer:
+    """A graph server without a function object (MLRun's ``create_graph_server``); call
+    ``init_states(context, namespace)`` and ``init_object(namespace)`` before ``test()``.
+    ``current_function`` defaults to ``$SERVING_CURRENT_FUNCTION``."""
+    server = GraphServer(graph, parameters or {}, load_mode, verbose=verbose, **kwargs)
+    server.set_current_function(current_function or os.environ.get("SERVING_CURRENT_FUNCTION", ""))
+    return server
+
+
 def _from_stream(event: Event) -> bool:
     """Did the event come from a trigger other than http (a stream, a queue, cron)?"""
     trigger = event.trigger
@@ -503,4 +541,4 @@ def get_serving_spec() -> dict:
     raise GraphpackError(f"no serving spec found: neither {path} nor $GRAPHPACK_SPEC is set")
 
 
-__all__ = ["GraphServer", "RouterStep", "get_serving_spec", "graph_from_dict"]
+__all__ = ["GraphServer", "RouterStep", "create_graph_server", "get_serving_spec", "graph_from_dict"]

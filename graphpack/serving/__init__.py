@@ -10,12 +10,12 @@ from typing import Any
 
 _WHERE = {
     "GraphContext": "..runtime.context",
-    "GraphServer": "..runtime.server",
+    "GraphServer": "..runtime.server", "create_graph_server": "..runtime.server",
     "Extend": ".steps", "Filter": ".steps", "FlatMap": ".steps", "Map": ".steps", "MapClass": ".steps",
     "V2ModelServer": ".v2_model_server",
     "BaseModelRouter": ".routers", "ModelRouter": ".routers",
     "VotingEnsemble": ".ensemble",
-    "ParallelRun": ".parallel",
+    "ParallelRun": ".parallel", "ParallelRunnerModes": ".parallel",
     "Merge": ".merger",
     "RemoteStep": ".remote", "BatchHttpRequests": ".remote", "RemoteStepError": ".remote",
 }

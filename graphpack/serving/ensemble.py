@@ -133,6 +133,7 @@ class VotingEnsemble(BaseModelRouter):
         self.format_response_with_col_name_flag = format_response_with_col_name_flag
         self.prediction_col_name = prediction_col_name or "prediction"
         self.version = kwargs.get("version", "v1")
+        self.executor_type = str(executor_type or "thread")
         self._runner = RouteRunner(executor_type, self.context.logger, max_workers)
 
     def post_init(self, mode: str = "sync") -> None:

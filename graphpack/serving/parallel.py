@@ -6,6 +6,7 @@ sees it; no route's result is ever dropped silently.
 from __future__ import annotations
 
 import concurrent.futures
+import enum
 import threading
 from typing import Any
 
@@ -13,6 +14,22 @@ from ..errors import HTTPError, StepError
 from .routers import BaseModelRouter
 
 EXECUTOR_TYPES = ("thread", "array")
+
+
+class ParallelRunnerModes(str, enum.Enum):
+    """How ParallelRun / VotingEnsemble run their routes (MLRun's names): ``array`` one after the
+    other, ``thread`` in threads, ``process`` (runs in threads in graphpack, with a warning)."""
+
+    array = "array"
+    process = "process"
+    thread = "thread"
+
+    @staticmethod
+    def all() -> list["ParallelRunnerModes"]:
+        return [ParallelRunnerModes.thread, ParallelRunnerModes.process, ParallelRunnerModes.array]
+
+    def __str__(self) -> str:
+        return self.value
 
 
 class RouteFailed(RuntimeError):
@@ -28,7 +45,7 @@ class RouteRunner:
     """Runs a set of routes on copies of one event, in threads or one after another."""
 
     def __init__(self, executor_type: str | None, logger: Any = None, max_workers: int | None = None) -> None:
-        executor_type = executor_type or "thread"
+        executor_type = str(executor_type or "thread")
         if executor_type == "process":
             if logger is not None:
                 logger.warn("executor_type 'process' is not supported; running routes in threads")
@@ -119,6 +136,7 @@ class ParallelRun(BaseModelRouter):
     ) -> None:
         super().__init__(context, name, routes, input_path=input_path, result_path=result_path, **kwargs)
         self.extend_event = extend_event
+        self.executor_type = str(executor_type or "thread")
         self._runner = RouteRunner(executor_type, self.context.logger, max_workers)
 
     def _pre_handle_event(self, event: Any) -> Any:
@@ -147,4 +165,4 @@ class ParallelRun(BaseModelRouter):
         return body
 
 
-__all__ = ["ParallelRun", "RouteFailed"]
+__all__ = ["ParallelRun", "ParallelRunnerModes", "RouteFailed"]

@@ -36,6 +36,14 @@ class RemoteStepError(RuntimeError):
         super().__init__(message)
 
 
+class RemoteTimeoutError(RemoteStepError, TimeoutError):
+    """The remote service did not answer in time (after the retries)."""
+
+
+class RemoteConnectionError(RemoteStepError, ConnectionError):
+    """The remote service could not be reached (after the retries)."""
+
+
 class _HttpCaller(StepToDict):
     """What both remote steps share: client, URL resolution, retries and error messages."""
 
@@ -63,7 +71,7 @@ class _HttpCaller(StepToDict):
         self.return_json = return_json
         self.input_path = input_path
         self.result_path = result_path
-        self.retries = DEFAULT_RETRIES if retries is None else int(retries)
+        self.retries = retries  # as given (to_dict); None means DEFAULT_RETRIES
         self.backoff_factor = DEFAULT_BACKOFF if backoff_factor is None else float(backoff_factor)
         self.timeout = DEFAULT_TIMEOUT if timeout is None else float(timeout)
         self.context = context
@@ -120,12 +128,13 @@ class _HttpCaller(StepToDict):
             attempt += 1
             failure: str
             status: int | None = None
+            error: type[RemoteStepError] = RemoteStepError
             try:
                 response = client.request(method, url, **kwargs)
             except httpx.TimeoutException:
-                failure = f"timed out after {self.timeout:g}s"
+                failure, error = f"timed out after {self.timeout:g}s", RemoteTimeoutError
             except httpx.TransportError as exc:
-                failure = f"failed to connect: {type(exc).__name__}: {exc}"
+                failure, error = f"failed to connect: {type(exc).__name__}: {exc}", RemoteConnectionError
             else:
                 status = response.status_code
                 if status < 400:
@@ -133,9 +142,9 @@ class _HttpCaller(StepToDict):
                 failure = f"returned status {status}: {_snippet(response.text)}"
                 if status < 500:
                     raise RemoteStepError(f"{self.name}: {method} {url} {failure}", url, method, status)
-            if attempt > self.retries:
+            if attempt > (DEFAULT_RETRIES if self.retries is None else int(self.retries)):
                 tries = f" ({attempt} tries)" if attempt > 1 else ""
-                raise RemoteStepError(f"{self.name}: {method} {url} {failure}{tries}", url, method, status)
+                raise error(f"{self.name}: {method} {url} {failure}{tries}", url, method, status)
             time.sleep(min(self.backoff_factor * (2 ** (attempt - 1)), MAX_BACKOFF_SLEEP))
 
     def _decode(self, method: str, url: str, response: Any) -> Any:
@@ -183,7 +192,7 @@ class RemoteStep(_HttpCaller):
         input_path: str | None = None,
         result_path: str | None = None,
         max_in_flight: int | None = None,
-        retries: int | None = None,
+        retries: int | None = DEFAULT_RETRIES,
         backoff_factor: float | None = None,
         timeout: float | None = None,
         context: Any = None,
@@ -198,6 +207,7 @@ class RemoteStep(_HttpCaller):
         )
         self.subpath = subpath
         self.max_in_flight = max_in_flight
+        self.kwargs = kwargs  # extra arguments, kept for to_dict()
 
     def do_event(self, event: Any, *args: Any, **kwargs: Any) -> Any:
         """Call the remote URL for this event; the answer becomes the body (or lands at result_path)."""
@@ -249,6 +259,7 @@ class BatchHttpRequests(_HttpCaller):
         )
         self.subpath = subpath
         self.max_in_flight = int(max_in_flight or 8)
+        self.kwargs = kwargs  # extra arguments, kept for to_dict()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     def do_event(self, event: Any, *args: Any, **kwargs: Any) -> Any:
@@ -303,4 +314,4 @@ def _snippet(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-__all__ = ["RemoteStep", "BatchHttpRequests", "RemoteStepError"]
+__all__ = ["RemoteStep", "BatchHttpRequests", "RemoteStepError", "RemoteTimeoutError", "RemoteConnectionError"]

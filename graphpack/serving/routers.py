@@ -32,6 +32,8 @@ class BaseModelRouter(StepToDict):
     ``postprocess`` (both receive and return the event).
     """
 
+    _step_kind = "router"  # to_dict(): a router step
+
     def __init__(
         self,
         context: Any = None,
@@ -285,3 +287,16 @@ def _default_context() -> Any:
 
 
 __all__ = ["BaseModelRouter", "ModelRouter"]
+
+
+def __getattr__(name: str) -> Any:
+    """MLRun's ``mlrun.serving.routers`` also holds the ensembles and parallel runs."""
+    if name == "VotingEnsemble":
+        from .ensemble import VotingEnsemble
+
+        return VotingEnsemble
+    if name in ("ParallelRun", "ParallelRunnerModes"):
+        from . import parallel
+
+        return getattr(parallel, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

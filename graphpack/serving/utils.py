@@ -49,6 +49,9 @@ class StepToDict:
                 out[key] = value
         if getattr(self, "full_event", None):
             out["full_event"] = True
+        kind = getattr(cls, "_step_kind", None)
+        if kind:
+            out["kind"] = kind
         return out
 
     def to_yaml(self) -> str:

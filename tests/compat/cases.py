@@ -369,6 +369,17 @@ def static_cases(remote_url: str) -> list[Case]:
         graph.to("Tag", name="a").to("Tag", name="b")
         server = fn.to_mock_server()
         """, post({}), name="sync-no-responder"))
+    add(flow("async", """
+        graph.to("Tag", name="a").to("Boom", name="b")
+        server = fn.to_mock_server()
+        """, post({"v": 1}, event_id="fails-later"), name="async-no-responder-step-fails"))
+    add(flow("async", """
+        class Slow:
+            async def do(self, x):
+                raise ValueError("async boom")
+        graph.to("Tag", name="a").to("Slow", name="b")
+        server = fn.to_mock_server()
+        """, post({"v": 1}, event_id="fails-later"), name="async-no-responder-async-step-fails"))
     add(flow("sync", """
         graph.to("Tag", name="a")
         graph.to("Tag", name="b")
@@ -595,4 +606,96 @@ def static_cases(remote_url: str) -> list[Case]:
               post({"q": 1}, "/v2/models/m/custom"),
               post({"nothing": 1}, "/v2/models/m/infer"),
               post({"inputs": [1]}, "/v2/models/m/weird")], models=True)])
+    cases.extend(name_cases(remote_url))
     return cases
+
+
+def name_cases(remote_url: str) -> list[Case]:
+    """Names MLRun users import, step objects' to_dict(), create_graph_server, new_function."""
+    modules = "import importlib\nmod = lambda m: importlib.import_module(api.__name__ + m)\n"
+    return [
+        Case("names-at-mlrun-module-paths", modules + """
+names = {
+    ".serving": ["V2ModelServer", "ModelRouter", "VotingEnsemble", "GraphServer", "GraphContext",
+                 "create_graph_server"],
+    ".serving.routers": ["BaseModelRouter", "ModelRouter", "VotingEnsemble", "ParallelRun", "ParallelRunnerModes"],
+    ".serving.states": ["RouterStep", "TaskStep", "QueueStep", "FlowStep", "RootFlowStep", "ErrorStep", "GraphError"],
+    ".serving.remote": ["RemoteStep", "BatchHttpRequests"],
+    ".serving.merger": ["Merge"],
+    ".errors": ["MLRunBaseError", "MLRunInvalidArgumentError", "MLRunInvalidArgumentTypeError", "MLRunRuntimeError",
+                "MLRunValueError", "MLRunNotFoundError", "MLRunHTTPError", "MLRunHTTPStatusError", "MLRunBadRequestError"],
+}
+output = {m: [n for n in ns if not hasattr(mod(m), n)] for m, ns in names.items()}
+modes = mod(".serving.routers").ParallelRunnerModes
+output["modes"] = [m.value for m in modes.all()] + [modes.thread == "thread"]
+"""),
+        Case("step-objects-to-dict", modules + f"""
+remote, routers = mod(".serving.remote"), mod(".serving.routers")
+objects = [remote.RemoteStep(name="r", url="{remote_url}", input_path="a", result_path="b", foo=1),
+           remote.RemoteStep(url="{remote_url}"), remote.BatchHttpRequests(url="{remote_url}"),
+           api.serving.V2ModelServer(name="m", model_path="p", extra=3), routers.ModelRouter(),
+           routers.VotingEnsemble(weights={{"a": 3}}), routers.ParallelRun(extend_event=True)]
+keys = ("url", "retries", "return_json", "foo", "model_path", "extra", "weights", "extend_event", "executor_type")
+output = []
+for obj in objects:
+    d = obj.to_dict()
+    output.append({{"class": d["class_name"].split(".")[-1], "name": d["name"], "kind": d.get("kind"),
+                   "paths": [d.get("input_path"), d.get("result_path")],
+                   "args": {{k: d["class_args"][k] for k in keys if k in d["class_args"]}}}})
+"""),
+        Case("create-graph-server", modules + """
+server = api.serving.create_graph_server(graph=mod(".serving.states").RouterStep(), parameters={"value": 9})
+server.graph.add_route("my", class_name="Const")
+server.init_states(None, globals(), is_mock=True)
+server.init_object(globals())
+d = server.to_dict()
+output = [d["parameters"], d["graph"]["kind"], sorted(d["graph"]["routes"]), d["version"]]
+""", [post({"inputs": [[1], [2]]}, "/v2/models/my/infer", event_id="cg")], models=True),
+        Case("new-function-command", """
+import os, tempfile
+path = os.path.join(tempfile.mkdtemp(), "steps_code.py")
+with open(path, "w") as f:
+    f.write("class Twice:\\n    def do(self, x):\\n        return x * 2\\n")
+fn = api.new_function("cmd", kind="serving", command=path)
+graph = fn.set_topology("flow", engine="sync")
+graph.to("Twice", name="twice")
+server = fn.to_mock_server()
+""", [post(21)]),
+        Case("new-function-unknown-keyword", """
+fn = api.new_function("t", kind="serving", no_such_argument=1)
+"""),
+        Case("except-clauses-written-for-mlrun", modules + """
+errors = mod(".errors")
+fn = api.new_function("t", kind="serving")
+graph = fn.set_topology("flow", engine="sync")
+graph.to("Tag", name="a")
+caught = []
+for label, action in [
+        ("topology twice", lambda: fn.set_topology("flow")),
+        ("unknown after", lambda: graph.add_step("Tag", name="x", after="nothing")),
+        ("queue without function", lambda: graph["a"].to(">>", "q", path="").to("Tag", name="b")),
+        ("set_flow without force", lambda: graph.set_flow([dict(class_name="Tag", name="c")])),
+        ("error_handler without a step", lambda: graph["a"].error_handler()),
+        ("graph handler with before", lambda: graph.error_handler(name="e", handler="(event)", before="a"))]:
+    try:
+        action()
+    except errors.MLRunInvalidArgumentError:
+        caught.append(label)
+output = caught
+"""),
+        Case("remote-connection-refused", """
+import socket
+sock = socket.socket(); sock.bind(("127.0.0.1", 0)); port = sock.getsockname()[1]; sock.close()
+fn = api.new_function("t", kind="serving")
+graph = fn.set_topology("flow", engine="async")
+graph.to("$remote", name="r", url=f"http://127.0.0.1:{port}/x", retries=0).error_handler(
+    name="eh", handler="(event)", full_event=True)
+graph["r"].respond()
+graph["eh"].respond()
+class Seen:
+    def do(self, event):
+        event.body = {"origin": event.origin_state, "error": type(event.error).__name__ if not isinstance(event.error, str) else "str"}
+        return event
+server = fn.to_mock_server()
+""", [post({"a": 1})]),
+    ]

@@ -95,7 +95,9 @@ def _error_class_mismatch(mlrun_result: dict, ours: dict) -> str | None:
     name = mlrun_result.get("build_error")
     if not name or not hasattr(graphpack.errors, name) or "build_error" not in ours:
         return None
-    if name in ours.get("error_classes", []):
+    expected = getattr(graphpack.errors, name)
+    raised = [getattr(graphpack.errors, c) for c in ours.get("error_classes", []) if hasattr(graphpack.errors, c)]
+    if any(isinstance(c, type) and issubclass(c, expected) for c in raised):
         return None
     return f"MLRun raised {name}, graphpack raised {ours.get('error_classes')}: {ours.get('message')}"
 
