@@ -418,7 +418,8 @@ def down_command(functions: tuple, purge: bool, target: str, source: str, direct
     if as_json:
         _echo_json({"stopped": removed, "purged": purge})
         return
-    click.echo(f"stopped {len(removed)} function(s)" + (": " + ", ".join(removed) if removed else ""))
+    click.echo(f"stopped {len(removed)} function(s)" + (": " + ", ".join(removed) if removed else "")
+               + ("; deleted queued data, logs and build output" if purge else ""))
 
 
 # -- images and the processor -------------------------------------------------------------------

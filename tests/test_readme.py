@@ -5,11 +5,13 @@ docker-registry)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +22,7 @@ README = REPO / "README.md"
 SECTIONS = ("Quick start", "Usage", "CLI")
 SERVICES = ("s3", "registry")
 BIN = str(Path(sys.executable).parent)
+ANSWERS: list[str] = []  # ids of the answers `graphpack invoke` printed, in order
 
 
 def sections(text: str) -> dict[str, str]:
@@ -117,7 +120,6 @@ def block_id(item: tuple[str, int, str, str]) -> str:
 # -- the blocks ------------------------------------------------------------------------------------
 def installed_from_this_checkout() -> bool:
     import importlib.metadata as md
-    import json
 
     try:
         url = json.loads(md.distribution("graphpack").read_text("direct_url.json") or "{}").get("url", "")
@@ -159,14 +161,14 @@ def check_output(command: str, result: subprocess.CompletedProcess, shop: Path) 
     """What a reader of the README expects to see, beyond a zero exit."""
     out = result.stdout
     if command.startswith("bash scripts/main.sh"):
-        import json
-
         answer = json.loads(out.split("answer: ")[-1])
         assert answer["outputs"] == [0, 2]
-        audited = json.loads(out.split("received the answer through the queue\n")[1].splitlines()[0])
-        assert audited["record"]["id"] == answer["id"]  # the deployed child got this very answer
+        record = json.loads(out.split("received the answer through the queue\n")[1].splitlines()[0])
+        assert record["record"]["id"] == answer["id"]  # the deployed child got this very answer
     elif command.startswith("graphpack invoke"):
-        assert '"outputs": [' in out.strip().splitlines()[-1]
+        answer = json.loads(out.strip().splitlines()[-1])
+        assert isinstance(answer["outputs"], list)
+        ANSWERS.append(answer["id"])
     elif command.startswith("graphpack deploy --target nuclio --dry-run"):
         assert "image: build and push 127.0.0.1:5000/shop-recommender:" in out and "was not contacted" in out
     elif command.startswith("graphpack deploy --target knative --dry-run"):
@@ -180,10 +182,18 @@ def check_output(command: str, result: subprocess.CompletedProcess, shop: Path) 
     elif command == "graphpack logs recommender":
         assert "starting recommender" in out
     elif command == "graphpack down --purge":
-        assert not (shop / ".graphpack" / "queues").exists()
+        assert not (shop / ".graphpack" / "queues").exists() and not (shop / ".graphpack" / "logs").exists()
     elif command.startswith("graphpack deploy --function auditor"):
-        audit = [line for line in (shop / "audit.jsonl").read_text().splitlines()]
-        assert audit, "the child wrote nothing"
+        # the answer given while the child was down reaches it once it is back (the queue kept it)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and ANSWERS[-1] not in audited(shop):
+            time.sleep(0.1)
+        assert ANSWERS[-1] in audited(shop)
+
+
+def audited(shop: Path) -> list[str]:
+    path = shop / "audit.jsonl"
+    return [json.loads(line)["record"]["id"] for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def run_python_block(block: tuple[str, int, str, str], shop: Path) -> None:

@@ -228,9 +228,8 @@ def _images_for(images: Images, contexts: list, target: str, build_dir: Path, pr
         refs = {function: item["image"] for function, item in planned.items()}
         todo = sorted(function for function, item in planned.items() if item["build"])
         if todo:
-            where = f"pushed to {images.registry}" if images.registry else "pushed (set --registry)"
             notes.append(f"images of {', '.join(todo)} are not built yet: `graphpack deploy` (or `render --build`) "
-                         f"builds them and they are {where} under the tags written here")
+                         "builds and pushes them under the tags written here")
             if target == "knative":
                 notes.append(TAG_NOTE)
     notes[:] = list(dict.fromkeys(notes))
