@@ -1,21 +1,36 @@
-"""S3 queue benchmark: root -> child through an S3 queue on a moto server, at steady load.
+"""Queue benchmark: root -> child through a file queue and an S3 queue (moto server), durable
+acknowledgement (group commit) side by side with the previous acknowledge-early mode, same run.
 
-The root (this process) pushes wire records at ``--rate`` events/s for ``--seconds``; the child (a
-subprocess) runs graphpack's Consumer on the same queue. Prints events/s delivered end to end,
-S3 requests per event (root + child, every request boto3 sent) and p50/p99 delivery latency
-(push to handler). Goal: >= 10,000 events/s at <= 0.01 S3 requests/event.
+The root (this process) is a real root function's GraphServer (``tag`` responder -> queue ->
+child step in another function) driven the way ``graphpack serve`` drives it: one worker thread
+runs events back to back with ``run_deferred`` and at most ``--concurrency`` events unanswered
+(as many HTTP connections). An event is acknowledged
 
-    python bench/queues.py                         # starts its own moto server
-    python bench/queues.py --rate 20000 --seconds 5
-    python bench/queues.py --endpoint http://127.0.0.1:5000   # an S3 endpoint already running
+- ``durable``: once its queue record is durable (fsync / completed PUT), the rule since issue 13;
+- ``early``: as soon as the graph returned (the record may still be in memory), the old mode;
+- ``fsync-each`` (file only): the old file queue, one blocking write + fsync per event.
+
+The child (a subprocess) runs graphpack's Consumer on the queue and reports when the last event
+arrived. Printed per case: acknowledged events/s at the root, delivered events/s root -> child,
+acknowledgement latency p50/p99, and for S3 the requests per event (root + child).
+Goals (issue 13): file >= 10,000 acknowledged events/s; S3 >= 10,000 events/s at <= 0.01
+requests/event.
+
+    python bench/queues.py                              # both backends, starts its own moto server
+    python bench/queues.py --backend file --events 40000
+    python bench/queues.py --backend s3 --endpoint http://127.0.0.1:5000
 """
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
+import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -37,131 +52,211 @@ GOAL_REQUESTS_PER_EVENT = 0.01
 
 
 def child(args: argparse.Namespace) -> None:
-    """Consume ``--events`` records and report latencies and request counts."""
+    """Consume ``--events`` records; report when the last arrived and the S3 requests sent."""
     from graphpack.queues import open_queue
     from graphpack.queues.consumer import Consumer
 
-    queue = open_queue(args.url, shards=args.shards, endpoint_url=args.endpoint, poll_interval=args.poll)
+    options = json.loads(args.options)
+    queue = open_queue(args.url, **options)
     queue.check()
-    latencies: list[float] = []
-    first_last = [0.0, 0.0]
+    received = [0, 0.0]
     done = threading.Event()
 
-    def handler(record: dict, item) -> None:
-        now = time.time()
-        latencies.append(now - record["body"]["t"])
-        if len(latencies) == 1:
-            first_last[0] = now
-        if len(latencies) >= args.events:
-            first_last[1] = now
+    def handler(record: dict, item: object) -> None:
+        received[0] += 1
+        if received[0] >= args.events:
+            received[1] = time.time()
             done.set()
 
-    consumer = Consumer(queue, "child", handler, batch_size=args.batch, poll_interval=args.poll)
+    consumer = Consumer(queue, "child", handler, batch_size=args.batch, poll_interval=args.poll,
+                        max_poll_interval=args.poll)
     print("ready", flush=True)
     while not done.is_set():
         if consumer.run_once() == 0:
             time.sleep(args.poll)
     consumer.close()
-    latencies.sort()
-    emit_result({
-        "received": len(latencies),
-        "requests": queue.requests,
-        "p50_ms": statistics.median(latencies) * 1000,
-        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
-        "first": first_last[0],
-        "last": first_last[1],
-    })
+    emit_result({"received": received[0], "last": received[1], "requests": getattr(queue, "requests", 0)})
     queue.close()
 
 
-def root(args: argparse.Namespace) -> dict:
-    """Start the child, push at a steady rate, collect both sides' figures."""
-    from graphpack.queues import open_queue
+class Tag:
+    def do(self, body: dict) -> dict:
+        body["tag"] = 1
+        return body
 
-    s3 = __import__("boto3").client("s3", endpoint_url=args.endpoint)
-    bucket = f"bench-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=bucket)
-    url = f"s3://{bucket}/queues/q1"
-    events = int(args.rate * args.seconds)
-    queue = open_queue(url, shards=args.shards, endpoint_url=args.endpoint, linger=args.linger)
-    queue.check()
-    cmd = [sys.executable, __file__, "--role", "child", "--url", url, "--endpoint", args.endpoint,
-           "--events", str(events), "--shards", str(args.shards), "--batch", str(args.batch),
-           "--poll", str(args.poll)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "ready"
-    checks = queue.requests
-    tick = 0.005
-    per_tick = args.rate * tick
+
+def root_server(url: str, options: dict):  # type: ignore[no-untyped-def]
+    import graphpack
+
+    fn = graphpack.new_function("root")
+    graph = fn.set_topology("flow", engine="sync")
+    graph.to(class_name=Tag, name="tag").respond().to(">>", "q1", path=url, **options) \
+        .to(class_name=Tag, name="child-step", function="child")
+    fn.add_child_function("child", __file__)
+    return fn.to_mock_server(current_function="")
+
+
+def drive(server, mode: str, events: int, concurrency: int) -> dict:  # type: ignore[no-untyped-def]
+    """Run ``events`` events with at most ``concurrency`` unacknowledged; ack latencies in s."""
+    from graphpack.runtime.event import Event
+
+    latencies: list[float] = []
+    cond = threading.Condition()
+    in_flight = [0]
+
+    def acked(started: float) -> None:
+        now = time.perf_counter()
+        with cond:
+            latencies.append(now - started)
+            in_flight[0] -= 1
+            cond.notify()
+
     start = time.time()
-    sent = 0
-    while sent < events:
-        due = min(events, int((time.time() - start) / tick * per_tick) + int(per_tick))
-        if due > sent:
-            now = time.time()
-            queue.push([{"full_event_wrapper": True, "body": {"n": n, "t": now}, "id": str(n)}
-                        for n in range(sent, due)])
-            sent = due
-        time.sleep(tick / 2)
-    push_seconds = time.time() - start
-    queue.flush()
-    out, _ = proc.communicate(timeout=max(60, args.seconds * 6))
-    result = read_result(out)
-    root_requests = queue.requests - checks
-    queue.close()
-    total = result["requests"] + root_requests
+    for n in range(events):
+        with cond:
+            while in_flight[0] >= concurrency:
+                cond.wait()
+            in_flight[0] += 1
+        started = time.perf_counter()
+        event = Event({"n": n, "t": time.time()}, id=str(n))
+        if mode == "fsync-each":
+            response = server.run(event)  # blocks: one write + fsync per event
+            writes = None
+        else:
+            response, writes = server.run_deferred(event)
+        if response.status_code != 200:
+            raise SystemExit(f"event {n} answered {response.status_code}: {response.body}")
+        if writes is None or mode == "early":
+            acked(started)
+        else:
+            writes.when_done(lambda failure, s=started: acked(s))
+    with cond:
+        while in_flight[0]:
+            cond.wait()
+    elapsed = time.time() - start
+    latencies.sort()
+    return {"start": start, "ack_seconds": elapsed, "acked_per_s": events / elapsed,
+            "p50_ms": statistics.median(latencies) * 1000,
+            "p99_ms": latencies[max(int(len(latencies) * 0.99) - 1, 0)] * 1000}
+
+
+def run_case(args: argparse.Namespace, backend: str, mode: str, workdir: Path) -> dict:
+    concurrency = args.concurrency or (256 if backend == "file" else 1024)
+    options: dict = {}
+    if backend == "file":
+        url = str(workdir / f"q-{mode}-{uuid.uuid4().hex[:6]}")
+        if mode == "fsync-each":
+            options["linger"] = 0
+    else:
+        s3 = __import__("boto3").client("s3", endpoint_url=args.endpoint)
+        bucket = f"bench-{uuid.uuid4().hex[:12]}"
+        s3.create_bucket(Bucket=bucket)
+        url = f"s3://{bucket}/queues/q1"
+        options = {"endpoint_url": args.endpoint}
+        if args.linger is not None:
+            options["linger"] = args.linger
+    if backend == "file" and args.linger is not None and mode != "fsync-each":
+        options["linger"] = args.linger
+    events = args.events if mode != "fsync-each" else min(args.events, 2000)
+    child_options = {k: v for k, v in options.items() if k != "linger"}
+    if backend == "s3":
+        child_options["poll_interval"] = args.poll
+    from graphpack.queues import check_queue_url
+
+    check_queue_url(url, **child_options)
+    cmd = [sys.executable, __file__, "--role", "child", "--url", url, "--options", json.dumps(child_options),
+           "--events", str(events), "--batch", str(args.batch), "--poll", str(args.poll)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        server = root_server(url, options)
+        result = drive(server, mode, events, concurrency)
+        queue = next(n.obj._queue for n in server._nodes if getattr(n.obj, "_queue", None) is not None)
+        root_requests = getattr(queue, "requests", 0)
+        batches = queue._committer.batches if queue._committer is not None else 0
+        server.wait_for_completion()
+        out, _ = proc.communicate(timeout=max(120, events / 500))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    child_result = read_result(out)
+    requests = root_requests + child_result["requests"]
     return {
-        "events": events,
-        "offered_rate": args.rate,
-        "push_seconds": push_seconds,
-        "events_per_s": events / (result["last"] - start),
-        "requests": total,
-        "root_requests": root_requests,
-        "child_requests": result["requests"],
-        "requests_per_event": total / events,
-        "p50_ms": result["p50_ms"],
-        "p99_ms": result["p99_ms"],
-        "shards": args.shards,
-        "linger_s": args.linger,
+        "backend": backend, "mode": mode, "events": events, "concurrency": concurrency,
+        "linger_s": queue.linger, "acked_per_s": result["acked_per_s"],
+        "delivered_per_s": events / (child_result["last"] - result["start"]),
+        "p50_ms": result["p50_ms"], "p99_ms": result["p99_ms"],
+        "writes": batches, "records_per_write": events / batches if batches else 1.0,
+        "requests": requests, "requests_per_event": requests / events if backend == "s3" else None,
     }
+
+
+def report(case: dict) -> str:
+    line = (f"  {case['backend']:4} {case['mode']:10} <= {case['concurrency']:4} in flight: acknowledged {case['acked_per_s']:9,.0f}/s   "
+            f"root -> child {case['delivered_per_s']:9,.0f}/s   ack p50 {case['p50_ms']:6.2f} ms "
+            f"p99 {case['p99_ms']:7.2f} ms   {case['records_per_write']:7.1f} events/write")
+    if case["requests_per_event"] is not None:
+        line += f"   {case['requests_per_event']:.4f} S3 requests/event"
+    return line
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--role", default="root", choices=["root", "child"])
     parser.add_argument("--url")
-    parser.add_argument("--endpoint")
-    parser.add_argument("--rate", type=float, default=12_000, help="offered load, events/s")
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--events", type=int, default=0)
-    parser.add_argument("--shards", type=int, default=1)
+    parser.add_argument("--options", default="{}")
+    parser.add_argument("--backend", choices=["file", "s3", "both"], default="both")
+    parser.add_argument("--endpoint", help="an S3 endpoint already running (default: start moto)")
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="unacknowledged events at most (default: file 256, S3 1024: an S3 PUT takes "
+                             "tens of ms, so durable S3 throughput needs more events in flight)")
     parser.add_argument("--batch", type=int, default=2000, help="consumer batch size")
-    parser.add_argument("--linger", type=float, default=0.1, help="producer flush interval, s")
-    parser.add_argument("--poll", type=float, default=0.05, help="consumer poll interval, s")
+    parser.add_argument("--linger", type=float, default=None, help="group-commit window, s (queue default)")
+    parser.add_argument("--poll", type=float, default=0.02, help="consumer poll interval, s")
+    parser.add_argument("--dir", help="directory for file queues (default: a temporary one)")
     args = parser.parse_args()
     if args.role == "child":
         child(args)
         return
-    if args.endpoint:
-        result = root(args)
-    else:
-        from tests.plugins.s3 import moto_server
+    sys.setswitchinterval(0.001)  # as graphpack serve: the writer thread gets the GIL back quickly
+    workdir = Path(args.dir or tempfile.mkdtemp(prefix="graphpack-bench-queues-"))
+    cases = []
+    try:
+        if args.backend in ("file", "both"):
+            for mode in ("durable", "early", "fsync-each"):
+                cases.append(run_case(args, "file", mode, workdir))
+        if args.backend in ("s3", "both"):
+            if args.endpoint:
+                cases += [run_case(args, "s3", mode, workdir) for mode in ("durable", "early")]
+            else:
+                from tests.plugins.s3 import moto_server
 
-        with moto_server() as endpoint:
-            args.endpoint = endpoint
-            result = root(args)
-    print(f"S3 queue on moto server, root -> child, {result['events']:,} events offered at "
-          f"{result['offered_rate']:,.0f}/s, {result['shards']} shard(s), linger {result['linger_s']} s")
-    print(f"  delivered end to end   {result['events_per_s']:12,.0f} events/s   "
-          f"(goal >= {GOAL_EVENTS_PER_S:,}: {'MET' if result['events_per_s'] >= GOAL_EVENTS_PER_S else 'MISSED'})")
-    print(f"  S3 requests per event  {result['requests_per_event']:12.4f}            "
-          f"(goal <= {GOAL_REQUESTS_PER_EVENT}: "
-          f"{'MET' if result['requests_per_event'] <= GOAL_REQUESTS_PER_EVENT else 'MISSED'}; "
-          f"root {result['root_requests']}, child {result['child_requests']})")
-    print(f"  delivery latency       p50 {result['p50_ms']:.1f} ms   p99 {result['p99_ms']:.1f} ms")
-    print(ratio_line("events/s vs goal", result["events_per_s"] / GOAL_EVENTS_PER_S, ">= 1.0x",
-                     result["events_per_s"] >= GOAL_EVENTS_PER_S))
-    emit_result({"bench": "queues", **result})
+                with moto_server() as endpoint:
+                    args.endpoint = endpoint
+                    cases += [run_case(args, "s3", mode, workdir) for mode in ("durable", "early")]
+    finally:
+        if not args.dir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    load = os.getloadavg()[0]
+    print(f"root -> child, {args.events:,} events per case (fsync-each: 2,000), load average {load:.2f}")
+    for case in cases:
+        print(report(case))
+    for backend in ("file", "s3"):
+        durable = next((c for c in cases if c["backend"] == backend and c["mode"] == "durable"), None)
+        early = next((c for c in cases if c["backend"] == backend and c["mode"] == "early"), None)
+        if durable is None or early is None:
+            continue
+        print(ratio_line(f"{backend}: durable vs early, acknowledged/s", durable["acked_per_s"] / early["acked_per_s"]))
+        ok = durable["acked_per_s"] >= GOAL_EVENTS_PER_S and durable["delivered_per_s"] >= GOAL_EVENTS_PER_S
+        goal = f">= {GOAL_EVENTS_PER_S:,}/s"
+        if backend == "s3":
+            ok = ok and durable["requests_per_event"] <= GOAL_REQUESTS_PER_EVENT
+            goal += f" at <= {GOAL_REQUESTS_PER_EVENT} requests/event"
+        print(ratio_line(f"{backend}: durable events/s vs goal", durable["acked_per_s"] / GOAL_EVENTS_PER_S,
+                         goal, ok))
+    emit_result({"bench": "queues", "load": load, "cases": cases})
 
 
 if __name__ == "__main__":

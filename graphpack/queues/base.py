@@ -23,7 +23,7 @@ import threading
 import time
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -262,9 +262,11 @@ class Queue(ABC):
 
     # -- for subclasses ------------------------------------------------------------------------
     @abstractmethod
-    def _append(self, by_shard: dict[int, list[bytes]]) -> None:
-        """Append encoded records durably, grouped by shard (order within a shard kept); called by
-        the group committer's thread (at once when ``group_commit`` is False)."""
+    def _append(self, by_shard: dict[int, list[bytes]]) -> Callable[[], None] | None:
+        """Append encoded records, grouped by shard (order within a shard kept); called by the
+        group committer's writer thread, one batch at a time (at once when ``group_commit`` is
+        False). Returns None when the records are durable, or a function that makes them durable
+        (an fsync), which the committer may run while later batches are appended."""
 
     @abstractmethod
     def _read(self, shard: int, group: str, max_records: int) -> list[QueueItem]:

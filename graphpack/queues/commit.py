@@ -8,6 +8,10 @@ full (``flush_records`` records or ``flush_bytes`` bytes), or at once when a cal
 is being written the next one fills, so under load a batch grows with the write time, and the
 added latency stays below ``linger`` + one write.
 
+When the backend's write leaves the records to be synced (a file queue writes in order, then
+fsyncs), the fsync runs on one of ``SYNC_THREADS`` threads while the writer appends the next
+batch: fsyncs overlap, so throughput is not bounded by one fsync's latency per batch.
+
 Each submit returns a :class:`Ticket`: done when its records are durable, failed (with a
 :class:`~graphpack.queues.base.StorageError` naming the queue) when the write failed. A failed
 batch is not retried: its events were not stored, and whoever waits on them answers 503 so that
@@ -16,13 +20,15 @@ the client sends them again.
 from __future__ import annotations
 
 import collections
+import queue
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-Writer = Callable[[dict[int, list[bytes]]], None]
+Writer = Callable[[dict[int, list[bytes]]], "Callable[[], None] | None"]
+SYNC_THREADS = 4  # fsyncs in flight at once per queue
 
 
 class Batch:
@@ -99,6 +105,10 @@ class GroupCommitter:
         self._open: Batch | None = None
         self._full: collections.deque[Batch] = collections.deque()  # closed batches, oldest first
         self._writing: Batch | None = None
+        self._syncing: set[Batch] = set()
+        self._sync_jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._sync_slots = threading.BoundedSemaphore(SYNC_THREADS)
+        self._sync_threads: list[threading.Thread] = []
         self._thread: threading.Thread | None = None
         self._closed = False
 
@@ -138,7 +148,7 @@ class GroupCommitter:
     def flush(self, timeout: float | None = None) -> None:
         """Wait until everything submitted so far is written; raises the last batch's error."""
         with self._cond:
-            batches = [b for b in (self._writing, *self._full, self._open) if b is not None]
+            batches = [b for b in (*self._syncing, self._writing, *self._full, self._open) if b is not None]
         for batch in batches:
             self.hurry(batch)
         for batch in batches:
@@ -154,6 +164,8 @@ class GroupCommitter:
                 self._cond.notify()
             if self._thread is not None and self._thread is not threading.current_thread():
                 self._thread.join(timeout=30)
+            for _ in self._sync_threads:
+                self._sync_jobs.put(None)
 
     def _next(self) -> Batch | None:
         """The next batch to write once it is due (None: closed and nothing left)."""
@@ -185,12 +197,45 @@ class GroupCommitter:
             if batch is None:
                 return
             try:
-                self.write(batch.by_shard)
+                sync = self.write(batch.by_shard)
             except BaseException as exc:  # noqa: BLE001 - handed to every waiter of the batch
-                batch.future.set_exception(self.wrap_error(exc))
+                self._done(batch, exc)
+                continue
+            if sync is None:
+                self._done(batch, None)
+                continue
+            self._sync_slots.acquire()  # at most SYNC_THREADS fsyncs in flight
+            with self._cond:
+                self._syncing.add(batch)
+                self._writing = None
+                if len(self._sync_threads) < SYNC_THREADS:
+                    thread = threading.Thread(target=self._sync_loop, name=f"queue-sync {self.name}", daemon=True)
+                    self._sync_threads.append(thread)
+                    thread.start()
+            self._sync_jobs.put((batch, sync))
+
+    def _sync_loop(self) -> None:
+        while True:
+            job = self._sync_jobs.get()
+            if job is None:
+                return
+            batch, sync = job
+            try:
+                sync()
+            except BaseException as exc:  # noqa: BLE001 - handed to every waiter of the batch
+                self._done(batch, exc)
             else:
-                self.batches += 1
-                batch.future.set_result(None)
+                self._done(batch, None)
             finally:
-                with self._cond:
-                    self._writing = None
+                self._sync_slots.release()
+
+    def _done(self, batch: Batch, error: BaseException | None) -> None:
+        with self._cond:
+            self._syncing.discard(batch)
+            if self._writing is batch:
+                self._writing = None
+        if error is not None:
+            batch.future.set_exception(self.wrap_error(error))
+        else:
+            self.batches += 1
+            batch.future.set_result(None)

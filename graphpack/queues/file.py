@@ -26,6 +26,7 @@ import time
 import uuid
 import zlib
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from .base import Queue, QueueError, QueueItem, StorageError
@@ -132,8 +133,11 @@ class FileQueue(Queue):
         return sorted(out)
 
     # -- producing -------------------------------------------------------------------------------
-    def _append(self, by_shard: dict[int, list[bytes]]) -> None:
+    def _append(self, by_shard: dict[int, list[bytes]]) -> Callable[[], None] | None:
+        """Write the records in order under each shard's lock; returns the fsync that makes them
+        durable (the group committer runs it, possibly while later batches are written)."""
         self._ensure()
+        written: list[tuple[Path, bool]] = []
         for shard, datas in by_shard.items():
             lock_fd = os.open(self._shard_dir(shard) / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
             try:
@@ -149,18 +153,31 @@ class FileQueue(Queue):
                 try:
                     with open(segment, "ab") as f:
                         f.write(buf)
-                        f.flush()
-                        if self.fsync:
-                            os.fsync(f.fileno())
-                    if self.fsync and size == 0:  # a new segment: make its directory entry durable too
-                        _fsync_dir(segment.parent)
                 except OSError as exc:
                     self._undo(segment, size)
                     raise StorageError(f"queue {self.url!r}: cannot write {segment}: "
                                        f"{exc.strerror or exc}") from None
                 self._tails[shard] = (segment, size + len(buf), next_offset)
+                written.append((segment, size == 0))
             finally:
                 os.close(lock_fd)
+        return (lambda: self._sync(written)) if self.fsync else None
+
+    def _sync(self, written: list[tuple[Path, bool]]) -> None:
+        """fsync the segments written (and the directory of a new one)."""
+        for segment, new in written:
+            try:
+                fd = os.open(segment, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                if new:
+                    _fsync_dir(segment.parent)
+            except FileNotFoundError:
+                continue  # consumed by every group and cleaned up meanwhile: nothing left to keep
+            except OSError as exc:
+                raise StorageError(f"queue {self.url!r}: cannot sync {segment}: {exc.strerror or exc}") from None
 
     @staticmethod
     def _undo(segment: Path, size: int) -> None:

@@ -300,23 +300,29 @@ class S3Queue(Queue):
         return records
 
     def _read(self, shard: int, group: str, max_records: int) -> list[QueueItem]:
+        """Items from the cursor on, across segments, up to ``max_records`` or the newest segment
+        (so a consumer commits once per read, not once per segment)."""
+        out: list[QueueItem] = []
         with self._read_lock:
             cursor = self._cursors.get((group, shard))
             if cursor is None:
                 cursor = self._cursors[(group, shard)] = self._start(shard, group)
             segment, index = cursor
-            records = self._segment(shard, segment)
-            if records is not None and index >= len(records):
-                following = self._segment(shard, segment + 1)
-                if following is None:
-                    return []
-                segment, index, records = segment + 1, 0, following
-            if records is None:
-                return []
-            chunk = records[index:index + max_records]
-            self._cursors[(group, shard)] = (segment, index + len(chunk))
-        base = segment << INDEX_BITS
-        return [QueueItem(shard, base + index + i, data) for i, data in enumerate(chunk)]
+            while len(out) < max_records:
+                records = self._segment(shard, segment)
+                if records is None:
+                    break
+                if index >= len(records):
+                    if self._segment(shard, segment + 1) is None:
+                        break  # nothing newer yet
+                    segment, index = segment + 1, 0
+                    continue
+                chunk = records[index:index + max_records - len(out)]
+                base = segment << INDEX_BITS
+                out.extend(QueueItem(shard, base + index + i, data) for i, data in enumerate(chunk))
+                index += len(chunk)
+            self._cursors[(group, shard)] = (segment, index)
+        return out
 
     def _poll_interval(self) -> float:
         return self.poll_interval

@@ -11,14 +11,18 @@ sys.path.append(str(ROOT / "bench"))  # appended: bench/http.py must not shadow 
 from _harness import read_result
 
 
-def test_bench_smoke(s3_server):
+def test_bench_smoke(s3_server, tmp_path):
     out = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "queues.py"), "--endpoint", s3_server, "--rate", "3000",
-         "--seconds", "1"],
-        capture_output=True, text=True, timeout=120, check=True,
+        [sys.executable, str(ROOT / "bench" / "queues.py"), "--endpoint", s3_server, "--events", "1500",
+         "--dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, check=True,
     ).stdout
-    assert "events/s" in out and "S3 requests per event" in out and "p99" in out
-    result = read_result(out)
-    assert result["events"] == 3000
-    assert 0 < result["requests_per_event"] < 0.1
-    assert result["p50_ms"] <= result["p99_ms"]
+    assert "acknowledged" in out and "S3 requests/event" in out and "p99" in out
+    cases = {(c["backend"], c["mode"]): c for c in read_result(out)["cases"]}
+    assert set(cases) == {("file", "durable"), ("file", "early"), ("file", "fsync-each"), ("s3", "durable"),
+                          ("s3", "early")}
+    for case in cases.values():
+        assert case["events"] == 1500 and case["acked_per_s"] > 0 and case["p50_ms"] <= case["p99_ms"]
+    assert cases[("file", "durable")]["records_per_write"] > 1  # group commit shares writes
+    assert cases[("file", "fsync-each")]["records_per_write"] == 1
+    assert 0 < cases[("s3", "durable")]["requests_per_event"] < 0.2
