@@ -92,10 +92,17 @@ class V3IOStreamTrigger(Trigger):
                  group: str = "serving", seek_to: str = "earliest", shards: int | None = None,
                  webapi: str | None = None, read_batch_size: int | None = None, **attributes: Any) -> None:
         super().__init__(**attributes)
-        if url and url.startswith("v3io://"):
-            container, _, stream_path = url[len("v3io://"):].partition("/")
+        if url:
+            from .queues.v3io import QueueError, parse_v3io_url
+
+            try:
+                endpoint, container, stream_path = parse_v3io_url(url)
+            except QueueError as exc:
+                raise GraphpackError(f"v3ioStream trigger: {exc}") from None
+            webapi = webapi or endpoint
         if not container or not stream_path:
-            raise GraphpackError("v3ioStream trigger: needs url='v3io://container/path' or container= and stream_path=")
+            raise GraphpackError("v3ioStream trigger: needs url='v3io:///<container>/<path>' (or "
+                                 "'v3io://<host:port>/<container>/<path>') or container= and stream_path=")
         if seek_to not in ("earliest", "latest"):
             raise GraphpackError(f"v3ioStream trigger: seek_to must be 'earliest' or 'latest', got {seek_to!r}")
         self.attributes.update({"containerName": container, "streamPath": "/" + stream_path.strip("/"),

@@ -168,6 +168,14 @@ def _cron_attributes(attributes: dict, where: str) -> dict:
     return attributes
 
 
+def _webapi(url: str) -> str:
+    """The v3io web API a stream trigger reads from: the URL's host, else MLRun's default (the
+    build does not depend on the developer's environment)."""
+    from ..queues.v3io import DEFAULT_WEBAPI, parse_v3io_url
+
+    return parse_v3io_url(url)[0] or DEFAULT_WEBAPI
+
+
 def triggers_for(plan: FunctionPlan, http_workers: int, max_body_size: int) -> dict:
     """The function's triggers: its own, an http trigger, and a child's queue trigger."""
     triggers = {name: normalize_trigger(name, t, plan.where) for name, t in sorted(plan.triggers.items())}
@@ -182,7 +190,7 @@ def triggers_for(plan: FunctionPlan, http_workers: int, max_body_size: int) -> d
     if queue is not None and queue.scheme == "v3io":
         options = queue.options
         stream = V3IOStreamTrigger(url=queue.url, group=queue.group, seek_to=options.get("seek_to", "earliest"),
-                                   shards=queue.shards, webapi=options.get("webapi", "http://v3io-webapi:8081"),
+                                   shards=queue.shards, webapi=options.get("webapi") or _webapi(queue.url or ""),
                                    read_batch_size=options.get("read_batch_size"))
         triggers["stream"] = normalize_trigger("stream", stream.to_dict("stream"), plan.where)
     return triggers

@@ -104,6 +104,7 @@ def _queue_input(where: str, queue: QueueStep, group: str, target: str) -> Queue
                 f"a path (s3://, v3io:// or a file path) for target {target!r} (only 'local' provides a default queue)")
         return QueueInput(name, None, "default", group, queue.shards)
     scheme = path.split("://", 1)[0].lower() if "://" in path else "file"
+    scheme = "v3io" if scheme == "v3ios" else scheme  # https to the same web API
     if scheme == "memory" and target != "local":
         raise GraphpackError(f"{where}: queue {queue.name!r}: field 'path' {path!r} is an in-process memory:// "
                              "queue; functions deployed apart need s3://, v3io:// or a shared file path")

@@ -45,7 +45,7 @@ def _scheme(url: Any) -> str:
 
 
 def _url_need(url: str, what: str) -> Need | None:
-    package = {"s3": "boto3", "v3io": "httpx", "http": "httpx", "https": "httpx"}.get(_scheme(url))
+    package = {"s3": "boto3", "v3io": "httpx", "v3ios": "httpx", "http": "httpx", "https": "httpx"}.get(_scheme(url))
     return Need(package, f"{what} {url!r}") if package else None
 
 

@@ -18,6 +18,7 @@ BACKENDS: dict[str, str] = {
     "file": "graphpack.queues.file:FileQueue",
     "s3": "graphpack.queues.s3:S3Queue",
     "v3io": "graphpack.queues.v3io:V3ioQueue",
+    "v3ios": "graphpack.queues.v3io:V3ioQueue",
 }
 
 

@@ -1,6 +1,11 @@
-"""``v3io://container/stream/path``: a v3io stream through the v3io web API (httpx, imported lazily).
+"""v3io streams through the v3io web API (httpx, imported lazily).
 
-The endpoint comes from ``endpoint=`` or ``V3IO_API``, the access key from ``access_key=`` or
+URLs as MLRun writes them: ``v3io:///<container>/<path>`` (the web API endpoint from ``V3IO_API``),
+``v3io://<host:port>/<container>/<path>`` (an explicit endpoint; ``v3ios://`` for https), and
+graphpack's short form ``v3io://<container>/<path>`` (a first part with no port and no dot is a
+container, not a host). See :func:`parse_v3io_url`.
+
+The endpoint comes from ``endpoint=``, the URL or ``V3IO_API``, the access key from ``access_key=`` or
 ``V3IO_ACCESS_KEY``. ``check()`` creates the stream with ``shards`` (and ``retention_in_hours``, default 24) when it
 does not exist, or verifies its shard count. Offsets are the stream's sequence numbers.
 Checkpoints use the format Nuclio's ``v3ioStream`` trigger and v3io-go use, so a child deployed
@@ -28,6 +33,24 @@ FALSE_CONDITION = "16777244"
 DEFAULT_WEBAPI = "http://v3io-webapi:8081"
 
 
+def parse_v3io_url(url: str) -> tuple[str | None, str, str]:
+    """``(endpoint or None, container, path)`` of a ``v3io://`` / ``v3ios://`` URL."""
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in ("v3io", "v3ios"):
+        raise QueueError(f"{url!r} is not a v3io URL (v3io:///<container>/<path> or v3io://<host:port>/...)")
+    netloc, _, tail = rest.partition("/")
+    is_host = scheme == "v3ios" or ":" in netloc or "." in netloc or netloc == "localhost"
+    endpoint = None
+    if netloc and is_host:
+        endpoint = f"{'https' if scheme == 'v3ios' else 'http'}://{netloc}"
+    if netloc and not is_host:
+        container, path = netloc, tail
+    else:
+        container, _, path = tail.partition("/")
+    return endpoint, container, path.strip("/")
+
+
 class V3ioQueue(Queue):
     """A v3io stream; shards are the stream's shards."""
 
@@ -43,12 +66,10 @@ class V3ioQueue(Queue):
         **options: Any,
     ) -> None:
         super().__init__(url, **options)
-        rest = url.split("://", 1)[1]
-        self.container, _, path = rest.partition("/")
-        self.path = path.strip("/")
+        url_endpoint, self.container, self.path = parse_v3io_url(url)
         if not self.container or not self.path:
-            raise QueueError(f"queue {url!r}: use v3io://<container>/<stream path>")
-        self.endpoint = endpoint or os.environ.get("V3IO_API", "")
+            raise QueueError(f"queue {url!r}: use v3io:///<container>/<stream path> (or v3io://<container>/<stream path>)")
+        self.endpoint = endpoint or url_endpoint or os.environ.get("V3IO_API", "")
         if self.endpoint and "://" not in self.endpoint:
             self.endpoint = "http://" + self.endpoint
         self.access_key = access_key if access_key is not None else os.environ.get("V3IO_ACCESS_KEY")

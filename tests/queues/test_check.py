@@ -119,7 +119,7 @@ def test_public_names():
 
     for name in queues.__all__:
         assert getattr(queues, name) is not None
-    assert set(queues.BACKENDS) == {"memory", "file", "s3", "v3io"}
+    assert set(queues.BACKENDS) == {"memory", "file", "s3", "v3io", "v3ios"}
 
 
 def test_package_import_stays_light():
