@@ -79,11 +79,14 @@ def _translate(source: str) -> str:
 
 def export_notebook(path: Path) -> str:
     """A notebook's function code via nuclio-jupyter's exporter (graphpack's reader if absent)."""
+    limit = sys.getrecursionlimit()
     try:
         import nbformat
         from nuclio.export import NuclioExporter
     except ImportError:
         return read_code(path)
+    finally:
+        sys.setrecursionlimit(limit)  # nuclio-jupyter raises the process-wide limit on import
     try:
         with warnings.catch_warnings():  # cells without ids (older notebooks) are fine here
             warnings.filterwarnings("ignore", module=r"nbformat(\..*)?$")
