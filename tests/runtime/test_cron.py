@@ -140,3 +140,118 @@ def test_a_late_firing_skips_what_it_missed():
 
     asyncio.run(run_schedule(parse_schedule("*/5 * * * *"), fire, stop, clock))
     assert [due for due, _ in fired] == [at(2026, 1, 1, 0, 5), at(2026, 1, 1, 0, 15), at(2026, 1, 1, 0, 25)]
+
+
+# -- every expression the grammar allows: firings against an independent reading of its meaning --
+FIELDS = [(0, 59, []), (0, 59, []), (0, 23, []), (1, 31, []),
+          (1, 12, ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]),
+          (0, 6, ["sun", "mon", "tue", "wed", "thu", "fri", "sat"])]
+
+
+def oracle_set(text, low, high, names):
+    """The values a field matches, read directly from the definition (robfig/cron)."""
+    def value(word):
+        return names.index(word) + low if word in names else int(word)
+
+    out = set()
+    for term in text.lower().split(","):
+        body, _, step = term.partition("/")
+        if body in ("*", "?"):
+            start, end = low, high
+        elif "-" in body:
+            start, end = (value(w) for w in body.split("-"))
+        else:
+            start = value(body)
+            end = high if step else start
+        out.update(range(start, end + 1, int(step or 1)))
+    return out
+
+
+def oracle_next(fields, after, years=31):
+    """The first time strictly after ``after`` the 6 fields match, or None within ``years``."""
+    sec, minute, hour, dom, month, dow = (oracle_set(f, *spec) for f, spec in zip(fields, FIELDS))
+    both = not (fields[3][0] in "*?" or fields[5][0] in "*?")
+    day = after.replace(hour=0, minute=0, second=0, microsecond=0)
+    for _ in range(366 * years):
+        if day.month in month:
+            on_dom, on_dow = day.day in dom, day.isoweekday() % 7 in dow
+            if (on_dom or on_dow) if both else (on_dom and on_dow):
+                for h in sorted(hour):
+                    for m in sorted(minute):
+                        for s in sorted(sec):
+                            t = day.replace(hour=h, minute=m, second=s)
+                            if t > after:
+                                return t
+        day += timedelta(days=1)
+    return None
+
+
+def field_text(draw, index):
+    from hypothesis import strategies as st
+
+    low, high, names = FIELDS[index]
+
+    def word(v):
+        return names[v - low] if names and draw(st.booleans()) else str(v)
+
+    terms = []
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["*", "?", "n", "range"]))
+        a = draw(st.integers(low, high))
+        if kind in ("*", "?"):
+            body = kind
+        elif kind == "n":
+            body = word(a)
+        else:
+            b = draw(st.integers(a, high))
+            body = f"{word(a)}-{word(b)}"
+        step = draw(st.one_of(st.none(), st.integers(1, high - low + 1)))
+        terms.append(body + (f"/{step}" if step is not None else ""))
+    return ",".join(terms)
+
+
+def test_every_expression_of_the_grammar_fires_when_its_fields_say():
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from graphpack.runtime.cron import parse_schedule, run_schedule
+    from graphpack.triggers import check_cron
+
+    @st.composite
+    def expressions(draw):
+        fields = [field_text(draw, i) for i in range(6)]
+        with_seconds = draw(st.booleans())
+        if not with_seconds:
+            fields[0] = "0"
+        text = " ".join(fields if with_seconds else fields[1:])
+        return text, fields
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(expressions(), st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2040, 1, 1)))
+    def check(expression, start):
+        text, fields = expression
+        start = start.replace(tzinfo=UTC)
+        expected, t = [], start
+        for _ in range(3):
+            t = oracle_next(fields, t)
+            if t is None:
+                break
+            expected.append(t)
+        if not expected:  # never fires: the build says so
+            with pytest.raises(GraphpackError, match="never fires"):
+                check_cron(text)
+            return
+        assert check_cron(text) == text
+        clock = FakeClock(start)
+        fired = []
+        stop = asyncio.Event()
+
+        async def fire(due):
+            fired.append(clock.now())
+            if len(fired) == len(expected):
+                stop.set()
+
+        asyncio.run(run_schedule(parse_schedule(text), fire, stop, clock))
+        assert fired == expected, text
+
+    check()
