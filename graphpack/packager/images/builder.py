@@ -114,8 +114,8 @@ def check_image_builder(builder: ImageBuilder, context: str | Path, tag: str, re
     prefix = function_dir.lstrip("/")
     for name in ("spec.json", "function.yaml", "graphpack_entry.py", "graphpack/runtime/processor.py"):
         assert f"{prefix}/{name}" in files, f"{prefix}/{name} missing from the image"
-    build_side = [f for f in files if f.startswith((f"{prefix}/graphpack/packager", f"{prefix}/graphpack/cli.py",
-                                                   f"{prefix}/graphpack/templates"))]
+    build_side = [f for f in files if f.startswith(tuple(f"{prefix}/graphpack/{part}" for part in (
+        "packager", "templates", "cli.py", "function.py", "project.py", "source.py", "graph/plot.py")))]
     assert not build_side, f"build-side files inside the image: {build_side[:5]}"
     return ref
 

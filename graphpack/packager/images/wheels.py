@@ -3,6 +3,7 @@
 into a layer by the host's pip (``--target``), never by running a container."""
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -32,11 +33,16 @@ def download_wheels(requirements: list[str], dest: str | Path | None = None, wit
     if done.is_file():
         return target
     target.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--dest", str(target), *wanted]
-    result = subprocess.run(argv, capture_output=True, text=True)
-    if result.returncode:
-        raise GraphpackError(f"pip download {' '.join(wanted)} failed: {result.stderr.strip()[-600:]}")
-    done.write_text("\n".join(wanted) + "\n")
+    with open(target.parent / f".{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be downloading the same set
+        if done.is_file():
+            return target
+        argv = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--dest", str(target),
+                *wanted]
+        result = subprocess.run(argv, capture_output=True, text=True)
+        if result.returncode:
+            raise GraphpackError(f"pip download {' '.join(wanted)} failed: {result.stderr.strip()[-600:]}")
+        done.write_text("\n".join(wanted) + "\n")
     return target
 
 
