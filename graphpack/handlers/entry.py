@@ -98,12 +98,14 @@ def load_spec(spec_dir: str | None = None) -> dict:
 
 
 def init_context(context: Any, modules: Iterable[str] = (), spec_dir: str | None = None,
-                 spec: dict | None = None) -> GraphServer:
-    """Build this worker's GraphServer (and queue consumer); store it on ``context.user_data``."""
+                 spec: dict | None = None, namespaces: list | None = None) -> GraphServer:
+    """Build this worker's GraphServer (and queue consumer); store it on ``context.user_data``.
+
+    Class and handler names resolve in ``namespaces`` (e.g. a module's globals()), then ``modules``."""
     logger = NuclioLogger(context.logger) if getattr(context, "logger", None) is not None else None
     try:
         spec = spec if spec is not None else load_spec(spec_dir)
-        namespaces = [importlib.import_module(name) for name in modules]
+        namespaces = list(namespaces or []) + [importlib.import_module(name) for name in modules]
         server = GraphServer.from_dict(spec)
         server.init_states(context=context, namespace=namespaces, logger=logger)
         server.init_object(namespaces)
