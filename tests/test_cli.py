@@ -146,7 +146,7 @@ def test_deploy_takes_registry_and_images_for_the_image_targets(tmp_path):
     assert steps["incr"]["image"].startswith("127.0.0.1:5999/demo/incr:") and steps["incr"]["push"] == "127.0.0.1:5999"
     result = runner.invoke(main, base + ["--target", "knative", "--image", "incr=registry.example/incr:v1"])
     plan = json.loads(result.output)
-    assert [s["details"]["image"].split(":")[0] for s in plan["steps"]] == ["graphpack.local/demo-incr-kid",
+    assert [s["details"]["image"].split(":")[0] for s in plan["steps"]] == ["graphpack.local/demo/kid",
                                                                           "registry.example/incr"]
     assert any("no registry to push the images of kid" in note for note in plan["notes"])
     assert any("resolves an image tag to a digest" in note for note in plan["notes"])
@@ -154,3 +154,21 @@ def test_deploy_takes_registry_and_images_for_the_image_targets(tmp_path):
     assert result.exit_code == 1 and "are for the docker, nuclio and knative targets" in result.output
     result = runner.invoke(main, base + ["--target", "nuclio", "--image", "ghost=r/x:1"])
     assert result.exit_code == 1 and "--image ghost=...: no function 'ghost'" in result.output
+
+
+def test_one_image_name_for_build_image_deploy_and_render(tmp_path):
+    """`build --image` tags an image with the digest of the context it wrote; a deploy plan for the
+    same target names that very tag (REGISTRY/PROJECT/FUNCTION:DIGEST)."""
+    from pathlib import Path
+
+    from graphpack.packager.images.pipeline import context_tag
+
+    (tmp_path / "demo.py").write_text(PROJECT_CODE.replace('path="memory://q"', 'path="queues/q"'))
+    runner = CliRunner()
+    common = ["-C", str(tmp_path), "-f", "demo.py", "--json"]
+    built = json.loads(runner.invoke(main, ["build", "--target", "knative", "-o", "out", *common]).output)
+    tags = {item["function"]: context_tag(Path(item["path"])) for item in built["functions"]}
+    plan = json.loads(runner.invoke(main, ["deploy", "--target", "knative", "--dry-run", "--registry", "r.test:5000",
+                                           *common]).output)
+    assert {s["function"]: s["details"]["image"] for s in plan["steps"]} == {
+        name: f"r.test:5000/demo/{name}:{tag}" for name, tag in tags.items()}

@@ -170,7 +170,7 @@ def check_output(command: str, result: subprocess.CompletedProcess, shop: Path) 
         assert isinstance(answer["outputs"], list)
         ANSWERS.append(answer["id"])
     elif command.startswith("graphpack deploy --target nuclio --dry-run"):
-        assert "image: build and push 127.0.0.1:5000/shop-recommender:" in out and "was not contacted" in out
+        assert "image: build and push 127.0.0.1:5000/shop/recommender:" in out and "was not contacted" in out
     elif command.startswith("graphpack deploy --target knative --dry-run"):
         assert "image: use registry.example.com/shop/recommender:v1" in out
         assert "apply: Service default/shop-recommender" in out

@@ -19,11 +19,23 @@ def _quiet(message: str) -> None:
     """The default progress sink."""
 
 
-def context_digest(context: Any) -> str:
-    """A short digest of a function's build context (same files, same digest); wheels added for an
+def files_digest(files: dict[str, str]) -> str:
+    """A short digest of a build context's files (relative path -> sha256 hex); wheels added for an
     offline image build are left out (requirements.txt already names them)."""
-    files = {k: v for k, v in context.digests().items() if not k.startswith("wheels/")}
-    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+    kept = {k: v for k, v in files.items() if not k.startswith("wheels/")}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def context_digest(context: Any) -> str:
+    """A short digest of a function's build context in memory (same files, same digest)."""
+    return files_digest(context.digests())
+
+
+def image_name(registry: str | None, project: str, function: str, tag: str) -> str:
+    """The one naming rule of the images graphpack builds: ``REGISTRY/PROJECT/FUNCTION:TAG``
+    (``graphpack.local`` without a registry), the tag being the build context's digest."""
+    repo = f"{project}/{function}".lower().replace("_", "-")
+    return f"{(registry or '').rstrip('/') or 'graphpack.local'}/{repo}:{tag}"
 
 
 def add_wheels(contexts: list, progress: Progress) -> None:
@@ -114,7 +126,7 @@ class Images:
                     raise GraphpackError(f"image {text!r} of function {function!r} is not usable: {exc}") from None
 
     def tag(self, context: Any) -> str:
-        return f"{self.registry or 'graphpack.local'}/{context.name}:{context_digest(context)}"
+        return image_name(self.registry, context.plan.project, context.plan.function, context_digest(context))
 
     def planned(self, contexts: list) -> dict[str, dict]:
         """function -> what a deploy will run: the given image, or the tag it builds and pushes."""
@@ -237,5 +249,5 @@ def _images_for(images: Images, contexts: list, target: str, build_dir: Path, pr
     return refs
 
 
-__all__ = ["RENDER_TARGETS", "Images", "add_wheels", "context_digest", "offline_plan", "parse_images", "render",
+__all__ = ["RENDER_TARGETS", "Images", "add_wheels", "context_digest", "files_digest", "image_name", "offline_plan", "parse_images", "render",
            "render_contexts"]

@@ -6,8 +6,6 @@ engine. State, logs and invoke work as for the local target (state in
 the deploying shell's environment and never reach an image."""
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from pathlib import Path
@@ -85,8 +83,9 @@ class DockerDeployer(LocalDeployer):
             self._offline = False
 
     def image_name(self, project: str, function: str, digest: str) -> str:
-        repo = f"{project}/{function}".lower().replace("_", "-")
-        return f"{self.registry_host or 'graphpack.local'}/{repo}:{digest}"
+        from ..render import image_name
+
+        return image_name(self.registry_host, project, function, digest)
 
     # -- plan / apply -------------------------------------------------------------------------
     def plan(self, project: Any, functions: list[str] | None = None) -> Plan:
@@ -371,8 +370,9 @@ class DockerDeployer(LocalDeployer):
 
     @staticmethod
     def _digest(context: Any) -> str:
-        files = {k: v for k, v in context.digests().items() if not k.startswith("wheels/")}
-        return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+        from ..render import context_digest
+
+        return context_digest(context)
 
 
 __all__ = ["DockerDeployer"]

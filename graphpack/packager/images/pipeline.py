@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ...errors import GraphpackError
+from ..render import image_name
 from . import baseimage, get_builder
 from .registry import Registry
 from .wheels import download_wheels, requirement_lines
@@ -35,11 +36,11 @@ def add_wheels(context: Path, progress: Progress) -> None:
 
 
 def context_tag(context: Path) -> str:
-    """A tag derived from the context's files (same files, same tag)."""
-    sha = hashlib.sha256()
-    for path in sorted(p for p in context.rglob("*") if p.is_file()):
-        sha.update(path.relative_to(context).as_posix().encode() + b"\0" + path.read_bytes())
-    return sha.hexdigest()[:16]
+    """A tag derived from the context's files: the digest deploy and render use for the same context."""
+    from ..render import files_digest
+
+    return files_digest({path.relative_to(context).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+                         for path in sorted(p for p in context.rglob("*") if p.is_file())})
 
 
 def build_images(summary: dict, project: str, builder: str = "oci", registry: str | None = None,
@@ -59,8 +60,7 @@ def build_images(summary: dict, project: str, builder: str = "oci", registry: st
         for item in summary["functions"]:
             context = Path(item["path"])
             add_wheels(context, say)
-            repo = f"{project}/{item['function']}".lower().replace("_", "-")
-            name = f"{registry or 'graphpack.local'}/{repo}:{tag or context_tag(context)}"
+            name = image_name(registry, project, item["function"], tag or context_tag(context))
             started = time.perf_counter()
             ref = image_builder.build(context, name)
             seconds = time.perf_counter() - started

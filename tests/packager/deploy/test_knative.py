@@ -103,7 +103,7 @@ def test_rendered_manifests_pass_knative_validation_and_crd_schemas(project, tmp
     service = root[0]
     template = service["spec"]["template"]
     container = template["spec"]["containers"][0]
-    assert container["image"].startswith(f"{REGISTRY}/shop-recommender@sha256:")
+    assert container["image"].startswith(f"{REGISTRY}/shop/recommender@sha256:")
     assert template["spec"]["containerConcurrency"] == 4
     assert template["metadata"]["annotations"] == {"autoscaling.knative.dev/min-scale": "1",
                                                    "autoscaling.knative.dev/max-scale": "3"}
@@ -232,7 +232,7 @@ def test_offline_render_writes_tags_and_says_what_is_left(tmp_path, knative_chec
     child = docs(out / "shop-recommender-scorer.yaml")[0]["spec"]["template"]["spec"]["containers"][0]
     assert root["image"] == "registry.test/shop/root:v1"
     assert child["image"] == report["images"]["scorer"]["image"]
-    assert child["image"].startswith("graphpack.local/shop-recommender-scorer:") and report["images"]["scorer"]["build"]
+    assert child["image"].startswith("graphpack.local/shop/scorer:") and report["images"]["scorer"]["build"]
     notes = " ".join(report["notes"])
     assert "no registry to push the images of scorer" in notes and "resolves an image tag to a digest" in notes
     check = checker.check(out)
@@ -311,7 +311,7 @@ def test_server_side_apply_status_logs_and_delete_through_the_api(project, tmp_p
             assert "/namespaces/ml/" in request["path"]
         body = applies[1]["body"]
         assert body["spec"]["template"]["spec"]["containers"][0]["image"].startswith(
-            f"{REGISTRY}/shop-recommender@sha256:")
+            f"{REGISTRY}/shop/recommender@sha256:")
         assert status["recommender"] == {"url": "http://shop-recommender.ml.example.com", "state": "ready",
                                          "message": "", "name": "shop-recommender", "root": "recommender"}
         assert not deployer.plan(project).changes
@@ -369,7 +369,7 @@ def test_cli_deploy_dry_run_and_deploy_through_a_kubeconfig(project, tmp_path, m
         assert plan["steps"][1]["details"]["objects"] == [
             "Service default/shop-recommender", "PingSource default/shop-recommender-nightly",
             "PingSource default/shop-recommender-tick"]
-        assert plan["steps"][1]["details"]["image"].startswith(f"{REGISTRY}/shop-recommender:")
+        assert plan["steps"][1]["details"]["image"].startswith(f"{REGISTRY}/shop/recommender:")
         assert fake.applies() == [] and fake.requests == []  # offline: the API is not asked anything
         unknown = run("deploy", "--target", "kubernetes")
         assert unknown.returncode == 2 and "knative" in unknown.stderr and "nuclio" in unknown.stderr  # a usage error

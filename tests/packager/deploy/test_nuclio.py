@@ -72,7 +72,7 @@ def test_plan_apply_keep_update_invoke_delete(project, tmp_path):
     assert dashboard.projects == {"shop"}
     assert {n: s["state"] for n, s in status.items()} == {"scorer": "ready", "recommender": "ready"}
     config = dashboard.functions["shop-recommender"]
-    assert config["spec"]["image"].startswith(f"{REGISTRY}/shop-recommender@sha256:")
+    assert config["spec"]["image"].startswith(f"{REGISTRY}/shop/recommender@sha256:")
     assert "build" not in config["spec"]
     assert config["metadata"]["labels"]["nuclio.io/project-name"] == "shop"
     assert config["spec"]["triggers"]["nightly"]["attributes"]["schedule"] == "0 2 * * *"
@@ -264,7 +264,7 @@ def test_cli_dry_run_is_offline_and_changes_nothing(project, tmp_path, stub):
     lines = done.stdout.splitlines()
     assert lines[:2] == ["plan for project 'shop' on target 'nuclio':", "  apply    scorer  (create or update)"]
     assert lines[2].split()[:4] == ["image:", "build", "and", "push"]
-    assert lines[2].split()[4].startswith(f"{REGISTRY}/shop-recommender-scorer:")
+    assert lines[2].split()[4].startswith(f"{REGISTRY}/shop/scorer:")
     assert "apply: Nuclio function shop-recommender-scorer (project shop)" in done.stdout
     assert f"the Nuclio dashboard at {stub.url} was not contacted" in done.stdout
     assert stub.requests == []  # offline: the dashboard is not asked anything
