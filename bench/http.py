@@ -148,7 +148,15 @@ def wrk(url: str, seconds: float, connections: int, script: Path) -> dict:
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50_ms": pct("50"), "p99_ms": pct("99"), "non_2xx": int(errors.group(1)) if errors else 0}
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    return {"rps": rps, "p50_ms": pct("50"), "p99_ms": pct("99"), "non_2xx": int(errors.group(1)) if errors else 0,
+            "requests": requests}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 #: servers cache bytecode as installed packages do (an untimed first start writes graphpack's .pyc)
@@ -189,7 +197,10 @@ def load(argv: list[str], cwd: Path, seconds: float, connections: int, script: P
     try:
         wait_ok(f"http://127.0.0.1:{port}")
         wrk(f"http://127.0.0.1:{port}/", 1, connections, script)
-        return wrk(f"http://127.0.0.1:{port}/", seconds, connections, script)
+        before = cpu_seconds(proc.pid)
+        result = wrk(f"http://127.0.0.1:{port}/", seconds, connections, script)
+        result["cpu_us"] = (cpu_seconds(proc.pid) - before) * 1e6 / max(result["requests"], 1)  # 1 process only
+        return result
     finally:
         stop(proc)
 
@@ -259,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"http bench: 1-step graph, 1 worker, wrk -t1 -c{args.connections} -d{args.seconds:g}s POST {BODY}, "
           f"{args.rounds} round(s) each, load average before: {load_before}")
     for name, r in results.items():
-        print(f"  {name:<16} {r['rps']:>10,.0f} req/s   p50 {r['p50_ms']:.2f} ms   p99 {r['p99_ms']:.2f} ms"
+        print(f"  {name:<16} {r['rps']:>10,.0f} req/s   p50 {r['p50_ms']:.2f} ms   p99 {r['p99_ms']:.2f} ms   "
+              f"server CPU {r['cpu_us']:.1f} µs/request"
               + (f"   non-2xx {r['non_2xx']:.0f}" if r["non_2xx"] else ""))
     cold_ms = {name: statistics.median(values) for name, values in cold.items()}
     for name, ms in cold_ms.items():
@@ -274,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
                      results["front door only"]["rps"] / bare["rps"]))
     ratio = ours["rps"] / bare["rps"]
     print(ratio_line("graphpack serve / bare asyncio (req/s)", ratio, f">= {GOALS['rps']:g}x", ratio >= GOALS["rps"]))
+    print(ratio_line("bare asyncio / graphpack serve (server CPU per request; steadier on a busy machine)",
+                     bare["cpu_us"] / ours["cpu_us"]))
     p99_ratio = ours["p99_ms"] / bare["p99_ms"]
     print(ratio_line("graphpack serve / bare asyncio (p99 latency)", p99_ratio, f"<= {GOALS['p99']:g}x",
                      p99_ratio <= GOALS["p99"]))
