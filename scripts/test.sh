@@ -38,9 +38,17 @@ step_graphviz() {
 }
 
 # graphpack itself, editable, with the test extra (skipped when up to date, see lib.sh).
+# Then graphpack's base image (tests/packager/images), built from Debian's python3 .debs and
+# cached by content: done here, where its progress shows, rather than silently inside a test.
+# Not fatal: the tests build it themselves (or skip, naming what is missing).
 step_pip() {
   local r
-  r="$(pip_editable test)"
+  r="$(pip_editable test | tee /dev/stderr)"   # the step's log shows pip's progress as it goes
+  if command -v dpkg-deb > /dev/null && command -v apt-get > /dev/null; then
+    compgen -G "/var/lib/apt/lists/*_Packages*" > /dev/null || (flock 9; as_root apt-get update -q) 9> "$CACHE/apt.lock"
+    if "$PYTHON" -m graphpack.cli base-image --no-push; then r="$r; base image cached"
+    else r="$r; base image not built here (the tests build it)"; fi
+  fi
   note "pip install -e .[test]: ${r##*$'\n'}"
 }
 

@@ -381,14 +381,20 @@ class NuclioDeployer(Deployer):
         return self.status()
 
     def _wait_ready(self, name: str, progress: Progress) -> dict:
-        deadline = time.monotonic() + self.ready_timeout
+        started = time.monotonic()
+        deadline = started + self.ready_timeout
         last = -1.0
+        said = 0
         while True:
             obj = self.dashboard.get(name)
             for stamp, line in _log_lines(obj, last):
                 progress(f"{name}: {line}")
                 last = stamp
             state, message = function_state(obj)
+            waited = int(time.monotonic() - started)
+            if waited >= said + 10 and state not in TERMINAL:
+                said = waited
+                progress(f"still waiting for Nuclio function {name} to be ready (state {state}) ... {waited} s")
             if state == "ready":
                 return obj or {}
             if state in ("error", "unhealthy"):

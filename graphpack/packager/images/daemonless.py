@@ -86,11 +86,14 @@ class OCIBuilder(ImageBuilder):
                                      f"({run.args[:60]!r}); use --builder docker")
             requirements = self._input(root, recipe, "requirements.txt")
             wheels = self._input(root, recipe, "wheels/")
+            self.progress(f"{root.name}: layer of the requirements (installing the wheels)")
             layer = requirements_layer((root / requirements).read_bytes() if requirements else b"",
                                        root / (wheels or "wheels"), site, self.store)
             if layer is not None:
+                self.progress(f"{root.name}: layer {layer.digest[7:19]} requirements ({layer.size / 1e6:.1f} MB)")
                 image = append(image, layer, "graphpack: requirements from wheels")
         code = self._code_layer(root, recipe)
+        self.progress(f"{root.name}: layer {code.digest[7:19]} code and spec ({code.size / 1e6:.1f} MB)")
         image = append(image, code, "graphpack: code and spec")
         return self._configure(image, recipe)
 
