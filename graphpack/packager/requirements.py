@@ -10,7 +10,6 @@ installed where the build runs (the version the tests ran against), else kept as
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Iterator
 
@@ -19,14 +18,6 @@ KNOWN = {"PyYAML": "6", "uvloop": "0.19", "httptools": "0.6", "boto3": "1.34", "
 PROCESSOR = ("PyYAML", "uvloop", "httptools")
 HTTP_CLASSES = {"RemoteStep", "BatchHttpRequests", "$remote"}
 _BARE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-@dataclass(frozen=True)
-class Need:
-    """One requirement and why the function has it."""
-
-    package: str
-    reason: str
 
 
 def _steps(graph: Any, function: str = "") -> Iterator[tuple[dict, str]]:
@@ -44,40 +35,34 @@ def _scheme(url: Any) -> str:
     return url.split("://", 1)[0].lower() if isinstance(url, str) and "://" in url else ""
 
 
-def _url_need(url: str, what: str) -> Need | None:
-    package = {"s3": "boto3", "v3io": "httpx", "v3ios": "httpx", "http": "httpx", "https": "httpx"}.get(_scheme(url))
-    return Need(package, f"{what} {url!r}") if package else None
+def _url_need(url: str) -> str | None:
+    return {"s3": "boto3", "v3io": "httpx", "v3ios": "httpx", "http": "httpx", "https": "httpx"}.get(_scheme(url))
 
 
-def needs_of(spec: dict, triggers: dict, current_function: str = "", input_queue: str | None = None) -> list[Need]:
-    """What the function running ``current_function``'s part of ``spec`` needs, in a stable order."""
-    found: list[Need | None] = [Need(p, "graphpack's processor") for p in PROCESSOR]
+def needs_of(spec: dict, triggers: dict, current_function: str = "", input_queue: str | None = None) -> list[str]:
+    """The packages the function running ``current_function``'s part of ``spec`` needs, in a stable order."""
+    found: list[str | None] = list(PROCESSOR)
     for step, function in _steps(spec.get("graph") or {}):
         if step.get("kind") == "queue":  # the producing side and the consuming side both open it
-            found.append(_url_need(step.get("path") or "", "queue"))
+            found.append(_url_need(step.get("path") or ""))
             continue
         if function != current_function:
             continue
         class_name = str(step.get("class_name") or "")
         if class_name.rsplit(".", 1)[-1] in HTTP_CLASSES:
-            found.append(Need("httpx", f"step {class_name.rsplit('.', 1)[-1]}"))
+            found.append("httpx")
         model_path = (step.get("class_args") or {}).get("model_path")
         if model_path:
-            found.append(_url_need(str(model_path), "model path"))
+            found.append(_url_need(str(model_path)))
     if spec.get("error_stream"):
-        found.append(_url_need(str(spec["error_stream"]), "error stream"))
+        found.append(_url_need(str(spec["error_stream"])))
     if input_queue:
-        found.append(_url_need(input_queue, "input queue"))
-    for name, trigger in sorted((triggers or {}).items()):
-        attributes = (trigger or {}).get("attributes") or {}
-        schedule = str(attributes.get("schedule") or "")
+        found.append(_url_need(input_queue))
+    for trigger in (triggers or {}).values():
+        schedule = str(((trigger or {}).get("attributes") or {}).get("schedule") or "")
         if (trigger or {}).get("kind") == "cron" and schedule and not schedule.lower().startswith("@every"):
-            found.append(Need("croniter", f"cron trigger {name!r}"))
-    out: dict[str, Need] = {}
-    for need in found:
-        if need is not None:
-            out.setdefault(need.package, need)
-    return list(out.values())
+            found.append("croniter")
+    return list(dict.fromkeys(package for package in found if package))
 
 
 def installed_version(package: str) -> str | None:
@@ -104,12 +89,12 @@ def processor_requirements() -> list[str]:
     return [pin(package) for package in PROCESSOR]
 
 
-def requirement_lines(needs: list[Need], user: tuple[str, ...] | list[str]) -> list[str]:
+def requirement_lines(needs: list[str], user: tuple[str, ...] | list[str]) -> list[str]:
     """The lines of requirements.txt: derived needs, then the user's; a bare name is pinned, and a
     package the user names with a version or URL keeps the user's line."""
     users = {_name(str(r).strip()): str(r).strip() for r in user if str(r).strip()}
     lines: list[str] = []
-    for package in [need.package for need in needs] + list(users.values()):
+    for package in list(needs) + list(users.values()):
         text = users.pop(_name(package), package)
         if _BARE_NAME.match(text) and (installed_version(text) or text in KNOWN):
             text = pin(text)
@@ -118,4 +103,4 @@ def requirement_lines(needs: list[Need], user: tuple[str, ...] | list[str]) -> l
     return lines
 
 
-__all__ = ["processor_requirements", "KNOWN", "Need", "needs_of", "pin", "requirement_lines"]
+__all__ = ["KNOWN", "needs_of", "pin", "processor_requirements", "requirement_lines"]

@@ -28,10 +28,11 @@ _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0
 _MONTHS = {name: i for i, name in enumerate(
     ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
 _WEEKDAYS = {name: i for i, name in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}
-# name, low, high, names
 _NO_NAMES: dict[str, int] = {}
-_FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (("second", 0, 59, _NO_NAMES), ("minute", 0, 59, _NO_NAMES), ("hour", 0, 23, _NO_NAMES),
-           ("day of month", 1, 31, _NO_NAMES), ("month", 1, 12, _MONTHS), ("day of week", 0, 6, _WEEKDAYS))
+# (name, low, high, names) per field
+_FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
+    ("second", 0, 59, _NO_NAMES), ("minute", 0, 59, _NO_NAMES), ("hour", 0, 23, _NO_NAMES),
+    ("day of month", 1, 31, _NO_NAMES), ("month", 1, 12, _MONTHS), ("day of week", 0, 6, _WEEKDAYS))
 DESCRIPTORS = {"@yearly": "0 0 0 1 1 *", "@annually": "0 0 0 1 1 *", "@monthly": "0 0 0 1 * *",
                "@weekly": "0 0 0 * * 0", "@daily": "0 0 0 * * *", "@midnight": "0 0 0 * * *",
                "@hourly": "0 0 * * * *"}
