@@ -11,13 +11,13 @@ from __future__ import annotations
 import copy
 import json
 import os
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, List
 
 from ...errors import GraphpackError
+from ...runtime.cron import parse_duration
 from ..render import Images, context_digest, offline_plan, render_contexts
 from .base import Deployer, InvokeResult, Plan, Progress, Step, deployed, read_state, removal_order, write_state
 from .http import call
@@ -34,7 +34,6 @@ HEALTH_PATH = "/__health"
 USER_ID = 10001
 DEFAULT_PORT = 8080
 READY_TIMEOUT = 300.0
-_DURATION = re.compile(r"^(\d+)(s|m|h)$")
 
 
 def _quiet(message: str) -> None:
@@ -44,10 +43,12 @@ def _quiet(message: str) -> None:
 # -- manifests ----------------------------------------------------------------------------------
 def cron_schedule(interval: str, where: str) -> str:
     """A Nuclio cron ``interval`` as a 5-field schedule, when Knative's one-minute cron can say it."""
-    match = _DURATION.match(interval.strip())
-    seconds = int(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)] if match else 0
-    if seconds and seconds % 60 == 0:
-        minutes = seconds // 60
+    try:
+        seconds = parse_duration(interval)  # the processor's reading of a Nuclio interval
+    except ValueError:
+        seconds = 0
+    if seconds and seconds == int(seconds) and seconds % 60 == 0:
+        minutes = int(seconds) // 60
         if minutes < 60 and 60 % minutes == 0:
             return "* * * * *" if minutes == 1 else f"*/{minutes} * * * *"
         if minutes % 60 == 0 and 24 % (minutes // 60) == 0:
