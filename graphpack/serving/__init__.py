@@ -17,6 +17,8 @@ _WHERE = {
     "VotingEnsemble": ".ensemble",
     "ParallelRun": ".parallel", "ParallelRunnerModes": ".parallel",
     "Merge": ".merger",
+    "TaskStep": "..graph.steps", "RouterStep": "..graph.steps", "QueueStep": "..graph.steps",
+    "ErrorStep": "..graph.steps", "MockTrigger": ".server",
     "RemoteStep": ".remote", "BatchHttpRequests": ".remote", "RemoteStepError": ".remote",
 }
 

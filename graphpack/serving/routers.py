@@ -174,7 +174,7 @@ class BaseModelRouter(StepToDict):
                 f"model {key!r} does not exist, available models: {' | '.join(self.routes) or 'none'}"
             )
         original_path = event.path
-        event.path = _OP_PATHS.get(op) or ("/" + op)
+        event.path = _OP_PATHS.get(op) or op
         try:
             result = route.run(event)
         finally:
@@ -253,7 +253,7 @@ class ModelRouter(BaseModelRouter):
                 route = self.routes.get(kind[1])
                 if route is not None:
                     op = kind[2] or "infer"
-                    event.path = _OP_PATHS.get(op) or ("/" + op)
+                    event.path = _OP_PATHS.get(op) or op
                     try:
                         result = route.run(event)
                     finally:
@@ -273,7 +273,8 @@ class ModelRouter(BaseModelRouter):
         return self._run_route(key, event, op)
 
 
-_OP_PATHS = {"": "/", "infer": "/infer", "predict": "/predict", "explain": "/explain", "ready": "/ready"}
+# the path a route sees: the operation alone, as MLRun's router rewrites it ("infer", not "/infer")
+_OP_PATHS = {"": "/", "infer": "infer", "predict": "predict", "explain": "explain", "ready": "ready"}
 
 
 def _under(path: str, prefix: str) -> bool:

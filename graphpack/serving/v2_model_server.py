@@ -322,7 +322,6 @@ class V2ModelServer(StepToDict):
         """The model metadata returned for ``GET /v2/models/<name>``."""
         return {
             "name": self.name,
-            "version": self.version,
             "inputs": self.model_spec.get("inputs", []),
             "outputs": self.model_spec.get("outputs", []),
         }

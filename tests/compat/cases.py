@@ -146,6 +146,8 @@ OBJECTS = ("graphpack takes any class or instance as a step (class_name=Inc, Inc
            "only its own step objects and class-name strings")
 SYNC_HANDLER = ("DESIGN §4.3: an error handler's return value becomes the body; MLRun's sync engine puts "
                 "the Event object itself there and its mock fails with RecursionError")
+NON_LEAF = ("DESIGN §4.2: respond() marks the answer, leaf or not, under both engines (MLRun's sync engine "
+            "ignores it, its async engine answers only from a leaf)")
 SYNC_BRANCHES = "DESIGN §4.1: both engines run the same graphs; the sync engine runs branches too"
 
 
@@ -607,6 +609,75 @@ def static_cases(remote_url: str) -> list[Case]:
               post({"nothing": 1}, "/v2/models/m/infer"),
               post({"inputs": [1]}, "/v2/models/m/weird")], models=True)])
     cases.extend(name_cases(remote_url))
+    cases.extend(more_builder_cases(remote_url))
+    return cases
+
+
+def more_builder_cases(remote_url: str) -> list[Case]:
+    """Merge, graph editing (del, clear_children, path_to_step), versioned routes, remote models,
+    event headers and triggers."""
+    cases: list[Case] = []
+    add = cases.extend
+    add(flow("async", """
+        graph.to("Tag", name="a").to("Tag", name="b")
+        graph.add_step("Tag", name="c", after="a")
+        graph.add_step(handler="(event)", name="join", after="b").respond()
+        server = fn.to_mock_server()
+        """, post({"v": 1}), name="async-fan-out-responder-on-one-branch"))
+    add(flow("async", """
+        graph.to("Tag", name="a").to("Tag", name="b")
+        graph.add_step("Tag", name="c", after="a")
+        graph.add_step(api.__name__ + ".serving.merger.Merge", name="merge", after=["b", "c"]).respond()
+        server = fn.to_mock_server()
+        """, post({"v": 1}, event_id="mg"), name="merge-two-branches"))
+    add(flow("both", """
+        graph.to("Tag", name="a").to("Tag", name="b").to("Tag", name="c").respond()
+        del graph["c"]
+        graph["b"].respond()
+        output = sorted(graph.steps)
+        server = fn.to_mock_server()
+        """, post({}), name="delete-a-step"))
+    add(flow("both", """
+        router = graph.to("*", name="r")
+        router.add_route("m1", class_name="Sum", model_path="x")
+        router.add_route("m2", class_name="Sum", model_path="x")
+        router.clear_children(["m2"])
+        router.respond()
+        output = [sorted(router.routes), graph.path_to_step("r/m1").name]
+        server = fn.to_mock_server()
+        """, post({"inputs": [[1, 1]]}, "/v2/models/m1/infer", event_id="cc"),
+        post({"inputs": [[1, 1]]}, "/v2/models/m2/infer"), name="router-clear-children", models=True))
+    add([Case("router-model-metadata-and-versions", """
+        fn = api.new_function("r", kind="serving")
+        fn.set_topology("router")
+        fn.add_model("m1:v1", class_name="Sum", model_path="x")
+        fn.add_model("m1:v2", class_name="Const", model_path="x", value=5)
+        server = fn.to_mock_server()
+        """, [post({"inputs": [[1, 2]]}, "/v2/models/m1/versions/v1/infer", event_id="v1"),
+              post({"inputs": [[1, 2]]}, "/v2/models/m1/versions/v2/infer", event_id="v2"),
+              get("/v2/models/m1/versions/v2"), get("/v2/models/")], models=True)])
+    add([Case("router-remote-model-url", f"""
+        fn = api.new_function("r", kind="serving")
+        fn.set_topology("router")
+        fn.add_model("remote", model_url="{remote_url}/model")
+        server = fn.to_mock_server()
+        """, [post({"inputs": [1]}, "/v2/models/remote/infer")])])
+    add(flow("both", """
+        graph.to("EventInfo", name="info", full_event=True).respond()
+        server = fn.to_mock_server()
+        """, post({"a": 1}, "/", event_id="h1", headers={"MLRUN-EVENT-PATH": "/from/header"}), name="event-path-header"))
+    add(flow("async", """
+        import importlib
+        trigger = importlib.import_module(api.__name__ + ".serving.server").MockTrigger("v3io-stream", "stream")
+        graph.to("EventInfo", name="info", full_event=True).respond()
+        server = fn.to_mock_server()
+        """, post({"a": 1}, "/p", event_id="t1"), name="full-event-fields-async"))
+    add(flow("both", """
+        graph.to("Tag", name="a").respond().to("Tag", name="b").to("Tag", name="c")
+        output = [graph["b"].after, graph["c"].after]
+        server = fn.to_mock_server()
+        """, post({}), name="respond-returns-the-step", differs=NON_LEAF,
+        expected={"output": [["a"], ["b"]], "answers": [{"trail": ["a"]}]}))
     return cases
 
 
@@ -617,7 +688,9 @@ def name_cases(remote_url: str) -> list[Case]:
         Case("names-at-mlrun-module-paths", modules + """
 names = {
     ".serving": ["V2ModelServer", "ModelRouter", "VotingEnsemble", "GraphServer", "GraphContext",
-                 "create_graph_server"],
+                 "create_graph_server", "TaskStep", "RouterStep", "QueueStep", "ErrorStep"],
+    ".serving.server": ["GraphServer", "GraphContext", "create_graph_server", "MockTrigger"],
+    ".serving.v2_serving": ["V2ModelServer"],
     ".serving.routers": ["BaseModelRouter", "ModelRouter", "VotingEnsemble", "ParallelRun", "ParallelRunnerModes"],
     ".serving.states": ["RouterStep", "TaskStep", "QueueStep", "FlowStep", "RootFlowStep", "ErrorStep", "GraphError"],
     ".serving.remote": ["RemoteStep", "BatchHttpRequests"],

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 RUNNER = Path(__file__).with_name("runner.py")
 MARKER = "@@RESULTS@@"
 MASKED = {"timestamp": "<timestamp>"}
-DROPPED = ("background_task_state",)
+DROPPED = ("background_task_state", "model_endpoint_uid")  # MLRun's model monitoring, not provided
 
 
 def _run(argv: list[str], env: dict, cases: list[dict], out: dict, key: str) -> None:

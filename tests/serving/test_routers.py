@@ -90,8 +90,8 @@ def test_list_health_metadata_ready_explain_custom_op(router: ModelRouter) -> No
     assert send(router, "/v2/health").body == health
     assert send(router, "/v2/health/ready").body == health
     assert send(router, "/").body == health
-    assert send(router, "/v2/models/m1").body == {"name": "m1", "version": "", "inputs": [], "outputs": []}
-    assert send(router, "/v2/models/m2/versions/v9").body["version"] == "v9"
+    assert send(router, "/v2/models/m1").body == {"name": "m1", "inputs": [], "outputs": []}
+    assert send(router, "/v2/models/m2/versions/v9").body["name"] == "m2"  # the versioned route
     ready = send(router, "/v2/models/m1/ready", id="r1").body
     assert isinstance(ready, Response) and ready.status_code == 200
     assert ready.body == b"Model m1 is ready (event_id = r1)"

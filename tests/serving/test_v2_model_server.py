@@ -223,7 +223,7 @@ def test_pre_and_post_process_hooks() -> None:
 def test_metadata_and_ready_get() -> None:
     server = Doubler(name="d:v2", model=1)
     assert infer(server, None, path="/", method="GET") == {
-        "name": "d", "version": "v2", "inputs": [], "outputs": []}
+        "name": "d", "inputs": [], "outputs": []}
     ready = infer(server, None, path="/ready", method="GET", id="e9")
     assert isinstance(ready, Response) and ready.status_code == 200
     assert ready.body == b"Model d is ready (event_id = e9)"
