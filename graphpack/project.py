@@ -128,10 +128,13 @@ class Project:
 
     def deploy_function(self, name: str, target: str = "local", dry_run: bool = False,
                         progress: Any = None) -> "DeployStatus":
-        """Build and deploy function ``name`` and its children (children first)."""
-        fn = self.get_function(name)
+        """Build and deploy function ``name`` and its children (children first); a child function's
+        name deploys that child alone. ``dry_run``: the plan only, made offline."""
+        from .packager import find_function
+
+        fn = self.functions[find_function(self, name)[0]]
         deployer = self.deployer(target)
-        plan = deployer.plan(self, [name])
+        plan = deployer.dry_run(self, [name]) if dry_run else deployer.plan(self, [name])
         outputs = {} if dry_run else deployer.apply(plan, progress=progress)
         fn._deployer = deployer
         return DeployStatus(fn, plan, outputs)

@@ -380,3 +380,11 @@ def test_get_deployer_knows_the_new_targets(tmp_path):
     deployer = get_deployer("knative", tmp_path, api=MemoryKube(), registry=REGISTRY)
     assert isinstance(deployer, KnativeDeployer) and deployer.status() == {}
     assert isinstance(KubeApi, type)
+
+
+def test_api_dry_run_of_a_child_is_offline(project, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", "/nonexistent/kubeconfig")  # loading it would fail: nothing may load it
+    status = project.deploy_function("scorer", target="knative", dry_run=True)
+    assert [(s.action, s.function) for s in status.plan.steps] == [("apply", "scorer")]
+    assert status.plan.steps[0].details["objects"] == ["Service default/shop-recommender-scorer"]
+    assert status.outputs == {}
