@@ -238,3 +238,26 @@ def test_bad_function_dir_is_one_line_error(tmp_path):
                           text=True, timeout=30)
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith("error: cannot read") and "Traceback" not in proc.stderr
+
+
+def test_workers_drain_and_leave_when_their_supervisor_is_killed(served):
+    """No orphan keeps serving the port after a SIGKILL of the supervisor (the deploy's keeper
+    then starts a new one on it)."""
+    def alive(pid):
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    s = served(workers=2)
+    workers = [int(p) for p in Path(f"/proc/{s.proc.pid}/task/{s.proc.pid}/children").read_text().split()]
+    assert len(workers) == 2
+    os.kill(s.proc.pid, signal.SIGKILL)
+    deadline = time.time() + 15
+    while time.time() < deadline and any(alive(pid) for pid in workers):
+        time.sleep(0.05)
+    assert not any(alive(pid) for pid in workers)
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", s.port))  # the port is free
+    s.stop()
