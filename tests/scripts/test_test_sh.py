@@ -108,6 +108,7 @@ def test_setup_steps_report_while_they_run(tmp_path: Path) -> None:
     setup_only = text[:start] + steps + text[end:text.index("# ---------------------------------------------------------------- tests")]
     (scripts / "test.sh").write_text(setup_only)
     env = dict(os.environ, GRAPHPACK_HEARTBEAT="1", GRAPHPACK_CACHE=str(tmp_path / "cache"), PYTHON=sys.executable)
+    env.pop("GRAPHPACK_SKIP_SETUP", None)  # this test is about the setup, whatever the outer run skips
     proc = subprocess.run(["bash", str(scripts / "test.sh")], capture_output=True, text=True, env=env, timeout=60)
     lines = proc.stdout.splitlines()
     assert proc.returncode == 1 and lines[-1] == "tests: 0 passed, 1 failed, 0 skipped (setup failed)"
