@@ -9,7 +9,8 @@ an HTTP version other than 1.x 505. HEAD gets headers only, pipelined requests a
 order, ``Connection: close`` and HTTP/1.0 close after the answer, ``Expect: 100-continue`` is
 answered before the body is read, and a client that half-closes after its request still gets
 its answer. After an error answer the connection lingers briefly, discarding input, so that the
-client reads the answer instead of a reset.
+client reads the answer instead of a reset. A client that pipelines without reading its answers
+is not read from until they drain (``MAX_PIPELINE`` pending, or the transport's write buffer full).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 MAX_HEADER_BYTES = 64 * 1024
 LINGER = 2.0  # seconds an erroring connection keeps reading (and dropping) input before it closes
+MAX_PIPELINE = 32  # unanswered requests per connection before it stops reading (back-pressure)
 TEXT = "text/plain; charset=utf-8"
 _METHODS = {m.encode(): m for m in ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")}
 
@@ -56,6 +58,8 @@ class HttpProtocol(asyncio.Protocol):
         self.lingering = False
         self.fresh = True
         self.continue_due = False
+        self.write_paused = False  # the transport's write buffer is full
+        self.reading = True
         self.in_head = True  # between the start of a request and the end of its headers
         self.head_seen = 0  # bytes received while in_head (bounds what the parser buffers)
         self._start()
@@ -80,6 +84,24 @@ class HttpProtocol(asyncio.Protocol):
         self.server.connections.discard(self)
         self.transport = None
         self._mark_used()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self._flow()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._flow()
+
+    def _flow(self) -> None:
+        """Read from the client only while its answers drain."""
+        want = not self.write_paused and len(self.pending) < MAX_PIPELINE
+        if want != self.reading and self.transport is not None and not self.transport.is_closing():
+            self.reading = want
+            if want:
+                self.transport.resume_reading()
+            else:
+                self.transport.pause_reading()
 
     def _mark_used(self) -> None:
         if self.fresh:
@@ -241,6 +263,8 @@ class HttpProtocol(asyncio.Protocol):
         self.pending.append((future, keep_alive, head))
         if len(self.pending) == 1:
             future.add_done_callback(self._flush)
+        elif len(self.pending) >= MAX_PIPELINE:
+            self._flow()
 
     def _write(self, reply: tuple, keep_alive: bool, head: bool) -> None:
         transport = self.transport
@@ -274,6 +298,8 @@ class HttpProtocol(asyncio.Protocol):
             pending[0][0].add_done_callback(self._flush)
         else:
             self._send_continue()
+        if not self.reading:
+            self._flow()
 
     def fail(self, status: int, message: str) -> None:
         """Answer ``status`` after the requests before it, and close the connection."""

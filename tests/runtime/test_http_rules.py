@@ -3,6 +3,7 @@ keep-alive, pipelining, HEAD, 100-continue, half-closed clients, path normalisat
 import json
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
@@ -206,3 +207,26 @@ def test_reset_mid_request_leaves_the_worker_serving(server):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         sock.close()  # RST
     assert ask(server, CLOSE)[0][0].status == 200
+
+
+def test_a_client_that_never_reads_its_answers_is_not_read_from(server):
+    """Back-pressure: pipelining without reading stops being read once answers back up, so the
+    worker's memory stays bounded and other clients are still served."""
+    def rss_kb(pid):
+        status = Path(f"/proc/{pid}/status").read_text()
+        return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
+
+    request = b"GET /p?x=1 HTTP/1.1\r\nHost: t\r\n\r\n"
+    before = rss_kb(server.proc.pid)
+    with connect(server.port) as sock:
+        sock.setblocking(False)
+        sent, deadline = 0, time.monotonic() + 3
+        while time.monotonic() < deadline and sent < 200_000_000:
+            try:
+                sent += sock.send(request * 2000)
+            except BlockingIOError:
+                time.sleep(0.05)  # the kernel buffers are full: the server stopped reading
+        assert sent < 200_000_000, "the server read everything a client that never reads sent"
+        assert ask(server, CLOSE)[0][0].status == 200  # another client is served meanwhile
+        grown = rss_kb(server.proc.pid) - before
+        assert grown < 50_000
