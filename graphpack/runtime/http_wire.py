@@ -122,9 +122,11 @@ def render(status: int, content_type: str, headers: dict, body: bytes, keep_aliv
     """The bytes of one response (headers only, with the body's length, for HEAD)."""
     start = _STATUS_LINES.get((status, content_type))
     if start is None:
-        start = _STATUS_LINES[(status, content_type)] = (
-            f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}\r\nContent-Type: {content_type}\r\n"
-        ).encode("latin-1", errors="replace")
+        clean = content_type.replace("\r", " ").replace("\n", " ")  # no header injection
+        start = (f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}\r\nContent-Type: {clean}\r\n"
+                 ).encode("latin-1", errors="replace")
+        if len(_STATUS_LINES) < 512:  # bounded: content types may come from requests
+            _STATUS_LINES[(status, content_type)] = start
     if headers:
         extra, has_date, has_server = _header_lines(headers)
         if not has_date:

@@ -230,3 +230,12 @@ def test_a_client_that_never_reads_its_answers_is_not_read_from(server):
         assert ask(server, CLOSE)[0][0].status == 200  # another client is served meanwhile
         grown = rss_kb(server.proc.pid) - before
         assert grown < 50_000
+
+
+def test_response_header_injection_is_neutralised():
+    from graphpack.runtime.http_wire import render
+
+    raw = render(200, "text/plain\r\nSet-Cookie: a=1", {"X-A": "b\r\nSet-Cookie: c=2", "Bad\r\nName": "v"}, b"ok")
+    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    assert not any(line.lower().startswith(b"set-cookie") for line in head), head
+    assert raw.endswith(b"\r\n\r\nok") and b"Content-Length: 2\r\n" in raw
