@@ -27,9 +27,15 @@ class Project:
         return self.context / PROJECT_FILE
 
     def set_function(self, func: Any = None, name: str = "", kind: str = "serving",
-                     image: str | None = None, handler: str | None = None,
-                     requirements: list | None = None, tag: str = "", **kw: Any) -> ServingFunction:
-        """Add (or replace) a function from a code file, a function object or a bare name."""
+                     image: str | None = None, handler: str | None = None, with_repo: bool | None = None,
+                     tag: str = "", requirements: list | None = None,
+                     requirements_file: str | None = None) -> ServingFunction:
+        """Add (or replace) a function from a code file, a function object or a bare name
+        (MLRun's arguments; ``with_repo`` has no meaning here: the code file is always shipped)."""
+        if requirements_file:
+            from .function import _read_requirements
+
+            requirements = list(requirements or []) + _read_requirements(requirements_file)
         if isinstance(func, ServingFunction):
             fn = func
             fn.metadata.name = name or fn.metadata.name

@@ -57,7 +57,7 @@ def to_case(number: int, g: dict) -> Case:
     return Case(f"gen-{number:02d}-{g['engine']}-{shape}", "\n".join(lines) + "\n", [post({"v": g["v"]})])
 
 
-def generated_cases(count: int = 24) -> list[Case]:
+def generated_cases(count: int = 40) -> list[Case]:
     """``count`` graphs drawn deterministically (the same ones on every run)."""
     drawn: list[dict] = []
 

@@ -115,6 +115,16 @@ def test_new_function_command_names_the_code_file_and_unknown_keywords_fail(tmp_
         graphpack.new_function("t", args=["--x"])
 
 
+def test_project_set_function_takes_mlruns_arguments_only(tmp_path: Any) -> None:
+    (tmp_path / "requirements.txt").write_text("# pinned\nscikit-learn==1.5.0\n\npandas\n")
+    project = graphpack.get_or_create_project("p", str(tmp_path))
+    fn = project.set_function(name="f", kind="serving", with_repo=False,
+                              requirements_file=str(tmp_path / "requirements.txt"))
+    assert fn.spec.requirements == ["scikit-learn==1.5.0", "pandas"]
+    with pytest.raises(TypeError, match="no_such_argument"):
+        project.set_function(name="g", no_such_argument=1)  # type: ignore[call-arg]
+
+
 def test_create_graph_server_with_mlrun_keywords() -> None:
     from graphpack.serving import create_graph_server
     from graphpack.serving.states import RouterStep
