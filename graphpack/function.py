@@ -250,6 +250,12 @@ class ServingFunction:
             "verbose": spec.verbose,
         })
 
+    def _get_serving_spec(self) -> str:
+        """The serving spec as a JSON string (MLRun's name for :meth:`serving_spec`)."""
+        import json
+
+        return json.dumps(self.serving_spec(), default=str)
+
     def to_mock_server(self, namespace: Any = None, current_function: str | None = "*",
                        track_models: bool = False, workdir: str | None = None, **class_args: Any) -> Any:
         """A GraphServer running the whole graph in-process (``current_function="*"``)."""

@@ -18,7 +18,7 @@ _WHERE = {
     "ParallelRun": ".parallel", "ParallelRunnerModes": ".parallel",
     "Merge": ".merger",
     "TaskStep": "..graph.steps", "RouterStep": "..graph.steps", "QueueStep": "..graph.steps",
-    "ErrorStep": "..graph.steps", "MockTrigger": ".server",
+    "ErrorStep": "..graph.steps", "MockTrigger": ".server", "MockEvent": ".server",
     "RemoteStep": ".remote", "BatchHttpRequests": ".remote", "RemoteStepError": ".remote",
 }
 

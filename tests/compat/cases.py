@@ -734,6 +734,18 @@ graph = fn.set_topology("flow", engine="sync")
 graph.to("Twice", name="twice")
 server = fn.to_mock_server()
 """, [post(21)]),
+        Case("mock-event-and-serving-spec", modules + """
+import json
+fn = api.new_function("t", kind="serving")
+fn.spec.parameters = {"p": 2}
+graph = fn.set_topology("flow", engine="sync")
+graph.to("Inc", name="a", by=5).to(handler="(event)", name="b")
+srv = fn.to_mock_server()
+event = mod(".serving.server").MockEvent(body={"v": 1}, path="/x", event_id="e1")
+spec = json.loads(fn._get_serving_spec())
+output = [srv.run(event, get_body=True), spec["parameters"], sorted(spec["graph"]["steps"]),
+          spec["graph"]["steps"]["a"]["class_args"], spec["function_uri"].split("/")[-1]]
+"""),
         Case("new-function-unknown-keyword", """
 fn = api.new_function("t", kind="serving", no_such_argument=1)
 """),
