@@ -1,6 +1,7 @@
 """What a function's image costs: its size and the import time of its command, for this tree and
 for an earlier revision (``--before REV``, default: the last commit before the runtime-only image),
-measured in the same run.
+measured in the same run; and this tree's command against the same processor started through the
+CLI (what the image ran before), so that the processor's own changes do not blur the comparison.
 
 For each tree, one echo function is built with that tree's packager and daemonless builder (no
 push; graphpack's cached base image): the image's size (compressed layers) and its function layers
@@ -47,13 +48,22 @@ base = baseimage.build_base(lambda message: None)
 image = OCIBuilder(base=base, push=False).assemble(context)
 own = image.layers[len(base.layers):]
 command = "graphpack.cli" if (context / "bin" / "graphpack").exists() else "graphpack.serve"
-probe = ("import sys, time; sys.path.insert(0, '.'); t = time.perf_counter(); "
-         f"import {command}, graphpack.runtime.processor, graphpack_entry; print(time.perf_counter() - t)")
-times = [float(subprocess.run([sys.executable, "-I", "-c", probe], cwd=context, capture_output=True, text=True,
-                              check=True).stdout) for _ in range(repeats)]
+
+
+def import_time(module, path):
+    probe = (f"import sys, time; sys.path[:0] = {path!r}; t = time.perf_counter(); "
+             f"import {module}, graphpack.runtime.processor, graphpack_entry; print(time.perf_counter() - t)")
+    times = [float(subprocess.run([sys.executable, "-I", "-c", probe], cwd=context, capture_output=True, text=True,
+                                  check=True).stdout) for _ in range(repeats)]
+    return sorted(times)[len(times) // 2]
+
+
+tree = os.environ["PYTHONPATH"]
 print(json.dumps({"image": sum(layer.size for layer in image.layers), "function_layers": sum(l.size for l in own),
                   "requirements": (context / "requirements.txt").read_text().split(), "command": command,
-                  "import_s": sorted(times)[len(times) // 2]}))
+                  "import_s": import_time(command, ["."]),
+                  # the same tree's processor started through the CLI, as the image did before
+                  "cli_import_s": import_time("graphpack.cli", [tree, "."])}))
 '''
 
 
@@ -84,6 +94,8 @@ def main() -> int:
               f"import of {r['command']} + processor + entry {r['import_s'] * 1000:6.1f} ms  "
               f"requirements: {' '.join(r['requirements'])}")
     b, a = results["before"], results["after"]
+    print(f"after, the same processor started through graphpack.cli: {a['cli_import_s'] * 1000:6.1f} ms "
+          f"(ratio serve/cli {a['import_s'] / a['cli_import_s']:.3f}x)")
     print(f"ratio after/before: image {a['image'] / b['image']:.3f}x, function layers "
           f"{a['function_layers'] / b['function_layers']:.3f}x, import time {a['import_s'] / b['import_s']:.3f}x")
     return 0
