@@ -8,7 +8,8 @@ error stream and a cron trigger, deployed
 
 must answer correctly, feed the child through the queue, fire the cron trigger and report the
 child's failure on the error stream. The functions report where they run (sys.prefix, sys.path),
-so the test also sees that nothing of the repository or this venv was reachable."""
+so the test also sees that nothing of the repository or this venv was reachable; each image is
+listed from inside (no build-side module, every shipped module imports, no click/jinja2 loaded)."""
 from __future__ import annotations
 
 import json
@@ -160,6 +161,35 @@ def error_records(endpoint: str, bucket: str, timeout: float = 60) -> list[dict]
         queue.close()
 
 
+# run inside an image: import every Python module it ships under graphpack/ and report what it has
+IMAGE_PROBE = r'''
+import importlib, json, os, sys
+root = "/opt/graphpack/function"
+files = sorted(os.path.relpath(os.path.join(d, f), root) for d, _, names in os.walk(os.path.join(root, "graphpack"))
+               for f in names if f.endswith(".py"))
+errors = {}
+for path in files:
+    module = path[:-3].replace("/", ".").removesuffix(".__init__")
+    try:
+        importlib.import_module(module)
+    except Exception as exc:
+        errors[module] = f"{type(exc).__name__}: {exc}"
+print(json.dumps({"files": files, "errors": errors, "loaded": sorted({m.split(".")[0] for m in sys.modules})}))
+'''
+BUILD_SIDE = ("graphpack/packager/", "graphpack/templates/", "graphpack/cli.py", "graphpack/function.py",
+              "graphpack/project.py", "graphpack/source.py", "graphpack/graph/plot.py")
+
+
+def check_image(engine, image: str) -> None:
+    """The image holds graphpack's runtime only, and every module of it imports there."""
+    out = engine.containers.run(image, ["python3", "-c", IMAGE_PROBE], remove=True, network_mode="host")
+    report = json.loads(out.decode().strip().splitlines()[-1])
+    assert "graphpack/serve.py" in report["files"] and "graphpack/runtime/processor.py" in report["files"]
+    assert not [f for f in report["files"] if f.startswith(BUILD_SIDE)], report["files"]
+    assert not report["errors"], report["errors"]
+    assert not {"click", "jinja2", "graphviz", "docker", "kubernetes"} & set(report["loaded"]), report["loaded"]
+
+
 def host_paths() -> list[str]:
     """Where this test's own code lives: the repository and this interpreter's site-packages."""
     return [str(ROOT), *site.getsitepackages(), site.getusersitepackages()]
@@ -191,6 +221,9 @@ def test_the_built_functions_answer_outside_the_developers_venv(target, tmp_path
             assert not reachable, f"the function could reach the developer's code: {reachable}"
         if target == "local":
             assert "graphpack/venvs/" in stored[6]["prefix"]
+        else:
+            for function in ("shop", "recorder"):
+                check_image(request.getfixturevalue("docker_engine"), deployer.status()[function]["image"])
         for function in ("shop", "recorder"):
             assert not any("No module named" in line for line in deployer.logs(function))
     finally:
