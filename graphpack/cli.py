@@ -29,6 +29,9 @@ class _Group(click.Group):
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError" and exc.ctx is not None:  # plain `graphpack`
+                click.echo(exc.ctx.get_help())
+                sys.exit(0)
             command = exc.ctx.command_path if exc.ctx is not None else "graphpack"
             message = (exc.format_message().splitlines() or ["usage error"])[0].rstrip(".")
             click.echo(f"error: {message[0].lower() + message[1:]} (see `{command} --help`)", err=True)

@@ -34,6 +34,8 @@ def test_help_and_version():
     assert result.exit_code == 0 and "graph" in result.output
     proc = subprocess.run([sys.executable, "-m", "graphpack.cli", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "Usage" in proc.stdout
+    bare = subprocess.run([sys.executable, "-m", "graphpack.cli"], capture_output=True, text=True)
+    assert bare.returncode == 0 and bare.stdout == proc.stdout and bare.stderr == ""
 
 
 @pytest.mark.parametrize("fmt", ["svg", "png", "dot"])
