@@ -264,11 +264,14 @@ def test_a_killed_child_comes_back_with_deploy_function_and_logs_outlive_down(pr
     after = json.loads(run("status", "--json").stdout)
     assert after["child"]["state"] == "running" and after["child"]["pid"] != status["child"]["pid"]
     assert after["root"]["pid"] == status["root"]["pid"]  # the root was left alone
-    assert run("invoke", "root", "/", "-d", '{"b": 1}').returncode == 0
+    answer = json.loads(run("invoke", "root", "/", "-d", '{"b": 1}', "--json").stdout)
+    assert answer["status"] == 200 and answer["body"] == {"b": 1, "tag": "v1"}
     assert {"b": 1, "tag": "v1"} in lines(tmp_path / "child.jsonl", 1)
-    assert run("down").returncode == 0
+    assert json.loads(run("down", "--json").stdout) == {"stopped": ["root", "child"], "purged": False}
     logs = run("logs", "child")
     assert logs.returncode == 0 and "consuming queue" in logs.stdout  # the log outlives down
+    first = json.loads(run("logs", "child", "--json").stdout.splitlines()[0])
+    assert first["function"] == "child" and first["line"].startswith("--- graphpack deploy: starting child")
     assert run("down", "--purge").returncode == 0
     gone = run("logs", "child")
     assert gone.returncode == 1 and gone.stderr.startswith("error: function 'child' is not deployed")
