@@ -88,6 +88,7 @@ class Images:
         self._builder = builder
         self.build = build
         self.chosen: dict[str, dict] = {}   # function -> {"image", "build", "push"}: what render used
+        self.resolved: dict[str, str] = {}  # function -> its given tag pinned to the digest verify found
 
     def check(self, contexts: list, target: str, strict: bool = True) -> list[str]:
         """Before anything changes: every ``--image`` names a function, and every function has an image
@@ -111,7 +112,9 @@ class Images:
         return notes
 
     def verify(self, contexts: list) -> None:
-        """Before anything changes: each given image is in its registry (a missing one names itself)."""
+        """Before anything changes: each given image is in its registry (a missing one names itself);
+        a tag is pinned to the digest the registry serves for it, so that what was checked is what
+        runs."""
         from .images.registry import Reference, Registry
 
         wanted = {c.plan.function for c in contexts}
@@ -121,9 +124,11 @@ class Images:
             ref = Reference.parse(text)
             with Registry(ref.host, timeout=15) as registry:
                 try:
-                    registry.get_manifest(ref.repo, ref.ref)
+                    manifest, _ = registry.get_manifest(ref.repo, ref.ref)
                 except GraphpackError as exc:
                     raise GraphpackError(f"image {text!r} of function {function!r} is not usable: {exc}") from None
+            if not pinned(text):
+                self.resolved[function] = f"{ref.host}/{ref.repo}@sha256:{hashlib.sha256(manifest).hexdigest()}"
 
     def tag(self, context: Any) -> str:
         return image_name(self.registry, context.plan.project, context.plan.function, context_digest(context))
@@ -149,7 +154,11 @@ class Images:
     def resolve(self, contexts: list, build_dir: str | Path, progress: Progress | None = None) -> dict[str, str]:
         """function -> image reference; builds (writing the contexts under ``build_dir``) what is missing."""
         progress = progress or _quiet
-        out = {c.plan.function: self.images[c.plan.function] for c in contexts if c.plan.function in self.images}
+        out = {c.plan.function: self.resolved.get(c.plan.function, self.images[c.plan.function])
+               for c in contexts if c.plan.function in self.images}
+        for function, ref in sorted(out.items()):
+            if ref != self.images[function]:
+                progress(f"image {self.images[function]} of {function} is {ref}")
         missing = [c for c in contexts if c.plan.function not in out]
         if missing:
             from . import write_contexts

@@ -388,3 +388,26 @@ def test_api_dry_run_of_a_child_is_offline(project, monkeypatch):
     assert [(s.action, s.function) for s in status.plan.steps] == [("apply", "scorer")]
     assert status.plan.steps[0].details["objects"] == ["Service default/shop-recommender-scorer"]
     assert status.outputs == {}
+
+
+def test_a_given_tag_is_pinned_to_the_digest_its_registry_serves(project, tmp_path):
+    from graphpack.packager.images.baseimage import build_base
+    from graphpack.packager.images.publish import push
+    from graphpack.packager.images.testing import registry_available, run_registry
+
+    if not registry_available():
+        pytest.skip("docker-registry is not installed (Debian docker-registry; scripts/test.sh installs it)")
+    if not shutil.which("dpkg-deb") or not shutil.which("apt-get"):
+        pytest.skip("the base image is built from Debian packages (dpkg-deb/apt-get missing)")
+    with run_registry() as registry:
+        tag = f"{registry.host}/shop/any:v1"
+        with registry.client() as client:
+            digest = push(build_base(), tag, client)
+        kube = MemoryKube()
+        messages: list[str] = []
+        deployer = KnativeDeployer(tmp_path, api=kube, images={"recommender": tag, "scorer": tag})
+        deployer.apply(deployer.plan(project), progress=messages.append)
+    for name in ("shop-recommender", "shop-recommender-scorer"):
+        container = kube.get("Service", name)["spec"]["template"]["spec"]["containers"][0]
+        assert container["image"] == f"{registry.host}/shop/any@{digest}"
+    assert f"image {tag} of recommender is {registry.host}/shop/any@{digest}" in messages
