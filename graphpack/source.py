@@ -27,7 +27,8 @@ def load_source(source: str | Path = ".") -> Project:
         return Project.load(path.parent, filepath=path)
     if path.suffix in (".py", ".ipynb"):
         path = path.resolve()
-        with _in_directory(path.parent), _user_errors(path):  # the script's "./" is its own directory
+        # as `python script.py` would run it: "./" and the first import path are the script's directory
+        with _in_directory(path.parent), _user_errors(path):
             if path.suffix == ".py":
                 namespace = runpy.run_path(str(path), run_name="__graphpack__")
             else:
@@ -62,12 +63,23 @@ def _line_in(path: Path, exc: BaseException) -> int | None:
 
 @contextlib.contextmanager
 def _in_directory(directory: Path) -> Iterator[None]:
-    previous = os.getcwd()
+    """Run in ``directory``, with it first on the import path (its modules import each other)."""
+    import sys
+
+    previous, before = os.getcwd(), set(sys.modules)
     os.chdir(directory)
+    sys.path.insert(0, str(directory))
     try:
         yield
     finally:
         os.chdir(previous)
+        try:
+            sys.path.remove(str(directory))
+        except ValueError:
+            pass
+        for name in set(sys.modules) - before:  # another project's serving.py must not find this one's
+            if str(getattr(sys.modules[name], "__file__", None) or "").startswith(str(directory) + os.sep):
+                del sys.modules[name]
 
 
 def read_code_all(path: Path) -> str:

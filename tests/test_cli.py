@@ -174,3 +174,16 @@ def test_one_image_name_for_build_image_deploy_and_render(tmp_path):
                                            *common]).output)
     assert {s["function"]: s["details"]["image"] for s in plan["steps"]} == {
         name: f"r.test:5000/demo/{name}:{tag}" for name, tag in tags.items()}
+
+
+def test_a_project_script_imports_its_neighbours_like_python_does(tmp_path):
+    """`-f project.py` runs the script as `python project.py` would: its directory is on the import path,
+    and a second project's module of the same name is its own."""
+    from graphpack.source import load_source
+
+    for name, answer in (("one", 1), ("two", 2)):
+        directory = tmp_path / name
+        directory.mkdir()
+        (directory / "helpers.py").write_text(f"ANSWER = {answer}\n")
+        (directory / "demo.py").write_text(PROJECT_CODE + "from helpers import ANSWER\nproject.params['answer'] = ANSWER\n")
+        assert load_source(directory / "demo.py").params == {"answer": answer}

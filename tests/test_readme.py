@@ -208,3 +208,13 @@ def run_python_block(block: tuple[str, int, str, str], shop: Path) -> None:
     assert result.returncode == 0, f"{title}: exited {result.returncode}:\n{result.stdout[-2000:]}\n" \
                                    f"{result.stderr[-3000:]}"
     assert result.stdout.count("'outputs': [0]") == 2, result.stdout
+
+
+@pytest.mark.parametrize("target", ["local", "docker", "nuclio", "knative"])
+def test_the_example_builds_for_every_target_out_of_the_box(target, tmp_path):
+    copy = tmp_path / "shop"
+    shutil.copytree(REPO / "examples" / "shop", copy, ignore=shutil.ignore_patterns(
+        ".graphpack", "build", "models", "graphpack.yaml", "*.jsonl", "__pycache__"))
+    result = run(f"graphpack build -f project.py --target {target} --json", copy, {})
+    assert result.returncode == 0, result.stderr
+    assert sorted(f["function"] for f in json.loads(result.stdout)["functions"]) == ["auditor", "recommender"]
