@@ -151,6 +151,8 @@ def test_expect_100_continue_over_the_limit_is_413_without_continue(server):
 
 
 def test_half_closed_client_still_gets_its_answer(server):
+    slow = post(b"/sleep", b"0.05", b"Content-Type: text/plain\r\nConnection: close\r\n")
+    assert ask(server, slow)[0][0].status == 200  # events are now slow: the next runs on the handler thread
     data = post(b"/sleep", b"0.3", b"Content-Type: text/plain\r\n")
     responses, closed, _ = ask(server, data, half_close=True)
     assert [r.status for r in responses] == [200] and closed
