@@ -204,7 +204,7 @@ def _queue_options(spec: dict, url: str) -> dict:
 
 def start_consumer(server: GraphServer, url: str, group: str) -> Any:
     """Consume queue ``url`` as ``group`` in a daemon thread, running each record through the graph."""
-    from ..queues import open_queue
+    from ..queues import StorageError, open_queue
     from ..queues.consumer import Consumer
 
     with _lock:
@@ -220,6 +220,8 @@ def start_consumer(server: GraphServer, url: str, group: str) -> Any:
             event.trigger, event.stream_path = "queue", url
             event.offset, event.shard_id = item.offset, item.shard
             response, writes = server.run_deferred(event)
+            if response.status_code == 503 and "Retry-After" in (response.headers or {}):
+                raise StorageError(f"event {event.id}: {response.body.get('error')}")  # delivered again later
             if response.status_code >= 400:
                 raise RuntimeError(f"event {event.id} failed ({response.status_code}): {response.body}")
             return writes  # the batch is committed once they are durable (Consumer checks them)

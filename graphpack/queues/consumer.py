@@ -29,7 +29,7 @@ from typing import Any
 
 from . import record as wire
 from ..runtime.deps import MissingDependency
-from .base import LeaseLost, Queue, QueueItem
+from .base import LeaseLost, Queue, QueueItem, StorageError
 
 logger = logging.getLogger("graphpack.queues")
 
@@ -192,6 +192,8 @@ class Consumer:
                 out = self.handler(wire.decode(item.data), item)
                 self.processed += 1
                 return out
+            except StorageError:
+                raise  # its output could not be stored: not the record's fault; the batch comes again later
             except Exception as exc:  # noqa: BLE001 - any handler error counts as a failed attempt
                 last = exc
                 if self.on_error is not None:

@@ -139,7 +139,8 @@ class FileQueue(Queue):
         self._ensure()
         written: list[tuple[Path, bool]] = []
         for shard, datas in by_shard.items():
-            lock_fd = os.open(self._shard_dir(shard) / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+            # read-only descriptors for locks: a held lock never keeps the filesystem from going read-only
+            lock_fd = os.open(self._shard_dir(shard) / ".lock", os.O_RDONLY | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(lock_fd, fcntl.LOCK_EX)
                 segment, size, next_offset = self._tail(shard)
@@ -296,14 +297,17 @@ class FileQueue(Queue):
                 return True
             folder = self.root / "groups" / group
             folder.mkdir(parents=True, exist_ok=True)
-            fd = os.open(folder / f"{shard}.lease", os.O_RDWR | os.O_CREAT, 0o644)
+            path = folder / f"{shard}.lease"
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)  # held while owned: read-only (see _append)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
                 return False
-            os.ftruncate(fd, 0)
-            os.write(fd, owner.encode())
+            try:
+                path.write_text(owner)  # who holds it, for people looking at the directory
+            except OSError:
+                pass
             self._lease_fds[key] = fd
             return True
 

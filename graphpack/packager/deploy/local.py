@@ -211,14 +211,15 @@ def check_queues(contexts: list) -> None:
     seen = set()
     for context in contexts:
         plan = context.plan
-        urls = [plan.spec.get("error_stream")]
-        if plan.input_queue is not None:
-            urls.append(plan.input_queue.url)
-        for url in urls:
+        urls: list[tuple[str | None, dict]] = [(plan.spec.get("error_stream"), {})]
+        queue = plan.input_queue
+        if queue is not None:  # with its options: endpoint_url=, shards= ...
+            urls.append((queue.url, {**queue.options, **({"shards": queue.shards} if queue.shards else {})}))
+        for url, options in urls:
             if url and url not in seen and not url.startswith("memory://"):
                 seen.add(url)
                 try:
-                    check_queue_url(url)
+                    check_queue_url(url, **options)
                 except GraphpackError as exc:
                     text = str(exc)
                     prefix = "" if url in text else f"queue {url!r}: "
