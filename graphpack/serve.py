@@ -11,6 +11,7 @@ import os
 import sys
 
 from .errors import GraphpackError
+from .runtime.deps import missing_in
 
 
 def parser() -> argparse.ArgumentParser:
@@ -30,15 +31,20 @@ def run(function_dir: str, port: int | None = None, workers: int | None = None, 
     from .runtime.processor import serve
 
     function_dir = os.path.abspath(function_dir)
-    try:
-        if workdir:
+    if workdir:
+        try:
             os.chdir(workdir)
+        except OSError as exc:
+            print(f"error: {exc.strerror or exc}: {workdir}", file=sys.stderr, flush=True)
+            return 1
+    try:
         return serve(function_dir, port=port, workers=workers, host=host)
-    except GraphpackError as exc:
+    except Exception as exc:
+        if missing_in(exc) is not None:  # already logged, once, naming the package and the feature
+            return 1
+        if not isinstance(exc, GraphpackError):
+            raise
         print(f"error: {exc}", file=sys.stderr, flush=True)
-        return 1
-    except OSError as exc:
-        print(f"error: {exc.strerror or exc}: {workdir}", file=sys.stderr, flush=True)
         return 1
 
 

@@ -21,6 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from ..errors import GraphpackError
+from ..runtime.deps import missing_in
 from ..runtime.event import Event
 from ..runtime.server import GraphServer
 from .events import from_nuclio, is_stream, trigger_kind
@@ -110,7 +111,8 @@ def init_context(context: Any, modules: Iterable[str] = (), spec_dir: str | None
         server.init_states(context=context, namespace=namespaces, logger=logger)
         server.init_object(namespaces)
     except Exception as exc:
-        if logger is not None:  # the wrapper dies next: leave the reason in the function's logs
+        if logger is not None and missing_in(exc) is None:  # the wrapper dies next: leave the reason
+            # in the function's logs (a missing package was logged once, where it was found)
             logger.error(f"graphpack: function failed to initialise: {type(exc).__name__}: {exc}")
         raise
     user_data = getattr(context, "user_data", None)

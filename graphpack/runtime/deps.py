@@ -45,10 +45,21 @@ def require(module: str, package: str, feature: str) -> ModuleType:
     raise error
 
 
+def missing_in(exc: BaseException | None) -> MissingDependency | None:
+    """The MissingDependency behind ``exc`` (itself, or what it was raised from), if any."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, MissingDependency):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def failures() -> list[str]:
     """Why this process cannot work (missing packages), for the health check; empty when fine."""
     with _lock:
         return list(_failures)
 
 
-__all__ = ["MissingDependency", "failures", "require"]
+__all__ = ["MissingDependency", "failures", "missing_in", "require"]

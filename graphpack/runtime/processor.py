@@ -310,7 +310,8 @@ def _fork_worker(function_dir: Path, config: dict, sock: socket.socket, worker_i
         _run_loop(_worker_main(function_dir, config, sock, worker_id, run_cron=worker_id == 0,
                                gate=gate.for_worker(worker_id), supervisor=supervisor))
     except BaseException as exc:  # noqa: BLE001 - report and exit non-zero
-        print(f"worker {worker_id} failed: {exc}", file=sys.stderr, flush=True)
+        if deps.missing_in(exc) is None:  # a missing package was logged once, where it was found
+            print(f"worker {worker_id} failed: {exc}", file=sys.stderr, flush=True)
         code = 1
     os._exit(code)
 

@@ -98,7 +98,7 @@ class S3Resource(StoreResource):
         self._lock = threading.Lock()
 
     def _client(self) -> Any:
-        return s3_client()
+        return s3_client(f"the s3:// path {self.url!r}")
 
     def _keys(self) -> list[str]:
         prefix = self.key if not self.key or self.key.endswith("/") else self.key + "/"
@@ -233,9 +233,9 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-def s3_client() -> Any:
+def s3_client(feature: str = "an s3:// path") -> Any:
     """A boto3 S3 client; the endpoint comes from the first of ``S3_ENDPOINT_ENVS`` that is set."""
-    boto3 = require("boto3", "boto3", "an s3:// resource (model path or file)")
+    boto3 = require("boto3", "boto3", feature)
     endpoint = next((os.environ[e] for e in S3_ENDPOINT_ENVS if os.environ.get(e)), None)
     return boto3.client("s3", endpoint_url=endpoint)
 

@@ -12,6 +12,7 @@ import threading
 from typing import Any
 
 from ..errors import BadRequestError, GraphpackError, HTTPError, NotReadyError
+from ..runtime.deps import missing_in
 from ..runtime.paths import get_in, update_in
 from ._utils import decode_body, is_get, utc_timestamp
 from .utils import StepToDict
@@ -108,10 +109,14 @@ class V2ModelServer(StepToDict):
         try:
             self.load()
         except Exception as exc:  # noqa: BLE001 - remembered and reported per request
-            self.error = f"{type(exc).__name__}: {exc}"
+            missing = missing_in(exc)  # a missing package: logged once where it was found
+            self.error = str(missing) if missing is not None else f"{type(exc).__name__}: {exc}"
             self._loaded.set()
-            self.context.logger.error(f"failed to load model {self.name}: {self.error}")
+            if missing is None:
+                self.context.logger.error(f"failed to load model {self.name}: {self.error}")
             if raise_errors:
+                if missing is not None:
+                    raise missing from None
                 raise RuntimeError(f"failed to load model {self.name}: {self.error}") from exc
             return
         self.ready = True

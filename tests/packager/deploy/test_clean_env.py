@@ -278,3 +278,25 @@ def test_a_missing_package_is_one_log_line_and_a_failed_health_check(tmp_path, s
     assert "retrying" not in output and "botocore" not in output and "Traceback" not in output, output
     assert health is not None and health.status_code == 503, output  # up, but says why it cannot work
     assert health.json()["status"] == "failed" and "boto3" in health.json()["errors"][0]
+
+
+def test_a_model_path_without_its_package_stops_the_function_with_one_line(tmp_path):
+    """An ``s3://`` model loaded at start where boto3 is missing: the function does not start, and
+    says why in one line naming boto3 and the path (no traceback, no wrapped repeats)."""
+    from graphpack.packager import plan_and_render, write_contexts
+    from graphpack.packager.requirements import processor_requirements
+    from graphpack.packager.venvs import serve_command
+
+    (tmp_path / "code.py").write_text(CODE)
+    fn = graphpack.new_function("model", "bare", filename=str(tmp_path / "code.py"))
+    fn.set_topology("flow", engine="sync").to(class_name="Scale", name="scale", model_path="s3://bucket/m/").respond()
+    context = write_contexts(plan_and_render(fn, "bare", "docker"), tmp_path / "build")[0]
+    assert "boto3==" in (context / "requirements.txt").read_text()
+    (context / "requirements.txt").write_text("\n".join(processor_requirements()) + "\n")
+    proc = subprocess.run(serve_command(context, "--port", str(free_port())), capture_output=True, text=True,
+                          timeout=60)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output
+    lines = [line for line in output.splitlines() if "boto3" in line]
+    assert len(lines) == 1 and "'s3://bucket/m/' needs the Python package 'boto3'" in lines[0], output
+    assert "Traceback" not in output, output
