@@ -142,6 +142,24 @@ step_mlrun_venv() {
   esac
 }
 
+# The real Kafka broker for the kafka:// queue tests (tests/plugins/kafka_broker.py): Apache Kafka 4.x
+# jars (KRaft, single node) resolved from Maven Central with `mvn dependency:copy-dependencies` on
+# tests/plugins/kafka-pom.xml, cached under $GRAPHPACK_CACHE/kafka/<version>; the tests start the
+# broker once per session on a free loopback port. When the jars cannot be had, the step passes
+# with a note and the Kafka tests skip, naming the failure.
+step_kafka() {
+  local out rc=0
+  command -v mvn > /dev/null || apt_install maven || true
+  command -v java > /dev/null || apt_install default-jre-headless || true
+  out="$("$PYTHON" -m tests.plugins.kafka_broker)" || rc=$?
+  echo "$out"
+  case $rc in
+    0) note "${out##*$'\n'}" ;;
+    3) note "UNAVAILABLE (the Kafka tests will skip): ${out##*$'\n'}" ;;
+    *) return $rc ;;
+  esac
+}
+
 # ---------------------------------------------------------------- run the setup
 
 now() { date +%s.%N; }

@@ -9,7 +9,7 @@ import pytest
 
 from graphpack.queues import Queue, memory, open_queue
 
-BACKENDS = ["memory", "file", "s3", "v3io"]
+BACKENDS = ["memory", "file", "s3", "v3io", "kafka"]
 
 
 @pytest.fixture
@@ -34,6 +34,9 @@ def queue_factory(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Cal
         bucket = request.getfixturevalue("s3_bucket")
         url = f"s3://{bucket}/queues/{name}"
         base = {"endpoint_url": request.getfixturevalue("s3_server"), "linger": 0.01, "poll_interval": 0.01}
+    elif backend == "kafka":
+        url = f"kafka://{request.getfixturevalue('kafka_broker').bootstrap}/q-{name}"
+        base = {"poll_interval": 0.01}
     else:
         url = f"v3io://bigdata/queues/{name}"
         base = {"endpoint": request.getfixturevalue("v3io_server"), "access_key": "k", "poll_interval": 0.01}

@@ -119,7 +119,7 @@ def test_public_names():
 
     for name in queues.__all__:
         assert getattr(queues, name) is not None
-    assert set(queues.BACKENDS) == {"memory", "file", "s3", "v3io", "v3ios"}
+    assert set(queues.BACKENDS) == {"memory", "file", "s3", "v3io", "v3ios", "kafka"}
 
 
 def test_package_import_stays_light():
@@ -127,6 +127,6 @@ def test_package_import_stays_light():
     import sys
 
     code = ("import sys, graphpack.queues, graphpack.queues.consumer; "
-            "print(sorted(m for m in ('boto3', 'botocore', 'httpx') if m in sys.modules))")
+            "print(sorted(m for m in ('boto3', 'botocore', 'httpx', 'confluent_kafka') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

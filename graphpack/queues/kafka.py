@@ -1,0 +1,454 @@
+"""``kafka://host:port[,host:port]/topic``: a queue on an Apache Kafka topic (confluent-kafka).
+
+Chosen as MLRun chooses it: a ``kafka://`` path, or a bare topic plus ``kafka_brokers=`` on the
+queue step (``kafka_producer_options=`` are passed to the producer, ``kafka_consumer_options=`` to
+the consumers, both as librdkafka settings). Shards are the topic's partitions: the topic is
+created with ``shards`` partitions when missing (an existing topic must have that many). A record's
+key picks its partition with the same hash as the other backends' shards.
+
+Durability (DESIGN §4.9): a batch from the group commit is produced with ``acks=all`` and
+idempotence on, and its ticket is done only when the broker acknowledged every record of it; a
+delivery error (or ``message.timeout.ms``, 30 s by default here, passing) fails the ticket, so the
+event is answered 503 rather than acknowledged.
+
+Consuming: a group reads a partition through a consumer of Kafka group ``group`` assigned to that
+partition alone, starting after the group's committed offset; ``commit`` stores the offset in
+Kafka's group offsets (``offset + 1``, Kafka's "next to read"), so any Kafka tool sees the
+group's progress. Offsets are Kafka's own.
+
+Membership and leases (several graphpack consumers of one group splitting partitions) are kept
+in a coordination topic ``<topic>.graphpack-coordination`` (one partition): every heartbeat,
+claim, release and leave is a record, and every client replays the log in the same order, so a
+claim wins when, at its place in the log, the partition was free, expired or already its
+owner's. Claims carry wall-clock expiry times (clocks of the consumers must roughly agree, as
+for S3 leases). The coordination topic keeps 6 hours of records, far more than a lease lives.
+``cleanup`` does nothing: Kafka's retention deletes old records.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from ..runtime.deps import require
+from .base import LeaseLost, Queue, QueueError, QueueItem, StorageError
+
+logger = logging.getLogger("graphpack.queues.kafka")  # librdkafka's log lines go here
+COORDINATION_SUFFIX = ".graphpack-coordination"
+COORDINATION_RETENTION_MS = 6 * 3600 * 1000
+RETRIABLE = ("NOT_COORDINATOR", "COORDINATOR_LOAD_IN_PROGRESS", "COORDINATOR_NOT_AVAILABLE", "_TIMED_OUT",
+             "_TRANSPORT", "REQUEST_TIMED_OUT", "UNKNOWN_TOPIC_OR_PART", "LEADER_NOT_AVAILABLE")
+
+
+def _kafka() -> Any:
+    return require("confluent_kafka", "confluent-kafka", "a kafka:// queue")
+
+
+def _kafka_admin() -> Any:
+    return require("confluent_kafka.admin", "confluent-kafka", "a kafka:// queue")
+
+
+def parse_url(url: str, brokers: str | list[str] | None = None) -> tuple[str, str]:
+    """``(brokers, topic)`` of a queue path: ``kafka://b1:9092,b2:9092/topic``, or ``kafka:///topic``
+    or a bare ``topic`` with ``brokers`` (``kafka_brokers=``, a comma-separated string or a list)."""
+    if isinstance(brokers, (list, tuple)):
+        brokers = ",".join(str(b) for b in brokers)
+    if url.lower().startswith("kafka://"):
+        netloc, _, topic = url[len("kafka://"):].partition("/")
+        netloc = netloc or (brokers or "")
+    else:
+        netloc, topic = brokers or "", url
+    topic = topic.strip("/")
+    if not netloc:
+        raise QueueError(f"queue {url!r}: no Kafka brokers: write kafka://host:port/topic or give kafka_brokers=")
+    if not topic or "/" in topic:
+        raise QueueError(f"queue {url!r}: a Kafka queue needs one topic name, e.g. kafka://host:9092/topic")
+    return netloc, topic
+
+
+class KafkaQueue(Queue):
+    """Partitions of one Kafka topic as shards; group offsets in Kafka; leases in a log topic."""
+
+    scheme = "kafka"
+    LINGER = 0.002
+
+    def __init__(
+        self,
+        url: str,
+        kafka_brokers: str | list[str] | None = None,
+        kafka_producer_options: dict | None = None,
+        kafka_consumer_options: dict | None = None,
+        poll_interval: float = 0.05,
+        **options: Any,
+    ) -> None:
+        self.brokers, self.topic = parse_url(url, kafka_brokers)
+        super().__init__(url, **options)
+        self.producer_options = dict(kafka_producer_options or {})
+        self.consumer_options = dict(kafka_consumer_options or {})
+        self.poll_interval = float(poll_interval)
+        self._producer: Any = None
+        self._readers: dict[tuple[str, int], Any] = {}  # (group, shard) -> consumer assigned to it
+        self._groups: dict[str, Any] = {}  # group -> consumer used for commits and committed()
+        self._topic_ready = False
+        self._coord = _Coordination(self)
+
+    # -- clients -----------------------------------------------------------------------------------
+    def _common(self) -> dict:
+        return {"bootstrap.servers": self.brokers, "client.id": f"graphpack-{self.topic}", "logger": logger}
+
+    def producer(self) -> Any:
+        """The queue's producer (created on first use, so forked workers each get their own)."""
+        with self._lock:
+            if self._producer is None:
+                self._ensure_topic()
+                config = {**self._common(), "acks": "all", "enable.idempotence": True, "linger.ms": 1,
+                          "message.timeout.ms": 30000,
+                          "message.max.bytes": max(self.max_record_size + 4096, 1_000_000)}
+                config.update(self.producer_options)
+                self._producer = _kafka().Producer(config)
+            return self._producer
+
+    def _consumer(self, group: str) -> Any:
+        config = {**self._common(), "group.id": group, "enable.auto.commit": False,
+                  "enable.auto.offset.store": False, "auto.offset.reset": "earliest",
+                  "fetch.wait.max.ms": 10, "fetch.queue.backoff.ms": 0,
+                  "fetch.error.backoff.ms": 50, "topic.metadata.refresh.fast.interval.ms": 20,
+                  "fetch.message.max.bytes": max(self.max_record_size + 4096, 1_048_576)}
+        config.update(self.consumer_options)
+        return _kafka().Consumer(config)
+
+    def _group_client(self, group: str) -> Any:
+        with self._read_lock:
+            client = self._groups.get(group)
+            if client is None:
+                self._ensure_topic()
+                client = self._groups[group] = self._consumer(group)
+            return client
+
+    def _admin(self) -> Any:
+        return _kafka_admin().AdminClient({**self._common(), **{
+            k: v for k, v in self.producer_options.items() if k.startswith(("security.", "sasl.", "ssl."))}})
+
+    def _ensure_topic(self) -> None:
+        if self._topic_ready:
+            return
+        partitions = _create_topic(self, self.topic, self.shards, {
+            "max.message.bytes": str(max(self.max_record_size + 4096, 1_048_588))})
+        if partitions != self.shards:
+            raise QueueError(f"queue {self.url!r}: topic {self.topic!r} has {partitions} partition(s), "
+                             f"the queue step says shards={self.shards}")
+        self._topic_ready = True
+
+    # -- producing ---------------------------------------------------------------------------------
+    def _append(self, by_shard: dict[int, list[bytes]]) -> Callable[[], None]:
+        producer = self.producer()
+        state = _Delivery(sum(len(v) for v in by_shard.values()))
+        for shard, datas in by_shard.items():
+            for data in datas:
+                while True:
+                    try:
+                        producer.produce(self.topic, data, partition=shard, on_delivery=state.report)
+                        break
+                    except BufferError:  # the local queue is full: serve delivery reports first
+                        producer.poll(0.05)
+        producer.poll(0)
+
+        def acknowledged() -> None:
+            deadline = time.monotonic() + 120
+            while not state.done.is_set():
+                producer.poll(0.01)
+                if time.monotonic() > deadline:
+                    raise StorageError(f"queue {self.url!r}: the broker did not acknowledge the records")
+            if state.error is not None:
+                raise StorageError(f"queue {self.url!r}: Kafka did not store the records: {state.error}")
+
+        return acknowledged
+
+    # -- consuming ---------------------------------------------------------------------------------
+    def read(self, shard: int, group: str, max_records: int = 100, timeout: float = 0.0) -> list[QueueItem]:
+        self._check_shard(shard)
+        deadline = time.monotonic() + max(timeout, 0.0)
+        with self._read_lock:
+            reader = self._reader(shard, group)
+            items: list[QueueItem] = []
+            while True:
+                wait = max(min(deadline - time.monotonic(), self.poll_interval), 0.0)
+                for msg in _fetch(reader, max_records - len(items), wait):
+                    err = msg.error()
+                    if err is not None:
+                        if err.fatal():
+                            raise StorageError(f"queue {self.url!r}: consumer failed: {err}")
+                        continue  # transient (broker restarting): librdkafka retries by itself
+                    items.append(QueueItem(shard, msg.offset(), msg.value() or b""))
+                if items or time.monotonic() >= deadline or self.closed:
+                    break
+            if items:
+                self._cursors[(group, shard)] = items[-1].offset + 1
+        return items
+
+    def _reader(self, shard: int, group: str) -> Any:
+        """The consumer of ``(group, shard)``, (re)assigned to start after the cursor or the checkpoint."""
+        kafka = _kafka()
+        reader = self._readers.get((group, shard))
+        if reader is None:
+            self._ensure_topic()
+            reader = self._readers[(group, shard)] = self._consumer(group)
+        if (group, shard) not in self._cursors:
+            done = self.committed(shard, group)
+            start = 0 if done is None else done + 1  # 0 (auto.offset.reset: earliest) saves a round trip
+            reader.assign([kafka.TopicPartition(self.topic, shard, start)])
+            self._cursors[(group, shard)] = start
+        return reader
+
+    def _read(self, shard: int, group: str, max_records: int) -> list[QueueItem]:
+        return self.read(shard, group, max_records)  # read() is overridden: consume() waits itself
+
+    def _commit(self, shard: int, group: str, offset: int) -> None:
+        holder = self._coord.held.get((group, shard))
+        if holder is not None and self._coord.holder(group, shard) not in (None, holder):
+            raise LeaseLost(f"queue {self.url!r}: shard {shard} of group {group!r} was taken over")
+        kafka = _kafka()
+        client = self._group_client(group)
+        part = kafka.TopicPartition(self.topic, shard, offset + 1)
+        _retry(self, "commit", lambda: client.commit(offsets=[part], asynchronous=False))
+
+    def committed(self, shard: int, group: str) -> int | None:
+        kafka = _kafka()
+        client = self._group_client(group)
+        [part] = _retry(self, "read the committed offset",
+                        lambda: client.committed([kafka.TopicPartition(self.topic, shard)], timeout=10))
+        if part.error is not None:
+            raise StorageError(f"queue {self.url!r}: committed offset of group {group!r}: {part.error}")
+        return None if part.offset < 0 else part.offset - 1
+
+    # -- membership and leases (the coordination log) ---------------------------------------------
+    def members(self, group: str, owner: str, ttl: float) -> list[str]:
+        return self._coord.members(group, owner, ttl)
+
+    def leave(self, group: str, owner: str) -> None:
+        self._coord.append({"op": "leave", "group": group, "owner": owner})
+
+    def acquire(self, shard: int, group: str, owner: str, ttl: float) -> bool:
+        return self._coord.acquire(group, shard, owner, ttl)
+
+    def release(self, shard: int, group: str, owner: str) -> None:
+        self._coord.held.pop((group, shard), None)
+        self._coord.append({"op": "release", "group": group, "shard": shard, "owner": owner})
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def check(self) -> None:
+        self._ensure_topic()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            super().close()
+            if self._producer is not None:
+                self._producer.flush(30)
+        finally:
+            for client in [*self._readers.values(), *self._groups.values()]:
+                client.close()
+            self._readers.clear()
+            self._groups.clear()
+            self._coord.close()
+
+    def _dead_letter_default(self) -> str:
+        return f"kafka://{self.brokers}/{self.topic}-dead-letter"
+
+    def _dead_letter_options(self) -> dict:
+        return {"kafka_producer_options": self.producer_options, "kafka_consumer_options": self.consumer_options}
+
+
+class _Delivery:
+    """Delivery reports of one batch: ``done`` once every record was acknowledged or failed."""
+
+    def __init__(self, count: int) -> None:
+        self.left = count
+        self.error: Any = None
+        self.done = threading.Event()
+        if count == 0:
+            self.done.set()
+
+    def report(self, err: Any, msg: Any) -> None:
+        if err is not None and self.error is None:
+            self.error = err
+        self.left -= 1
+        if self.left <= 0:
+            self.done.set()
+
+
+def _fetch(consumer: Any, count: int, wait: float) -> list:
+    """Up to ``count`` messages: what is fetched already, else the first to arrive within ``wait``
+    seconds and what came with it (``consume(n, wait)`` alone waits for all ``n``)."""
+    messages = consumer.consume(count, 0)
+    if messages or wait <= 0:
+        return messages
+    first = consumer.poll(wait)
+    if first is None:
+        return []
+    return [first, *consumer.consume(count - 1, 0)] if count > 1 else [first]
+
+
+def _retry(queue: KafkaQueue, what: str, call: Callable[[], Any], attempts: int = 20) -> Any:
+    """``call()``, retried while the group coordinator is loading or moving (after a broker restart)."""
+    kafka = _kafka()
+    for attempt in range(attempts):
+        try:
+            return call()
+        except kafka.KafkaException as exc:
+            err: Any = exc.args[0] if exc.args else None
+            name = err.name() if hasattr(err, "name") else str(exc)
+            retriable = any(code in name for code in RETRIABLE) or (hasattr(err, "retriable") and err.retriable())
+            if not retriable or attempt == attempts - 1:
+                raise StorageError(f"queue {queue.url!r}: could not {what}: {exc}") from None
+            time.sleep(min(0.1 * 2 ** attempt, 2.0))
+    raise AssertionError("unreachable")
+
+
+def _create_topic(queue: KafkaQueue, topic: str, partitions: int, config: dict[str, str]) -> int:
+    """Create ``topic`` when missing; returns its partition count. QueueError when the brokers fail."""
+    kafka = _kafka()
+    admin = queue._admin()
+    try:
+        meta = admin.list_topics(timeout=5)  # all topics: asking for one would auto-create it
+    except kafka.KafkaException as exc:
+        raise QueueError(f"queue {queue.url!r}: Kafka brokers {queue.brokers} unreachable: {exc}") from None
+    found = meta.topics.get(topic)
+    if found is not None and found.error is None:
+        return len(found.partitions)
+    new = _kafka_admin().NewTopic(topic, num_partitions=partitions, replication_factor=-1, config=config)
+    future = admin.create_topics([new], operation_timeout=30)[topic]
+    try:
+        future.result(timeout=60)
+    except kafka.KafkaException as exc:
+        err: Any = exc.args[0] if exc.args else None
+        if not (hasattr(err, "code") and err.code() == kafka.KafkaError.TOPIC_ALREADY_EXISTS):
+            raise QueueError(f"queue {queue.url!r}: could not create topic {topic!r}: {exc}") from None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # metadata of a new topic reaches the brokers shortly after
+        found = admin.list_topics(timeout=15).topics.get(topic)
+        if (found is not None and found.error is None and found.partitions
+                and all(part.leader >= 0 for part in found.partitions.values())):
+            return len(found.partitions)
+        time.sleep(0.1)
+    raise QueueError(f"queue {queue.url!r}: topic {topic!r} was created but has no partitions yet")
+
+
+class _Coordination:
+    """Members and shard leases of the queue's groups, as a replayed log (see the module docstring)."""
+
+    def __init__(self, queue: KafkaQueue) -> None:
+        self.queue = queue
+        self.topic = queue.topic + COORDINATION_SUFFIX
+        self.lock = threading.Lock()
+        self.reader: Any = None
+        self.position = 0  # next offset of the log to apply
+        self.leases: dict[tuple[str, int], tuple[str, float]] = {}
+        self.live: dict[str, dict[str, float]] = {}
+        self.held: dict[tuple[str, int], str] = {}  # leases this queue object won: (group, shard) -> owner
+
+    def append(self, entry: dict) -> int:
+        """Write ``entry`` (stamped with the time) and return its offset once the broker has it."""
+        producer = self.queue.producer()
+        self._ensure()
+        entry = {**entry, "at": time.time()}
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def report(err: Any, msg: Any) -> None:
+            box["err"], box["offset"] = err, (msg.offset() if err is None else None)
+            done.set()
+
+        producer.produce(self.topic, json.dumps(entry).encode(), partition=0, on_delivery=report)
+        deadline = time.monotonic() + 60
+        while not done.is_set():
+            producer.poll(0.01)
+            if time.monotonic() > deadline:
+                raise StorageError(f"queue {self.queue.url!r}: coordination record not acknowledged")
+        if box["err"] is not None:
+            raise StorageError(f"queue {self.queue.url!r}: coordination record not stored: {box['err']}")
+        return int(box["offset"])
+
+    def _ensure(self) -> None:
+        with self.lock:
+            if self.reader is not None:
+                return
+            _create_topic(self.queue, self.topic, 1, {"retention.ms": str(COORDINATION_RETENTION_MS),
+                                                      "segment.ms": str(COORDINATION_RETENTION_MS // 6)})
+            kafka = _kafka()
+            reader = kafka.Consumer({**self.queue._common(), "group.id": f"graphpack-coord-{uuid.uuid4().hex}",
+                                     "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                                     "fetch.wait.max.ms": 10, "fetch.queue.backoff.ms": 0,
+                                     "topic.metadata.refresh.fast.interval.ms": 20})
+            reader.assign([kafka.TopicPartition(self.topic, 0, 0)])  # 0, not OFFSET_BEGINNING: no ListOffsets round
+            self.reader = reader
+
+    def replay(self, until: int | None = None) -> None:
+        """Apply the log up to and including offset ``until`` (or whatever is there now)."""
+        self._ensure()
+        with self.lock:
+            if until is None:
+                kafka = _kafka()
+                _, high = self.reader.get_watermark_offsets(kafka.TopicPartition(self.topic, 0), timeout=10)
+                until = high - 1
+            deadline = time.monotonic() + 30
+            while self.position <= until:
+                if time.monotonic() > deadline:
+                    raise StorageError(f"queue {self.queue.url!r}: could not read the coordination log")
+                for msg in _fetch(self.reader, 1000, 0.05):
+                    if msg.error() is not None:
+                        continue
+                    self._apply(json.loads(msg.value()))
+                    self.position = msg.offset() + 1
+
+    def _apply(self, entry: dict) -> None:
+        op, group, owner, at = entry.get("op"), entry.get("group", ""), entry.get("owner", ""), entry.get("at", 0.0)
+        if op == "heartbeat":
+            self.live.setdefault(group, {})[owner] = entry["expires"]
+        elif op == "leave":
+            self.live.get(group, {}).pop(owner, None)
+        elif op == "claim":
+            key = (group, int(entry["shard"]))
+            holder = self.leases.get(key)
+            if holder is None or holder[0] == owner or holder[1] < at:
+                self.leases[key] = (owner, entry["expires"])
+        elif op == "release":
+            key = (group, int(entry["shard"]))
+            holder = self.leases.get(key)
+            if holder is not None and holder[0] == owner:
+                del self.leases[key]
+
+    def members(self, group: str, owner: str, ttl: float) -> list[str]:
+        offset = self.append({"op": "heartbeat", "group": group, "owner": owner, "expires": time.time() + ttl})
+        self.replay(offset)
+        now = time.time()
+        return sorted(name for name, expires in self.live.get(group, {}).items() if expires >= now)
+
+    def acquire(self, group: str, shard: int, owner: str, ttl: float) -> bool:
+        expires = time.time() + ttl
+        offset = self.append({"op": "claim", "group": group, "shard": shard, "owner": owner, "expires": expires})
+        self.replay(offset)
+        won = self.leases.get((group, shard)) == (owner, expires)
+        if won:
+            self.held[(group, shard)] = owner
+        else:
+            self.held.pop((group, shard), None)
+        return won
+
+    def holder(self, group: str, shard: int) -> str | None:
+        """The live holder of the lease as the log says now (None when free or expired)."""
+        if self.reader is None:
+            return None
+        self.replay()
+        lease = self.leases.get((group, shard))
+        return lease[0] if lease is not None and lease[1] >= time.time() else None
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None

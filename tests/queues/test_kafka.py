@@ -1,0 +1,85 @@
+"""The kafka:// backend beyond the shared contract: URL forms as MLRun writes them, options, errors.
+
+The contract itself (tests/queues/test_contract.py) runs against the session's real broker.
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from graphpack.queues import QueueError, open_queue, scheme_of
+from graphpack.queues.kafka import KafkaQueue, parse_url
+from tests.plugins.kafka_broker import free_port
+
+
+@pytest.mark.parametrize("url, brokers, expect", [
+    ("kafka://b1:9092/orders", None, ("b1:9092", "orders")),
+    ("kafka://b1:9092,b2:9093/orders", None, ("b1:9092,b2:9093", "orders")),
+    ("kafka:///orders", "b1:9092", ("b1:9092", "orders")),
+    ("orders", "b1:9092,b2:9092", ("b1:9092,b2:9092", "orders")),
+    ("orders", ["b1:9092", "b2:9092"], ("b1:9092,b2:9092", "orders")),
+])
+def test_url_forms(url, brokers, expect):
+    assert parse_url(url, brokers) == expect
+
+
+@pytest.mark.parametrize("url, brokers, message", [
+    ("kafka:///orders", None, "no Kafka brokers"),
+    ("kafka://b1:9092/", None, "needs one topic name"),
+    ("kafka://b1:9092/a/b", None, "needs one topic name"),
+])
+def test_bad_urls_are_one_line_errors(url, brokers, message):
+    with pytest.raises(QueueError, match=message):
+        parse_url(url, brokers)
+
+
+def test_a_bare_topic_with_kafka_brokers_is_a_kafka_queue():
+    assert scheme_of("orders", kafka_brokers="b1:9092") == "kafka"
+    assert scheme_of("orders") == "file"
+    queue = open_queue("orders", kafka_brokers="b1:9092", kafka_producer_options={"linger.ms": 5})
+    try:
+        assert isinstance(queue, KafkaQueue)
+        assert (queue.brokers, queue.topic) == ("b1:9092", "orders")
+        assert queue.dead_letter_url == "kafka://b1:9092/orders-dead-letter"
+    finally:
+        queue.close()
+
+
+def test_unreachable_brokers_fail_check_naming_them():
+    port = free_port()  # nobody listens there
+    queue = open_queue(f"kafka://127.0.0.1:{port}/orders")
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(QueueError, match=f"Kafka brokers 127.0.0.1:{port} unreachable"):
+            queue.check()
+    finally:
+        queue.close()
+    assert time.monotonic() - t0 < 20
+
+
+def test_existing_topic_with_other_partition_count_is_refused(kafka_broker):
+    url = f"kafka://{kafka_broker.bootstrap}/parts-{time.monotonic_ns()}"
+    with open_queue(url, shards=2) as first:
+        first.check()
+    with open_queue(url, shards=3) as second, pytest.raises(QueueError, match="has 2 partition"):
+        second.check()
+
+
+def test_group_offsets_are_kafkas_own(kafka_broker):
+    """A Kafka tool sees the group's progress: the committed offset is Kafka's next-to-read."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    topic = f"offsets-{time.monotonic_ns()}"
+    with open_queue(f"kafka://{kafka_broker.bootstrap}/{topic}") as queue:
+        queue.push([{"n": n} for n in range(3)])
+        items = []
+        while len(items) < 3:
+            items += queue.read(0, "child", timeout=1)
+        queue.commit(0, "child", items[1].offset)
+    plain = Consumer({"bootstrap.servers": kafka_broker.bootstrap, "group.id": "child"})
+    try:
+        [part] = plain.committed([TopicPartition(topic, 0)], timeout=10)
+    finally:
+        plain.close()
+    assert part.offset == items[1].offset + 1 == 2
