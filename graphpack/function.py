@@ -136,6 +136,15 @@ class ServingFunction:
     def graph(self) -> BaseStep | None:
         return self.spec.graph
 
+    @property
+    def verbose(self) -> bool:
+        """``fn.verbose = True`` (MLRun's spelling of ``fn.spec.verbose``): tracebacks in error answers."""
+        return self.spec.verbose
+
+    @verbose.setter
+    def verbose(self, value: bool) -> None:
+        self.spec.verbose = bool(value)
+
     def add_model(self, key: str, model_path: str | None = None, class_name: Any = None,
                   model_url: str | None = None, handler: str | None = None,
                   router_step: str | None = None, child_function: str | None = None,

@@ -422,7 +422,8 @@ class GraphServer:
         path, _, query = (path or "/").partition("?")  # as the http trigger: the query goes to fields
         if path.startswith("/"):
             path = normalise_path(path)  # percent-decoded and normalised, as the http trigger does
-        event = Event(body, event_id, path or "/", method or ("POST" if body is not None else "GET"), headers)
+        # as MLRun's mock: POST when there is a (truthy) body, else GET
+        event = Event(body, event_id, path or "/", method or ("POST" if body else "GET"), headers)
         if query:
             event.fields = query_fields(query)
         if content_type is not None:

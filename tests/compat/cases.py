@@ -678,6 +678,77 @@ def more_builder_cases(remote_url: str) -> list[Case]:
         server = fn.to_mock_server()
         """, post({}), name="respond-returns-the-step", differs=NON_LEAF,
         expected={"output": [["a"], ["b"]], "answers": [{"trail": ["a"]}]}))
+    cases.extend(mlrun_test_style_cases())
+    return cases
+
+
+def mlrun_test_style_cases() -> list[Case]:
+    """Graphs in the style of MLRun's own serving tests (list bodies, visits counted on the
+    context, insertion with before=, an error handler in the middle of a chain)."""
+    chain = """
+class Chain:
+    def __init__(self, context, name=None, **kw):
+        self.context, self.name = context, name
+    def do(self, x):
+        visits = getattr(self.context, "visits", None)
+        if visits is not None:
+            visits[self.name] = visits.get(self.name, 0) + 1
+        return list(x) + [self.name]
+
+class Raiser:
+    def __init__(self, context=None, name=None, **kw):
+        self.name = name
+    def do(self, x):
+        raise ValueError("raiser fails")
+
+class EchoError:
+    def do(self, event):
+        event.body = {"origin_state": event.origin_state, "failed": bool(event.error)}
+        return event
+"""
+    cases: list[Case] = []
+    add = cases.extend
+    add(flow("sync", chain + """
+graph.add_step(name="s2", class_name="Chain")
+graph.add_step(name="s1", class_name="Chain", before="s2")
+graph.add_step(name="s3", class_name="Chain", after="s2")
+server = fn.to_mock_server()
+""", post([]), name="insert-before-the-first-step"))
+    add(flow("sync", chain + """
+graph.add_step(name="s1", class_name="Chain")
+graph.add_step(name="s3", class_name="Chain", after="$prev")
+graph.add_step(name="s2", class_name="Chain", after="s1", before="s3")
+server = fn.to_mock_server()
+""", post([]), name="insert-between-two-steps"))
+    add(flow("sync", chain + """
+graph.to(name="s1", handler="(event + 1)").to(name="s2", handler="json.dumps")
+server = fn.to_mock_server()
+""", post(5), name="handler-by-module-path"))
+    add(flow("sync", chain + """
+graph.add_step(name="s1", class_name="Chain")
+graph.add_step(name="raiser", class_name="Raiser", after="$prev").error_handler("catch")
+graph.add_step(name="s3", class_name="Chain", after="$prev")
+graph.add_step(name="catch", class_name="EchoError").full_event = True
+output = graph["s3"].after
+server = fn.to_mock_server()
+""", post([]), name="error-handler-mid-chain-sync", differs=BY_NAME,
+        expected={"output": ["raiser"], "answers": [{"origin_state": "raiser", "failed": True}]}))
+    add(flow("async", chain + """
+graph.to("Chain", name="s1").to("Raiser").respond().error_handler(
+    name="catch", class_name="EchoError", full_event=True).to("Chain", name="s3")
+server = fn.to_mock_server()
+output = graph["s3"].after
+""", post([]), name="error-handler-on-the-responder-async"))
+    add(flow("async", chain + """
+queue = graph.to(name="s1", class_name="Chain").to("$queue", "q1", path="")
+s2 = queue.to(name="s2", class_name="Chain", function="some_function")
+s2.to(name="s4", class_name="Chain")
+s2.to(name="s5", class_name="Chain").respond()
+queue.to(name="s3", class_name="Chain", function="some_other_function")
+server = fn.to_mock_server()
+server.context.visits = {}
+after = lambda: dict(sorted(server.context.visits.items()))
+""", post([]), name="queue-fan-out-with-visits"))
     return cases
 
 

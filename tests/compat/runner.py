@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import os
 import signal
 import sys
 import traceback
@@ -116,6 +117,8 @@ def main() -> None:
         finally:
             signal.alarm(0)
     sys.stdout.write("@@RESULTS@@" + json.dumps(results, default=repr) + "\n")
+    sys.stdout.flush()
+    os._exit(0)  # a thread a case left behind (e.g. a storey flow that never finished) must not hang the exit
 
 
 if __name__ == "__main__":
