@@ -10,6 +10,7 @@ import inspect
 from typing import Any, Iterator
 
 from ..errors import GraphpackError
+from .objects import describe_object, plain_args, qualified_name
 
 QUEUE_ALIASES = (">>", "$queue")
 REMOTE_ALIASES = ("$remote",)
@@ -18,8 +19,6 @@ ENGINES = ("sync", "async")
 MAX_ROUTES = 4500
 MAX_ALLOWED_STEPS = MAX_ROUTES  # MLRun's name for the route limit
 
-# __init__ parameters the runtime injects; never recorded as class_args of an instance
-_INJECTED = {"self", "context", "name", "input_path", "result_path", "full_event", "graph_step", "routes"}
 
 
 class BaseStep:
@@ -174,13 +173,13 @@ class TaskStep(BaseStep):
             return class_name
         if inspect.isclass(class_name):
             self._class_object = class_name
-            return _qualified(class_name)
+            return qualified_name(class_name)
         # an instance: record its class, and its own name, paths and init args
         self._class_object = type(class_name)
-        described = _describe(class_name)
+        described = describe_object(class_name)
         self.class_args = {**described.get("class_args", {}), **self.class_args}
         self._described = described
-        return _qualified(type(class_name))
+        return qualified_name(type(class_name))
 
     def _set_handler(self, handler: Any) -> str | None:
         if handler is None or isinstance(handler, str):
@@ -198,7 +197,7 @@ class TaskStep(BaseStep):
     def to_dict(self) -> dict:
         out = super().to_dict()
         if self.class_args:
-            out["class_args"] = _plain(self.class_args)
+            out["class_args"] = plain_args(self.class_args)
         return out
 
 
@@ -579,57 +578,9 @@ def _default_name(class_name: Any, handler: Any) -> str | None:
     return None
 
 
-def _qualified(cls: type) -> str:
-    module = getattr(cls, "__module__", "") or ""
-    return f"{module}.{cls.__qualname__}" if module and module != "builtins" else cls.__qualname__
-
-
-def _describe(obj: Any) -> dict:
-    """What a step object says about itself: its ``to_dict()`` (graphpack.serving.utils.StepToDict,
-    or MLRun's), else the init args it keeps as attributes."""
-    to_dict = getattr(obj, "to_dict", None)
-    if callable(to_dict):
-        try:
-            described = to_dict()
-        except TypeError:
-            described = None
-        if isinstance(described, dict) and isinstance(described.get("class_args", {}), dict):
-            return described
-    return {"class_args": _instance_args(obj)}
-
-
-def _instance_args(obj: Any) -> dict:
-    """The init args an instance keeps as attributes."""
-    if hasattr(obj, "_init_args"):
-        return dict(obj._init_args)
-    args: dict = {}
-    try:
-        params = inspect.signature(type(obj).__init__).parameters
-    except (TypeError, ValueError):
-        return args
-    for pname, param in params.items():
-        if pname in _INJECTED or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
-            continue
-        value = getattr(obj, pname, getattr(obj, "_" + pname, None))
-        if value is not None and value != param.default:
-            args[pname] = value
-    return args
-
-
 def _as_list(value: Any) -> list:
     if value is None:
         return []
     if isinstance(value, (list, tuple)):
         return [v.name if isinstance(v, BaseStep) else v for v in value]
     return [value.name if isinstance(value, BaseStep) else value]
-
-
-def _plain(value: Any) -> Any:
-    """class_args as plain data (callables become their names)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if callable(value) and not isinstance(value, type):
-        return getattr(value, "__name__", repr(value))
-    return value

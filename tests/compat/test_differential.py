@@ -26,6 +26,7 @@ import pytest
 
 from . import mlrun_venv
 from .cases import Case, static_cases
+from .cases_api import api_cases
 from .echo_server import echo_server
 from .generated import generated_cases
 
@@ -53,7 +54,7 @@ def runs() -> tuple[list[Case], dict, dict]:
     except (mlrun_venv.Unavailable, subprocess.CalledProcessError) as exc:
         pytest.skip(f"the mlrun {mlrun_venv.MLRUN_VERSION} venv is missing and cannot be created: {exc}")
     with echo_server() as url:
-        cases = static_cases(url) + generated_cases()
+        cases = static_cases(url) + api_cases(url) + generated_cases()
         payload = [c.payload() for c in cases]
         both = [c.payload() for c in cases if c.run_mlrun]
         graphpack_env = {**os.environ, "PYTHONPATH": str(REPO)}
