@@ -56,14 +56,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def deployed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, queue: str, workers: int = 2,
+def deployed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, queue: str, workers: int = 2, engine: str = "sync",
              **queue_options: object) -> Iterator[graphpack.Project]:
     (tmp_path / "serving.py").write_text(ROOT_CODE)
     (tmp_path / "child.py").write_text(CHILD_CODE)
     monkeypatch.setenv("FAULTS_OUT", str(tmp_path / "child.txt"))
     project = graphpack.get_or_create_project("faults", str(tmp_path))
     fn = project.set_function("serving.py", name="root")
-    graph = fn.set_topology("flow", engine="sync")
+    graph = fn.set_topology("flow", engine=engine)
     graph.to(class_name="Tag", name="tag").respond().to(">>", "q1", path=queue, **queue_options) \
         .to(class_name="Record", name="record", function="child")
     fn.add_child_function("child", "child.py")
@@ -200,9 +200,10 @@ def remount(disk: Path, mode: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fault", ["disk-full", "read-only"])
-def test_storage_fault_answers_503_and_loses_nothing_acknowledged(fault, tmp_path, monkeypatch):
-    with tmpfs(tmp_path / "disk", "8m") as disk, deployed(tmp_path, monkeypatch, str(disk / "q")) as project:
+@pytest.mark.parametrize("fault,engine", [("disk-full", "sync"), ("disk-full", "async"), ("read-only", "sync")])
+def test_storage_fault_answers_503_and_loses_nothing_acknowledged(fault, engine, tmp_path, monkeypatch):
+    with tmpfs(tmp_path / "disk", "8m") as disk, \
+            deployed(tmp_path, monkeypatch, str(disk / "q"), engine=engine) as project:
         url, out, statuses = url_of(project), tmp_path / "child.txt", {}
         send(url, range(0, 300), statuses)
         assert all(s and s[0] == 200 for s in statuses.values()), "before the fault"
