@@ -144,3 +144,17 @@ def test_deferred_handler_failure_is_503(tmp_path, disk_full):
     finally:
         entry._state["server"] = None
         server.wait_for_completion()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_queue_faults_are_never_answered_400(engine, tmp_path):
+    (tmp_path / "afile").write_text("not a directory")
+    server = root_server(engine, tmp_path / "afile" / "q")  # the queue directory cannot be created
+    response = server.run(graphpack.Event({"n": 1}))
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1", response.body
+    assert str(tmp_path / "afile" / "q") in response.body["error"] and response.body["step"] == "q1"
+    server.wait_for_completion()
+    unusable = root_server(engine, "nosuch://q")  # not the request's fault either: 500 naming the queue
+    response = unusable.run(graphpack.Event({"n": 1}))
+    assert response.status_code == 500 and "nosuch://q" in response.body["error"], response.body
+    unusable.wait_for_completion()
