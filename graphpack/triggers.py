@@ -115,6 +115,63 @@ class V3IOStreamTrigger(Trigger):
             self.extra["numWorkers"] = int(shards)
 
 
+class KafkaTrigger(Trigger):
+    """Read Kafka ``topics`` from ``brokers`` as consumer ``group`` (Nuclio's ``kafka-cluster``).
+
+    Credentials never go inline: a ``sasl`` mapping with a ``password`` (or ``tls`` key material) is
+    refused, since function.yaml is a file graphpack writes; give Nuclio a mounted secret through
+    ``secretPath`` instead."""
+
+    kind = "kafka-cluster"
+
+    def __init__(self, brokers: str | list[str], topics: str | list[str], group: str = "serving",
+                 initial_offset: str = "earliest", worker_allocation_mode: str | None = None,
+                 **attributes: Any) -> None:
+        top = {key: attributes.pop(key) for key in list(attributes) if _camel(key) in TOP_LEVEL}
+        super().__init__(**{_camel(k): v for k, v in attributes.items()})
+        self.extra.update({_camel(k): v for k, v in top.items() if v is not None})
+        broker_list = [b.strip() for b in brokers.split(",")] if isinstance(brokers, str) else list(brokers)
+        topic_list = [topics] if isinstance(topics, str) else list(topics)
+        if not all(broker_list) or not broker_list:
+            raise GraphpackError(f"kafka-cluster trigger: brokers must be host:port entries, got {brokers!r}")
+        if not all(topic_list) or not topic_list:
+            raise GraphpackError(f"kafka-cluster trigger: topics must name at least one topic, got {topics!r}")
+        if initial_offset not in ("earliest", "latest"):
+            raise GraphpackError(f"kafka-cluster trigger: initial_offset must be 'earliest' or 'latest', "
+                                 f"got {initial_offset!r}")
+        check_no_inline_secrets(self.attributes, "kafka-cluster trigger")
+        self.attributes.update({"brokers": broker_list, "topics": topic_list, "consumerGroup": group,
+                                "initialOffset": initial_offset})
+        if worker_allocation_mode:
+            self.attributes["workerAllocationMode"] = worker_allocation_mode
+
+
+TOP_LEVEL = {"maxWorkers", "numWorkers", "partitions", "workerAllocatorName", "explicitAckMode",
+             "workerTerminationTimeout", "waitExplicitAckDuringRebalanceTimeout"}
+
+
+def _camel(name: str) -> str:
+    """MLRun's snake_case trigger arguments as Nuclio's names (session_timeout -> sessionTimeout)."""
+    head, *rest = str(name).split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+SECRET_FIELDS = ("password", "clientsecret", "accesskey", "accesscertificate", "cacert")
+
+
+def check_no_inline_secrets(attributes: Any, where: str, path: str = "") -> None:
+    """Refuse credentials written into a trigger's attributes (they would land in function.yaml)."""
+    if not isinstance(attributes, dict):
+        return
+    for key, value in attributes.items():
+        field = f"{path}.{key}" if path else str(key)
+        if isinstance(value, dict):
+            check_no_inline_secrets(value, where, field)
+        elif str(key).replace("_", "").replace(".", "").lower() in SECRET_FIELDS and value:
+            raise GraphpackError(f"{where}: attribute {field!r} holds a credential inline; secrets never go into "
+                                 "function.yaml: mount a Kubernetes secret and point 'secretPath' at it")
+
+
 def trigger_to_dict(name: str, spec: Any) -> dict:
     """A Nuclio trigger dict from a Trigger object or a dict in Nuclio's form."""
     if not name:
@@ -126,4 +183,5 @@ def trigger_to_dict(name: str, spec: Any) -> dict:
         return data.get(name, data) if isinstance(data, dict) else data
     if isinstance(spec, dict) and spec.get("kind"):
         return dict(spec)
-    raise GraphpackError(f"trigger {name!r}: expected a CronTrigger/HttpTrigger/V3IOStreamTrigger or a dict with 'kind'")
+    raise GraphpackError(f"trigger {name!r}: expected a CronTrigger/HttpTrigger/V3IOStreamTrigger/KafkaTrigger or "
+                         "a dict with 'kind'")

@@ -196,12 +196,31 @@ def _queue_options(spec: dict, url: str) -> dict:
     """Backend options of the queue step with path ``url`` in the spec's graph."""
     steps = (spec.get("graph") or {}).get("steps") or {}
     for step in steps.values():
-        if isinstance(step, dict) and step.get("kind") == "queue" and step.get("path") == url:
+        if isinstance(step, dict) and step.get("kind") == "queue" and _same_queue(step, url):
             options = {k: v for k, v in (step.get("options") or {}).items() if k not in ("full_event", "group")}
             if step.get("shards"):
                 options["shards"] = step["shards"]
             return options
     return {}
+
+
+def _same_queue(step: dict, url: str) -> bool:
+    """The queue step reads ``url``: the same path, or the same Kafka brokers and topic (a
+    kafka-cluster trigger names them apart from how the step wrote them)."""
+    path = step.get("path")
+    if path == url:
+        return True
+    brokers = (step.get("options") or {}).get("kafka_brokers")
+    if not isinstance(path, str) or not path or not url.startswith("kafka://"):
+        return False
+    if not path.startswith("kafka://") and not brokers:
+        return False
+    from ..queues.kafka import parse_url
+
+    try:
+        return parse_url(path, brokers) == parse_url(url)
+    except GraphpackError:
+        return False
 
 
 def start_consumer(server: GraphServer, url: str, group: str) -> Any:

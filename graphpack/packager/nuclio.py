@@ -2,7 +2,7 @@
 
 Secrets appear only as references (env from a Kubernetes secret, a mounted secret volume);
 the spec file is named by ``GRAPHPACK_SPEC_FILE``; a child's input queue is a ``v3ioStream``
-trigger (``v3io://``) or, since Nuclio has no S3 trigger, graphpack's own consumer announced by
+trigger (``v3io://``), a ``kafka-cluster`` trigger (``kafka://``) or, since Nuclio has no S3 trigger, graphpack's own consumer announced by
 ``GRAPHPACK_QUEUE_CONSUMER`` / ``GRAPHPACK_CONSUMER_GROUP`` env entries.
 """
 from __future__ import annotations
@@ -14,8 +14,8 @@ import shlex
 from typing import Any
 
 from ..errors import GraphpackError
-from ..triggers import V3IOStreamTrigger, check_cron, check_interval
-from .plan import FunctionPlan, nuclio_name
+from ..triggers import KafkaTrigger, V3IOStreamTrigger, check_cron, check_interval
+from .plan import FunctionPlan, QueueInput, nuclio_name
 from .requirements import needs_of, requirement_lines
 
 API_VERSION = "nuclio.io/v1"
@@ -193,7 +193,20 @@ def triggers_for(plan: FunctionPlan, http_workers: int, max_body_size: int) -> d
                                    shards=queue.shards, webapi=options.get("webapi") or _webapi(queue.url or ""),
                                    read_batch_size=options.get("read_batch_size"))
         triggers["stream"] = normalize_trigger("stream", stream.to_dict("stream"), plan.where)
+    elif queue is not None and queue.scheme == "kafka" and queue.url is not None:
+        triggers["kafka"] = normalize_trigger("kafka", kafka_trigger(queue), plan.where)
     return triggers
+
+
+def kafka_trigger(queue: QueueInput) -> dict:
+    """The ``kafka-cluster`` trigger of a child reading a Kafka queue (as MLRun names it: "kafka")."""
+    from ..queues.kafka import parse_url
+
+    brokers, topic = parse_url(queue.url or "", queue.options.get("kafka_brokers"))
+    args = dict(queue.trigger_args)
+    trigger = KafkaTrigger(brokers, [topic], group=queue.group,
+                           initial_offset=args.pop("initial_offset", args.pop("initialOffset", "earliest")), **args)
+    return trigger.to_dict("kafka")
 
 
 # -- env, secrets, resources ----------------------------------------------------------------------
@@ -234,7 +247,7 @@ def env_and_volumes(plan: FunctionPlan, secret: str, target: str) -> tuple[list,
                             "volumeMount": {"name": volume, "mountPath": path, "readOnly": True}})
     add({"name": "GRAPHPACK_SPEC_FILE", "value": f"{FUNCTION_DIR}/{SPEC_FILE}"})
     queue = plan.input_queue
-    if queue is not None and queue.scheme != "v3io":
+    if queue is not None and queue.scheme not in ("v3io", "kafka"):  # Nuclio has triggers for those
         if queue.url is not None:
             add({"name": "GRAPHPACK_QUEUE_CONSUMER", "value": queue.url})
         add({"name": "GRAPHPACK_CONSUMER_GROUP", "value": queue.group})

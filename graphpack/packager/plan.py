@@ -4,8 +4,9 @@ A serving function with ``function=`` steps is split into one plan per function.
 carries the whole graph in its serving spec, with ``current_function`` telling the runtime
 which part it runs (the root: ""), so each child's part is self-contained and the root knows
 how to push to every queue. Children inherit parameters, error_stream and secret_sources.
-A child reads its input queue through a Nuclio ``v3ioStream`` trigger (``v3io://``) or
-graphpack's own consumer (``s3://`` and file queues); a queue without a path can only join
+A child reads its input queue through a Nuclio ``v3ioStream`` trigger (``v3io://``), a
+``kafka-cluster`` trigger (``kafka://``, consumed by ``graphpack serve`` itself on the local and
+docker targets) or graphpack's own consumer (``s3://`` and file queues); a queue without a path can only join
 functions on the ``local`` target, which provides a default queue.
 """
 from __future__ import annotations
@@ -36,6 +37,7 @@ class QueueInput:
     group: str
     shards: int | None = None
     options: dict = field(default_factory=dict)
+    trigger_args: dict = field(default_factory=dict)  # extra attributes of the child's Nuclio trigger
 
 
 @dataclass(frozen=True)
@@ -103,17 +105,37 @@ def _queue_input(where: str, queue: QueueStep, group: str, target: str) -> Queue
                 f"{where}: queue {queue.name!r}: field 'path' is empty; a queue that joins two functions needs "
                 f"a path (s3://, v3io:// or a file path) for target {target!r} (only 'local' provides a default queue)")
         return QueueInput(name, None, "default", group, queue.shards)
-    scheme = path.split("://", 1)[0].lower() if "://" in path else "file"
+    options = {k: v for k, v in (queue.options or {}).items() if k not in ("full_event",)}
+    scheme = path.split("://", 1)[0].lower() if "://" in path else ("kafka" if options.get("kafka_brokers") else "file")
     scheme = "v3io" if scheme == "v3ios" else scheme  # https to the same web API
     if scheme == "memory" and target != "local":
         raise GraphpackError(f"{where}: queue {queue.name!r}: field 'path' {path!r} is an in-process memory:// "
                              "queue; functions deployed apart need s3://, v3io:// or a shared file path")
-    if scheme not in ("v3io", "memory") + CONSUMER_SCHEMES:
+    if scheme not in ("v3io", "kafka", "memory") + CONSUMER_SCHEMES:
         raise GraphpackError(f"{where}: queue {queue.name!r}: field 'path' {path!r} has unsupported scheme "
-                             f"{scheme!r} (use v3io://, s3:// or a file path)")
-    options = {k: v for k, v in (queue.options or {}).items() if k not in ("full_event",)}
+                             f"{scheme!r} (use kafka://, v3io://, s3:// or a file path)")
+    if scheme == "kafka":
+        _check_kafka(where, queue.name, path, options)
     group = str(options.pop("group", group))
-    return QueueInput(name, path, scheme, group, queue.shards, options)
+    return QueueInput(name, path, scheme, group, queue.shards, options, dict(queue.trigger_args or {}))
+
+
+def _check_kafka(where: str, name: str | None, path: str, options: dict) -> None:
+    """A Kafka queue names its brokers and topic, and no credential sits in the options (they are
+    written into spec.json: give librdkafka's ``sasl.password`` through the environment instead)."""
+    from ..queues import QueueError
+    from ..queues.kafka import parse_url
+
+    try:
+        parse_url(path, options.get("kafka_brokers"))
+    except QueueError as exc:
+        raise GraphpackError(f"{where}: queue {name!r}: {exc}") from None
+    for field in ("kafka_producer_options", "kafka_consumer_options"):
+        for key, value in (options.get(field) or {}).items():
+            if value and any(word in str(key).lower() for word in ("password", "secret", ".key.pem", "key.password")):
+                raise GraphpackError(f"{where}: queue {name!r}: option {field}[{key!r}] holds a credential inline; "
+                                     "it would be written into the function's spec; set it in the environment "
+                                     "from a secret (GRAPHPACK_KAFKA_<OPTION>, e.g. GRAPHPACK_KAFKA_SASL_PASSWORD)")
 
 
 def nuclio_name(project: str, *parts: str) -> str:

@@ -2,7 +2,8 @@
 
 The processor needs PyYAML (function.yaml), uvloop (its event loop) and httptools (its HTTP
 parser); the rest follows the
-graph: ``s3://`` queues, error streams and model paths need boto3; ``v3io://`` queues,
+graph: ``s3://`` queues, error streams and model paths need boto3; ``kafka://`` queues (or a
+topic with ``kafka_brokers=``) need confluent-kafka; ``v3io://`` queues,
 ``http(s)://`` model paths, RemoteStep and BatchHttpRequests need httpx; a cron ``schedule``
 needs croniter. The user's ``requirements=`` follow. Each requirement is pinned to the version
 installed where the build runs (the version the tests ran against), else kept as a lower bound.
@@ -14,7 +15,8 @@ from importlib import metadata
 from typing import Any, Iterator
 
 # distribution -> the lower bound used when the building machine does not have it installed
-KNOWN = {"PyYAML": "6", "uvloop": "0.19", "httptools": "0.6", "boto3": "1.34", "httpx": "0.27", "croniter": "2"}
+KNOWN = {"PyYAML": "6", "uvloop": "0.19", "httptools": "0.6", "boto3": "1.34", "httpx": "0.27", "croniter": "2",
+         "confluent-kafka": "2.3"}
 PROCESSOR = ("PyYAML", "uvloop", "httptools")
 HTTP_CLASSES = {"RemoteStep", "BatchHttpRequests", "$remote"}
 _BARE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -36,7 +38,8 @@ def _scheme(url: Any) -> str:
 
 
 def _url_need(url: str) -> str | None:
-    return {"s3": "boto3", "v3io": "httpx", "v3ios": "httpx", "http": "httpx", "https": "httpx"}.get(_scheme(url))
+    return {"s3": "boto3", "v3io": "httpx", "v3ios": "httpx", "http": "httpx", "https": "httpx",
+            "kafka": "confluent-kafka"}.get(_scheme(url))
 
 
 def needs_of(spec: dict, triggers: dict, current_function: str = "", input_queue: str | None = None) -> list[str]:
@@ -45,6 +48,8 @@ def needs_of(spec: dict, triggers: dict, current_function: str = "", input_queue
     for step, function in _steps(spec.get("graph") or {}):
         if step.get("kind") == "queue":  # the producing side and the consuming side both open it
             found.append(_url_need(step.get("path") or ""))
+            if (step.get("options") or {}).get("kafka_brokers"):  # a bare topic on Kafka brokers (MLRun's form)
+                found.append("confluent-kafka")
             continue
         if function != current_function:
             continue

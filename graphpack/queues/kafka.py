@@ -2,7 +2,8 @@
 
 Chosen as MLRun chooses it: a ``kafka://`` path, or a bare topic plus ``kafka_brokers=`` on the
 queue step (``kafka_producer_options=`` are passed to the producer, ``kafka_consumer_options=`` to
-the consumers, both as librdkafka settings). Shards are the topic's partitions: the topic is
+the consumers, both as librdkafka settings; credentials come from ``GRAPHPACK_KAFKA_<OPTION>``
+environment variables, e.g. ``GRAPHPACK_KAFKA_SASL_PASSWORD``, never from the spec). Shards are the topic's partitions: the topic is
 created with ``shards`` partitions when missing (an existing topic must have that many). A record's
 key picks its partition with the same hash as the other backends' shards.
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -38,6 +40,7 @@ from ..runtime.deps import require
 from .base import LeaseLost, Queue, QueueError, QueueItem, StorageError
 
 logger = logging.getLogger("graphpack.queues.kafka")  # librdkafka's log lines go here
+ENV_PREFIX = "GRAPHPACK_KAFKA_"
 COORDINATION_SUFFIX = ".graphpack-coordination"
 COORDINATION_RETENTION_MS = 6 * 3600 * 1000
 RETRIABLE = ("NOT_COORDINATOR", "COORDINATOR_LOAD_IN_PROGRESS", "COORDINATOR_NOT_AVAILABLE", "_TIMED_OUT",
@@ -98,7 +101,14 @@ class KafkaQueue(Queue):
 
     # -- clients -----------------------------------------------------------------------------------
     def _common(self) -> dict:
-        return {"bootstrap.servers": self.brokers, "client.id": f"graphpack-{self.topic}", "logger": logger}
+        """Settings of every client: the brokers, the log, and ``GRAPHPACK_KAFKA_<OPTION>`` variables
+        (``GRAPHPACK_KAFKA_SASL_PASSWORD`` -> ``sasl.password``), how credentials reach the queue
+        from a secret without being written into the function's spec."""
+        config = {"bootstrap.servers": self.brokers, "client.id": f"graphpack-{self.topic}", "logger": logger}
+        for name, value in os.environ.items():
+            if name.startswith(ENV_PREFIX) and len(name) > len(ENV_PREFIX):
+                config[name[len(ENV_PREFIX):].lower().replace("_", ".")] = value
+        return config
 
     def producer(self) -> Any:
         """The queue's producer (created on first use, so forked workers each get their own)."""

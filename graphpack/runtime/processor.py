@@ -4,7 +4,8 @@ Nuclio's processor + Python wrapper would, without Nuclio.
 It reads ``DIR/function.yaml``, imports ``spec.handler`` (``module:function``) from DIR,
 calls ``init_context(context)`` once per worker and ``handler(context, event)`` per event
 with nuclio-sdk-shaped objects, and runs the function's triggers: ``http`` (N worker
-processes sharing one socket, 413/503, ``/__health``) and ``cron`` (schedule or interval).
+processes sharing one socket, 413/503, ``/__health``), ``cron`` (schedule or interval) and
+``kafka-cluster`` (one topic, read by graphpack's queue consumer in every worker).
 Queue consumers are started by the entry module's ``init_context``, as under Nuclio.
 SIGTERM (or SIGINT) stops accepting, drains in-flight events, calls the platform's
 termination callback (consumers commit their checkpoints) and exits 0.
@@ -163,6 +164,20 @@ def _apply_env(config: dict, function_dir: Path) -> None:
         if isinstance(item, dict) and "value" in item and item.get("name"):
             os.environ.setdefault(item["name"], str(item["value"]))
     os.environ["GRAPHPACK_FUNCTION_DIR"] = str(function_dir)
+    _consume_kafka_trigger(config)
+
+
+def _consume_kafka_trigger(config: dict) -> None:
+    """A ``kafka-cluster`` trigger (a child reading a Kafka queue) is consumed by graphpack's own
+    queue consumer, started by the entry module's init_context from these variables."""
+    for trigger in _triggers(config).values():
+        attributes = (trigger or {}).get("attributes") or {}
+        if (trigger or {}).get("kind") in ("kafka-cluster", "kafka") and not os.environ.get("GRAPHPACK_QUEUE_CONSUMER"):
+            brokers, topics = attributes.get("brokers") or [], attributes.get("topics") or []
+            if len(topics) != 1:
+                raise GraphpackError(f"kafka trigger: graphpack serve consumes one topic per trigger, got {topics!r}")
+            os.environ["GRAPHPACK_QUEUE_CONSUMER"] = f"kafka://{','.join(brokers)}/{topics[0]}"
+            os.environ["GRAPHPACK_CONSUMER_GROUP"] = str(attributes.get("consumerGroup") or "graphpack")
 
 
 async def _cron_loop(host: FunctionHost, server: HttpServer, name: str, trigger: dict, stop: asyncio.Event,

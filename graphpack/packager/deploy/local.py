@@ -182,7 +182,8 @@ def with_default_queues(project: Any, queues_dir: Path) -> Any:
                     continue
                 if step.path == "" and _feeds_child(graph, str(step.name)):
                     step.path = str((queues_dir / f"{name}-{step.name}").resolve())
-                elif step.path and "://" not in step.path and not os.path.isabs(step.path):
+                elif step.path and "://" not in step.path and not os.path.isabs(step.path) \
+                        and not (step.options or {}).get("kafka_brokers"):  # a bare Kafka topic, not a file
                     step.path = str((root / step.path).resolve())
         project.functions[name] = clone
     return project
