@@ -89,6 +89,17 @@ def _overrides(headers: dict) -> tuple[Any, Any]:
     return event_id, path
 
 
+KAFKA_CLOUDEVENT = "dev.knative.kafka.event"
+
+
+def _kafka_cloudevent(headers: dict) -> bool:
+    """A binary-mode CloudEvent from a Knative KafkaSource (``ce-type: dev.knative.kafka.event``)."""
+    for key, value in headers.items():
+        if key[:3] in ("ce-", "Ce-", "CE-") and key.lower() == "ce-type":
+            return value == KAFKA_CLOUDEVENT
+    return False
+
+
 class _TriggerIds:
     """Trigger-assigned event ids made unique: a repeat of the previous id gets a fresh one."""
 
@@ -115,6 +126,8 @@ def from_nuclio(event: Any, context: Any = None, kind: str | None = None) -> Eve
     kind = kind or trigger_kind(event, context)
     body = getattr(event, "body", None)
     headers = _headers(getattr(event, "headers", None))
+    if kind == "http" and _kafka_cloudevent(headers):  # a Knative KafkaSource delivering a record
+        kind = "kafka"
     if is_stream(kind):
         graph_event = from_record(body)
         graph_event.stream_path = text(getattr(event, "topic", None)) or None

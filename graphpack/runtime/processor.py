@@ -169,7 +169,10 @@ def _apply_env(config: dict, function_dir: Path) -> None:
 
 def _consume_kafka_trigger(config: dict) -> None:
     """A ``kafka-cluster`` trigger (a child reading a Kafka queue) is consumed by graphpack's own
-    queue consumer, started by the entry module's init_context from these variables."""
+    queue consumer, started by the entry module's init_context from these variables. Not under
+    Knative (``K_SERVICE`` is set in its containers): there the KafkaSource delivers the records."""
+    if os.environ.get("K_SERVICE"):
+        return
     for trigger in _triggers(config).values():
         attributes = (trigger or {}).get("attributes") or {}
         if (trigger or {}).get("kind") in ("kafka-cluster", "kafka") and not os.environ.get("GRAPHPACK_QUEUE_CONSUMER"):

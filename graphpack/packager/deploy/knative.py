@@ -1,5 +1,6 @@
-"""The Knative target: a ``serving.knative.dev/v1`` Service per function and a
-``sources.knative.dev/v1`` PingSource per cron trigger, applied with server-side apply.
+"""The Knative target: a ``serving.knative.dev/v1`` Service per function, a
+``sources.knative.dev/v1`` PingSource per cron trigger and a KafkaSource per child reading a Kafka
+queue (its kafka-cluster trigger), applied with server-side apply.
 
 The remote state sits behind one small object (:class:`KubeApi`: get / list / apply / delete);
 :class:`MemoryKube` is its in-memory fake for planner tests and users' own tests. A trigger
@@ -26,7 +27,8 @@ DEFAULT_NAMESPACE = "default"
 FIELD_MANAGER = "graphpack"
 SERVICE = ("serving.knative.dev", "v1", "services", "Service")
 PING = ("sources.knative.dev", "v1", "pingsources", "PingSource")
-KINDS = {"Service": SERVICE, "PingSource": PING}
+KAFKA = ("sources.knative.dev", "v1", "kafkasources", "KafkaSource")
+KINDS = {"Service": SERVICE, "PingSource": PING, "KafkaSource": KAFKA}
 PROJECT_LABEL = "graphpack.io/project"
 FUNCTION_LABEL = "graphpack.io/function"
 DIGEST_ANNOTATION = "graphpack.io/digest"
@@ -100,6 +102,26 @@ def ping_source(context: Any, trigger_name: str, trigger: dict, service: str, na
             "metadata": {"name": name, "namespace": namespace, "labels": _labels(context)}, "spec": spec}
 
 
+def kafka_source(context: Any, trigger_name: str, trigger: dict, service: str, namespace: str) -> dict:
+    """The KafkaSource of a kafka-cluster trigger: the topic's records go to the function's Service
+    as CloudEvents (type ``dev.knative.kafka.event``), each offset committed after a 2xx answer."""
+    attributes = trigger.get("attributes") or {}
+    spec: dict = {"bootstrapServers": list(attributes.get("brokers") or []),
+                  "topics": list(attributes.get("topics") or []),
+                  "consumerGroup": str(attributes.get("consumerGroup") or service),
+                  "initialOffset": str(attributes.get("initialOffset") or "earliest"),
+                  "sink": {"ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": service,
+                                   "namespace": namespace}}}
+    workers = trigger.get("numWorkers")
+    if workers:
+        spec["consumers"] = int(workers)
+    name = f"{service}-{trigger_name}".replace("_", "-").lower()
+    if len(name) > 63:
+        raise GraphpackError(f"{context.plan.where}: KafkaSource name {name!r} is longer than 63 characters")
+    return {"apiVersion": "sources.knative.dev/v1", "kind": "KafkaSource",
+            "metadata": {"name": name, "namespace": namespace, "labels": _labels(context)}, "spec": spec}
+
+
 def _labels(context: Any) -> dict:
     labels = {PROJECT_LABEL: context.plan.project, FUNCTION_LABEL: context.plan.function,
               "app.kubernetes.io/managed-by": "graphpack"}
@@ -166,7 +188,8 @@ def service_manifest(context: Any, image: str, namespace: str) -> dict:
 
 
 def manifests(context: Any, image: str, namespace: str = DEFAULT_NAMESPACE) -> list[dict]:
-    """The Service of a function, then a PingSource per cron trigger; errors name what Knative cannot do."""
+    """The Service of a function, then a PingSource per cron trigger and a KafkaSource per
+    kafka-cluster trigger; errors name what Knative cannot do."""
     plan, spec = context.plan, context.config["spec"]
     queue = plan.input_queue
     if queue is not None and queue.scheme == "v3io":
@@ -181,8 +204,12 @@ def manifests(context: Any, image: str, namespace: str = DEFAULT_NAMESPACE) -> l
         if kind == "cron":
             out.append(ping_source(context, name, trigger, context.name, namespace))
             continue
+        if kind == "kafka-cluster":
+            out.append(kafka_source(context, name, trigger, context.name, namespace))
+            continue
         raise GraphpackError(f"{plan.where}: trigger {name!r} of kind {kind!r} cannot be deployed to Knative "
-                             "(graphpack maps only http to the Service and cron to a PingSource)")
+                             "(graphpack maps http to the Service, cron to a PingSource and kafka-cluster "
+                             "to a KafkaSource)")
     return out
 
 
@@ -398,7 +425,8 @@ class KnativeDeployer(Deployer):
             digest = context_digest(context)
             current = self.api.get("Service", name)
             details = {"name": name, "root": context.plan.root, "digest": digest,
-                       "pings": [m["metadata"]["name"] for m in wanted[function][1:]]}
+                       "pings": [m["metadata"]["name"] for m in wanted[function][1:] if m["kind"] == "PingSource"],
+                       "kafka_sources": [m["metadata"]["name"] for m in wanted[function] if m["kind"] == "KafkaSource"]}
             if current is not None:
                 labels = current.get("metadata", {}).get("labels") or {}
                 if labels.get(PROJECT_LABEL) != project.name or labels.get(FUNCTION_LABEL) != function:
@@ -410,12 +438,20 @@ class KnativeDeployer(Deployer):
                 if m["metadata"]["name"] not in details["pings"])
             if stale:
                 details["stale_pings"] = stale
+            # KafkaSources are listed from the state, not the cluster: the kind exists only where
+            # Knative's Kafka source is installed, and a graph without Kafka must not need it
+            old_kafka = (self._state().get("functions", {}).get(function) or {}).get("kafka_sources") or []
+            stale_kafka = sorted(set(old_kafka) - set(details["kafka_sources"]))
+            if stale_kafka:
+                details["stale_kafka_sources"] = stale_kafka
             if current is None:
                 steps.append(Step("create", function, "new function", details))
             elif current["metadata"].get("annotations", {}).get(DIGEST_ANNOTATION) != digest:
                 steps.append(Step("update", function, "code or config changed", details))
             elif stale or any(self.api.get("PingSource", p) is None for p in details["pings"]):
                 steps.append(Step("update", function, "cron sources changed", details))
+            elif stale_kafka or any(self.api.get("KafkaSource", k) is None for k in details["kafka_sources"]):
+                steps.append(Step("update", function, "Kafka sources changed", details))
             else:
                 state, message = service_state(current)
                 if state == "failed":
@@ -435,6 +471,8 @@ class KnativeDeployer(Deployer):
         refs = self.images.resolve(contexts, self.build_dir, progress) if contexts else {}
         for step in plan.steps:
             functions[step.function] = {"name": step.details["name"], "root": step.details["root"]}
+            if step.details.get("kafka_sources"):
+                functions[step.function]["kafka_sources"] = list(step.details["kafka_sources"])
             if step.action == "keep":
                 continue
             context = next(c for c in contexts if c.plan.function == step.function)
@@ -445,6 +483,9 @@ class KnativeDeployer(Deployer):
             for name in step.details.get("stale_pings", ()):
                 progress(f"deleting PingSource {name}")
                 self.api.delete("PingSource", name)
+            for name in step.details.get("stale_kafka_sources", ()):
+                progress(f"deleting KafkaSource {name}")
+                self.api.delete("KafkaSource", name)
             self._save(state)
             if self.wait:
                 self._wait_ready(step.details["name"], progress)
@@ -504,6 +545,8 @@ class KnativeDeployer(Deployer):
         for name in names:
             for ping in self.api.list("PingSource", f"{PROJECT_LABEL}={project},{FUNCTION_LABEL}={name}"):
                 self.api.delete("PingSource", ping["metadata"]["name"])
+            for source in known[name].get("kafka_sources") or []:
+                self.api.delete("KafkaSource", source)
             self.api.delete("Service", known[name]["name"])
             known.pop(name)
         self._save(state)

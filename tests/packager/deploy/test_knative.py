@@ -191,9 +191,8 @@ def test_the_checker_rejects_a_bad_ping_schedule(project, tmp_path, knative_chec
     (lambda fn: fn.add_trigger("hdr", graphpack.CronTrigger(schedule="0 * * * *", body="x",
                                                             headers={"X-Op": "a"})),
      "trigger 'hdr': cron event headers ['X-Op'] cannot be sent by a Knative PingSource"),
-    (lambda fn: fn.add_trigger("events", {"kind": "kafka-cluster", "attributes": {"brokers": ["b:9092"],
-                                                                                 "topics": ["t"]}}),
-     "trigger 'events' of kind 'kafka-cluster' cannot be deployed to Knative"),
+    (lambda fn: fn.add_trigger("events", {"kind": "nats", "url": "nats://n:4222", "attributes": {"topic": "t"}}),
+     "trigger 'events' of kind 'nats' cannot be deployed to Knative"),
 ])
 def test_triggers_knative_cannot_express_fail_before_anything_changes(tmp_path, extra, message):
     project = make_project(tmp_path, extra)
