@@ -19,6 +19,8 @@ requests/event.
     python bench/queues.py                              # both backends, starts its own moto server
     python bench/queues.py --backend file --events 40000
     python bench/queues.py --backend s3 --endpoint http://127.0.0.1:5000
+    python bench/queues.py --backend kafka              # starts its own broker; file durable beside it
+    python bench/queues.py --backend all --kafka 127.0.0.1:9092
 """
 from __future__ import annotations
 
@@ -49,6 +51,7 @@ emit_result, ratio_line, read_result = _harness.emit_result, _harness.ratio_line
 
 GOAL_EVENTS_PER_S = 10_000
 GOAL_REQUESTS_PER_EVENT = 0.01
+GOAL_KAFKA_EVENTS_PER_S = 50_000  # issue 19, root -> child with at-least-once delivery
 
 
 def child(args: argparse.Namespace) -> None:
@@ -147,6 +150,10 @@ def run_case(args: argparse.Namespace, backend: str, mode: str, workdir: Path) -
         url = str(workdir / f"q-{mode}-{uuid.uuid4().hex[:6]}")
         if mode == "fsync-each":
             options["linger"] = 0
+    elif backend == "kafka":
+        url = f"kafka://{args.kafka}/bench-{mode}-{uuid.uuid4().hex[:6]}"
+        if args.linger is not None:
+            options["linger"] = args.linger
     else:
         s3 = __import__("boto3").client("s3", endpoint_url=args.endpoint)
         bucket = f"bench-{uuid.uuid4().hex[:12]}"
@@ -159,7 +166,7 @@ def run_case(args: argparse.Namespace, backend: str, mode: str, workdir: Path) -
         options["linger"] = args.linger
     events = args.events if mode != "fsync-each" else min(args.events, 2000)
     child_options = {k: v for k, v in options.items() if k != "linger"}
-    if backend == "s3":
+    if backend in ("s3", "kafka"):
         child_options["poll_interval"] = args.poll
     from graphpack.queues import check_queue_url
 
@@ -193,7 +200,7 @@ def run_case(args: argparse.Namespace, backend: str, mode: str, workdir: Path) -
 
 
 def report(case: dict) -> str:
-    line = (f"  {case['backend']:4} {case['mode']:10} <= {case['concurrency']:4} in flight: acknowledged {case['acked_per_s']:9,.0f}/s   "
+    line = (f"  {case['backend']:5} {case['mode']:10} <= {case['concurrency']:4} in flight: acknowledged {case['acked_per_s']:9,.0f}/s   "
             f"root -> child {case['delivered_per_s']:9,.0f}/s   ack p50 {case['p50_ms']:6.2f} ms "
             f"p99 {case['p99_ms']:7.2f} ms   {case['records_per_write']:7.1f} events/write")
     if case["requests_per_event"] is not None:
@@ -206,8 +213,12 @@ def main() -> None:
     parser.add_argument("--role", default="root", choices=["root", "child"])
     parser.add_argument("--url")
     parser.add_argument("--options", default="{}")
-    parser.add_argument("--backend", choices=["file", "s3", "both"], default="both")
+    parser.add_argument("--backend", choices=["file", "s3", "both", "kafka", "all"], default="both",
+                        help="both: file and S3; kafka: Kafka with the file queue's durable case beside it; "
+                             "all: file, S3 and Kafka")
     parser.add_argument("--endpoint", help="an S3 endpoint already running (default: start moto)")
+    parser.add_argument("--kafka", help="a Kafka broker already running, host:port (default: start one from "
+                                        "the jars tests/plugins/kafka_broker.py resolves)")
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=None,
                         help="unacknowledged events at most (default: file 256, S3 1024: an S3 PUT takes "
@@ -224,10 +235,21 @@ def main() -> None:
     workdir = Path(args.dir or tempfile.mkdtemp(prefix="graphpack-bench-queues-"))
     cases = []
     try:
-        if args.backend in ("file", "both"):
+        if args.backend in ("file", "both", "all"):
             for mode in ("durable", "early", "fsync-each"):
                 cases.append(run_case(args, "file", mode, workdir))
-        if args.backend in ("s3", "both"):
+        elif args.backend == "kafka":  # the peer in the same run
+            cases.append(run_case(args, "file", "durable", workdir))
+        if args.backend in ("kafka", "all"):
+            if args.kafka:
+                cases += [run_case(args, "kafka", mode, workdir) for mode in ("durable", "early")]
+            else:
+                from tests.plugins.kafka_broker import run_broker
+
+                with run_broker() as broker:
+                    args.kafka = broker.bootstrap
+                    cases += [run_case(args, "kafka", mode, workdir) for mode in ("durable", "early")]
+        if args.backend in ("s3", "both", "all"):
             if args.endpoint:
                 cases += [run_case(args, "s3", mode, workdir) for mode in ("durable", "early")]
             else:
@@ -243,7 +265,16 @@ def main() -> None:
     print(f"root -> child, {args.events:,} events per case (fsync-each: 2,000), load average {load:.2f}")
     for case in cases:
         print(report(case))
-    for backend in ("file", "s3"):
+    kafka = next((c for c in cases if c["backend"] == "kafka" and c["mode"] == "durable"), None)
+    peer = next((c for c in cases if c["backend"] == "file" and c["mode"] == "durable"), None)
+    if kafka is not None and peer is not None:
+        print(ratio_line("kafka vs file queue: durable root -> child events/s",
+                         kafka["delivered_per_s"] / peer["delivered_per_s"]))
+    if kafka is not None:
+        print(ratio_line("kafka: durable root -> child events/s vs goal",
+                         kafka["delivered_per_s"] / GOAL_KAFKA_EVENTS_PER_S, f">= {GOAL_KAFKA_EVENTS_PER_S:,}/s",
+                         kafka["delivered_per_s"] >= GOAL_KAFKA_EVENTS_PER_S))
+    for backend in ("file", "s3", "kafka"):
         durable = next((c for c in cases if c["backend"] == backend and c["mode"] == "durable"), None)
         early = next((c for c in cases if c["backend"] == backend and c["mode"] == "early"), None)
         if durable is None or early is None:

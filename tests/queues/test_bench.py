@@ -26,3 +26,17 @@ def test_bench_smoke(s3_server, tmp_path):
     assert cases[("file", "durable")]["records_per_write"] > 1  # group commit shares writes
     assert cases[("file", "fsync-each")]["records_per_write"] == 1
     assert 0 < cases[("s3", "durable")]["requests_per_event"] < 0.2
+
+
+def test_bench_kafka_smoke(kafka_broker, tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "queues.py"), "--backend", "kafka", "--kafka", kafka_broker.bootstrap,
+         "--events", "1500", "--dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, check=True,
+    ).stdout
+    cases = {(c["backend"], c["mode"]): c for c in read_result(out)["cases"]}
+    assert set(cases) == {("file", "durable"), ("kafka", "durable"), ("kafka", "early")}
+    for case in cases.values():
+        assert case["events"] == 1500 and case["delivered_per_s"] > 0 and case["p50_ms"] <= case["p99_ms"]
+    assert cases[("kafka", "durable")]["records_per_write"] > 1  # group commit: one produce batch per window
+    assert "ratio kafka vs file queue" in out and "goal >= 50,000/s" in out
