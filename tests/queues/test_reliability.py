@@ -1,4 +1,5 @@
-"""Root -> child through file and S3 queues while the child is killed with SIGKILL.
+"""Root -> child through file, S3, v3io and Kafka queues while the child is killed with SIGKILL
+(and, for Kafka, the broker once too).
 
 10,000 events; the child (a separate process running the Consumer) is killed several times while it
 works and restarted: every event is processed, none lost, and duplicates stay within one batch per
@@ -15,8 +16,9 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
-from graphpack.queues import check_queue_url, open_queue
+from graphpack.queues import StorageError, check_queue_url, open_queue
 from graphpack.queues import record as wire
 from graphpack.runtime.event import Event
 
@@ -59,7 +61,7 @@ def _lines(out: Path) -> list[tuple[str, int, int]]:
     return rows
 
 
-def _produce(url: str, options: dict, errors: list) -> threading.Thread:
+def _produce(url: str, options: dict, errors: list, retries: list | None = None) -> threading.Thread:
     producer_options = {k: v for k, v in options.items() if k not in ("delay", "batch_size", "lease_ttl")}
 
     def run() -> None:
@@ -75,7 +77,15 @@ def _produce(url: str, options: dict, errors: list) -> threading.Thread:
                     ev = Event(body={"n": n}, id=str(n))
                     ev.key = f"k{n % 97}"
                     events.append(wire.wrap(ev))
-                queue.push(events)
+                while True:
+                    try:
+                        queue.push(events)
+                        break
+                    except StorageError:  # answered 503 while the store restarts: the client sends again
+                        if retries is None:
+                            raise
+                        retries.append(len(events))
+                        time.sleep(0.5)
                 time.sleep(0.01)
         except Exception as exc:  # noqa: BLE001 - reported by the test thread
             errors.append(exc)
@@ -87,13 +97,18 @@ def _produce(url: str, options: dict, errors: list) -> threading.Thread:
     return thread
 
 
-def check_soak(url: str, out: Path, options: dict) -> None:
+def check_soak(url: str, out: Path, options: dict, broker: Any = None) -> None:
+    """With ``broker`` (a Kafka broker), the broker is also SIGKILLed once, after the second kill of
+    the child, and restarted; pushes refused meanwhile are sent again, as a client would after a 503."""
     shards = 2
     options = {**options, "shards": shards, "batch_size": BATCH, "delay": 0.0003}
     check_queue_url(url, **{k: v for k, v in options.items() if k not in ("delay", "batch_size", "lease_ttl")})
     errors: list = []
-    producer = _produce(url, options, errors)
+    retries: list = []
+    producer = _produce(url, options, errors, retries if broker is not None else None)
     kills = 0
+    broker_kills = 0
+    restart_s = 0.0
     proc = _spawn(url, out, "child-0", options)
     try:
         while kills < KILLS:
@@ -106,6 +121,10 @@ def check_soak(url: str, out: Path, options: dict) -> None:
             os.kill(proc.pid, signal.SIGKILL)
             _reap(proc)
             kills += 1
+            if broker is not None and kills == 2:
+                broker.kill()
+                broker_kills += 1
+                restart_s = broker.start()
             # the restarted pod comes back under a new member id half of the time: the dead
             # member's leases and heartbeat must expire before its shards move on
             proc = _spawn(url, out, f"child-{kills % 2}", options)
@@ -123,9 +142,11 @@ def check_soak(url: str, out: Path, options: dict) -> None:
     missing = set(range(EVENTS)) - set(counts)
     assert not missing, f"lost {len(missing)} events, e.g. {sorted(missing)[:10]}"
     duplicates = len(rows) - EVENTS
-    print(f"{url}: {EVENTS} events, {kills} kills, {duplicates} duplicates (bound {kills * BATCH})")
+    bound = (kills + broker_kills) * BATCH + sum(retries)
+    print(f"{url}: {EVENTS} events, {kills} child kills, {broker_kills} broker kills (restart {restart_s:.1f} s), "
+          f"{sum(retries)} records pushed again, {duplicates} duplicates (bound {bound})")
     assert kills == KILLS
-    assert duplicates <= kills * BATCH, f"{duplicates} duplicates for {kills} kills of batch {BATCH}"
+    assert duplicates <= bound, f"{duplicates} duplicates for {kills} kills of batch {BATCH}"
     for shard in range(shards):  # per-shard order within each life of the child
         ns = [n for _, s, n in rows if s == shard]
         firsts = {}
@@ -146,6 +167,11 @@ def test_s3_queue_survives_kill_9(tmp_path, s3_server, s3_bucket):
 def test_v3io_queue_survives_kill_9(tmp_path, v3io_server):
     check_soak("v3io://bigdata/queues/q", tmp_path / "out.txt",
           {"endpoint": v3io_server, "access_key": "k", "poll_interval": 0.02, "lease_ttl": 2.0})
+
+
+def test_kafka_queue_survives_kill_9_of_child_and_broker(tmp_path, kafka_broker):
+    check_soak(f"kafka://{kafka_broker.bootstrap}/crash-{time.monotonic_ns()}", tmp_path / "out.txt",
+               {"poll_interval": 0.02, "lease_ttl": 2.0}, broker=kafka_broker)
 
 
 def check_split(url: str, out: Path, options: dict) -> None:
