@@ -120,7 +120,14 @@ class KafkaQueue(Queue):
                           "message.max.bytes": max(self.max_record_size + 4096, 1_000_000)}
                 config.update(self.producer_options)
                 self._producer = _kafka().Producer(config)
+                threading.Thread(target=self._serve_reports, args=(self._producer,), daemon=True,
+                                 name=f"graphpack-kafka-{self.topic}").start()
             return self._producer
+
+    def _serve_reports(self, producer: Any) -> None:
+        """Deliver the producer's acknowledgements (delivery reports) as they come, until closed."""
+        while not self.closed:
+            producer.poll(0.05)
 
     def _consumer(self, group: str) -> Any:
         config = {**self._common(), "group.id": group, "enable.auto.commit": False,
@@ -168,11 +175,8 @@ class KafkaQueue(Queue):
         producer.poll(0)
 
         def acknowledged() -> None:
-            deadline = time.monotonic() + 120
-            while not state.done.is_set():
-                producer.poll(0.01)
-                if time.monotonic() > deadline:
-                    raise StorageError(f"queue {self.url!r}: the broker did not acknowledge the records")
+            if not state.done.wait(120):  # message.timeout.ms fails the records well before
+                raise StorageError(f"queue {self.url!r}: the broker did not acknowledge the records")
             if state.error is not None:
                 raise StorageError(f"queue {self.url!r}: Kafka did not store the records: {state.error}")
 
@@ -375,11 +379,9 @@ class _Coordination:
             done.set()
 
         producer.produce(self.topic, json.dumps(entry).encode(), partition=0, on_delivery=report)
-        deadline = time.monotonic() + 60
-        while not done.is_set():
-            producer.poll(0.01)
-            if time.monotonic() > deadline:
-                raise StorageError(f"queue {self.queue.url!r}: coordination record not acknowledged")
+        producer.flush(0)  # send now, without waiting for linger.ms
+        if not done.wait(60):
+            raise StorageError(f"queue {self.queue.url!r}: coordination record not acknowledged")
         if box["err"] is not None:
             raise StorageError(f"queue {self.queue.url!r}: coordination record not stored: {box['err']}")
         return int(box["offset"])
