@@ -14,6 +14,7 @@ tests/plugins/kafka.py; benchmarks and crash tests use this module directly.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -68,10 +69,10 @@ def resolve() -> Path:
     cmd = ["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies", f"-DoutputDirectory={work}"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
+        shutil.rmtree(work, ignore_errors=True)
         lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "ERROR" in ln] or ["?"]
         raise Unavailable(f"{' '.join(cmd)} failed: {lines[0].strip()[:300]}")
-    if LIBS.exists():
-        subprocess.run(["rm", "-rf", str(LIBS)], check=True)
+    shutil.rmtree(LIBS, ignore_errors=True)
     work.rename(LIBS)
     STAMP.write_text(POM.read_text())
     return LIBS
