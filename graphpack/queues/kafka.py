@@ -285,15 +285,17 @@ class _Delivery:
         self.left = count
         self.error: Any = None
         self.done = threading.Event()
+        self._lock = threading.Lock()  # reports may be served by more than one polling thread
         if count == 0:
             self.done.set()
 
     def report(self, err: Any, msg: Any) -> None:
-        if err is not None and self.error is None:
-            self.error = err
-        self.left -= 1
-        if self.left <= 0:
-            self.done.set()
+        with self._lock:
+            if err is not None and self.error is None:
+                self.error = err
+            self.left -= 1
+            if self.left <= 0:
+                self.done.set()
 
 
 def _fetch(consumer: Any, count: int, wait: float) -> list:

@@ -83,3 +83,16 @@ def test_group_offsets_are_kafkas_own(kafka_broker):
     finally:
         plain.close()
     assert part.offset == items[1].offset + 1 == 2
+
+
+def test_a_push_nobody_acknowledged_is_a_storage_error():
+    """Nothing is acknowledged that the broker did not acknowledge: with no broker the push fails
+    (the event is answered 503), it does not return."""
+    from graphpack.queues import StorageError
+
+    queue = open_queue(f"kafka://127.0.0.1:{free_port()}/orders")
+    try:
+        with pytest.raises(StorageError, match="unreachable"):
+            queue.push([{"n": 1}])
+    finally:
+        queue.close()
