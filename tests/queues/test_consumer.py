@@ -145,6 +145,7 @@ def test_fixed_shards(queue_factory):
     q.flush()
     seen = []
     consumer = Consumer(q, "child", lambda rec, item: seen.append(item.shard), shards=[1])
+    run_until(consumer, lambda: bool(seen))  # a broker may take seconds to hand out the first record
     run_until(consumer, lambda: False, timeout=0.5)
     assert seen and set(seen) == {1}
 
