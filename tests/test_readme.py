@@ -132,12 +132,12 @@ def installed_from_this_checkout() -> bool:
 def test_block_runs_as_written(block, shop):
     """Each block in README order, on the same copy of the example."""
     if block[2] == "python":
-        run_python_block(block, shop)
+        check_python_block(block, shop)
     else:
-        run_bash_block(block, shop)
+        check_bash_block(block, shop)
 
 
-def run_bash_block(block: tuple[str, int, str, str], shop: Path) -> None:
+def check_bash_block(block: tuple[str, int, str, str], shop: Path) -> None:
     title, _, _, body = block
     with contextlib.ExitStack() as stack:
         env: dict[str, str] = {}
@@ -196,7 +196,7 @@ def audited(shop: Path) -> list[str]:
     return [json.loads(line)["record"]["id"] for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def run_python_block(block: tuple[str, int, str, str], shop: Path) -> None:
+def check_python_block(block: tuple[str, int, str, str], shop: Path) -> None:
     title, index, _, body = block
     script = shop / f"readme_{index}.py"
     script.write_text(body)
