@@ -27,6 +27,20 @@ source "$REPO/scripts/lib.sh"
 
 note() { echo "$*" > "$STEP_NOTE_FILE"; }
 
+# prepare MODULE WHO: run `python -m MODULE`, which prints its progress and last a one-line summary;
+# exit 0 means ready, 3 means it cannot be had here: the step then passes with a note, and WHO skip
+# naming the reason. Any other exit fails the step.
+prepare() {
+  local out rc=0
+  out="$("$PYTHON" -m "$1")" || rc=$?
+  echo "$out"
+  case $rc in
+    0) note "${out##*$'\n'}" ;;
+    3) note "UNAVAILABLE ($2 will skip): ${out##*$'\n'}" ;;
+    *) return $rc ;;
+  esac
+}
+
 # ---------------------------------------------------------------- setup steps
 
 # Debian graphviz: `dot` renders graph plots (graph.plot, `graphpack graph`).
@@ -86,28 +100,14 @@ step_docker() {
 # load generator). When the processor cannot be had, the step passes with a note and tests/nuclio
 # skip with the exact command and error.
 step_nuclio() {
-  local out rc=0
   apt_install wrk
-  out="$("$PYTHON" -m tests.nuclio.toolchain)" || rc=$?
-  echo "$out"
-  case $rc in
-    0) note "${out##*$'\n'}" ;;
-    3) note "UNAVAILABLE (tests/nuclio will skip): ${out##*$'\n'}" ;;
-    *) return $rc ;;
-  esac
+  prepare tests.nuclio.toolchain "tests/nuclio"
 }
 
 # Knative manifest checker (tests/knative: Knative's own Go validation + the CRD schemas from the
 # same modules), cached under $GRAPHPACK_CACHE/knative-check/<digest of go.mod, go.sum, main.go>.
 step_knative_check() {
-  local out rc=0
-  out="$("$PYTHON" -m tests.knative.checker)" || rc=$?
-  echo "$out"
-  case $rc in
-    0) note "${out##*$'\n'}" ;;
-    3) note "UNAVAILABLE (the Knative checker tests will skip): ${out##*$'\n'}" ;;
-    *) return $rc ;;
-  esac
+  prepare tests.knative.checker "the Knative checker tests"
 }
 
 # The real Nuclio dashboard (tests/packager/deploy/test_nuclio.py): the 1.14.1 binary under
@@ -117,14 +117,7 @@ step_knative_check() {
 step_nuclio_dashboard() {
   apt_install busybox-static
   for _ in $(seq 1 240); do docker info > /dev/null 2>&1 && break; sleep 0.5; done
-  local out rc=0
-  out="$("$PYTHON" -m tests.packager.deploy.nuclio_dashboard)" || rc=$?
-  echo "$out"
-  case $rc in
-    0) note "${out##*$'\n'}" ;;
-    3) note "UNAVAILABLE (the real-dashboard tests will skip): ${out##*$'\n'}" ;;
-    *) return $rc ;;
-  esac
+  prepare tests.packager.deploy.nuclio_dashboard "the real-dashboard tests"
 }
 
 # The real mlrun package for the differential test (tests/compat): a venv of its own under
@@ -132,14 +125,7 @@ step_nuclio_dashboard() {
 # from PyPI), reused after that. Without a package index the step passes with a note and the test
 # skips, naming the error.
 step_mlrun_venv() {
-  local out rc=0
-  out="$("$PYTHON" -m tests.compat.mlrun_venv)" || rc=$?
-  echo "$out"
-  case $rc in
-    0) note "${out##*$'\n'}" ;;
-    3) note "UNAVAILABLE (tests/compat will skip): ${out##*$'\n'}" ;;
-    *) return $rc ;;
-  esac
+  prepare tests.compat.mlrun_venv "tests/compat"
 }
 
 # The real Kafka broker for the kafka:// queue tests (tests/plugins/kafka_broker.py): Apache Kafka 4.x
@@ -148,16 +134,9 @@ step_mlrun_venv() {
 # broker once per session on a free loopback port. When the jars cannot be had, the step passes
 # with a note and the Kafka tests skip, naming the failure.
 step_kafka() {
-  local out rc=0
   command -v mvn > /dev/null || apt_install maven || true
   command -v java > /dev/null || apt_install default-jre-headless || true
-  out="$("$PYTHON" -m tests.plugins.kafka_broker)" || rc=$?
-  echo "$out"
-  case $rc in
-    0) note "${out##*$'\n'}" ;;
-    3) note "UNAVAILABLE (the Kafka tests will skip): ${out##*$'\n'}" ;;
-    *) return $rc ;;
-  esac
+  prepare tests.plugins.kafka_broker "the Kafka tests"
 }
 
 # ---------------------------------------------------------------- run the setup
