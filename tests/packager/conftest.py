@@ -95,3 +95,17 @@ def read_tree(root: Path) -> dict[str, tuple[bytes, int]]:
 
 def load_json(path: Path) -> Any:
     return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    """A docker-py client of the running engine (scripts/test.sh starts dockerd); skips naming why not."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=300)
+        client.ping()
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"the Docker engine is not reachable ({exc}); scripts/test.sh starts dockerd")
+    yield client
+    client.close()

@@ -85,19 +85,6 @@ class Remote(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def docker_engine():
-    import docker
-
-    try:
-        client = docker.from_env()
-        client.ping()
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"the Docker engine is not reachable ({exc}); scripts/test.sh starts dockerd")
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def remote_url():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Remote)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -33,21 +33,8 @@ def free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def engine():
-    import docker
-
-    try:
-        client = docker.from_env()
-        client.ping()
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"the Docker engine is not reachable ({exc}); scripts/test.sh starts dockerd")
-    yield client
-    client.close()
-
-
 @pytest.fixture
-def project(tmp_path, monkeypatch, engine):
+def project(tmp_path, monkeypatch, docker_engine):
     monkeypatch.setenv("API_TOKEN", "tok-" + uuid.uuid4().hex)
     (tmp_path / "serving.py").write_text(CODE)
     name = "d" + uuid.uuid4().hex[:6]
@@ -122,7 +109,7 @@ class Writer:
 '''
 
 
-def test_root_and_child_joined_by_a_file_queue_in_a_bind_mount(tmp_path, engine):
+def test_root_and_child_joined_by_a_file_queue_in_a_bind_mount(tmp_path, docker_engine):
     (tmp_path / "serving.py").write_text(CODE)
     (tmp_path / "child.py").write_text(CHILD)
     project = graphpack.get_or_create_project("q" + uuid.uuid4().hex[:6], str(tmp_path))
@@ -159,7 +146,7 @@ class Reveal:
 '''
 
 
-def test_file_secret_is_mounted_read_only_at_run_time(tmp_path, engine):
+def test_file_secret_is_mounted_read_only_at_run_time(tmp_path, docker_engine):
     secrets = tmp_path / "secrets.json"
     value = "pw-" + uuid.uuid4().hex
     secrets.write_text(json.dumps({"DB_PASSWORD": value}))

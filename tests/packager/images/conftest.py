@@ -61,19 +61,6 @@ def wheels() -> Path:
     return download_wheels(processor_requirements())
 
 
-@pytest.fixture(scope="session")
-def docker_engine():
-    import docker
-
-    try:
-        client = docker.from_env(timeout=300)
-        client.ping()
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"the Docker engine is not reachable ({exc}); scripts/test.sh starts dockerd")
-    yield client
-    client.close()
-
-
 @pytest.fixture
 def secret_env(monkeypatch):
     monkeypatch.setenv("API_TOKEN", SECRET)
