@@ -456,12 +456,14 @@ graphpack build --target local && graphpack serve build/recommender --port 8080 
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
 @click.option("--workdir", type=click.Path(file_okay=False, exists=True),
               help="directory to run in (relative paths in the graph resolve there)")
+@click.option("--metrics/--no-metrics", default=None,
+              help="Prometheus metrics at GET /metrics (default: on, unless $GRAPHPACK_METRICS=0)")
 def serve_command(function_dir: str, port: int | None, workers: int | None, host: str,
-                  workdir: str | None) -> None:
+                  workdir: str | None, metrics: bool | None) -> None:
     """Run a built function (BUILD_DIR/<function>) with graphpack's own processor."""
     from .serve import run
 
-    sys.exit(run(function_dir, port=port, workers=workers, host=host, workdir=workdir))
+    sys.exit(run(function_dir, port=port, workers=workers, host=host, workdir=workdir, metrics=metrics))
 
 
 if __name__ == "__main__":  # pragma: no cover

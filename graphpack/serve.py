@@ -22,13 +22,20 @@ def parser() -> argparse.ArgumentParser:
     out.add_argument("--workers", type=int, help="worker processes (default: the http trigger's numWorkers)")
     out.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     out.add_argument("--workdir", help="directory to run in (relative paths in the graph resolve there)")
+    out.add_argument("--metrics", action=argparse.BooleanOptionalAction, default=None,
+                     help="Prometheus metrics at GET /metrics (default: on, unless $GRAPHPACK_METRICS=0)")
     return out
 
 
 def run(function_dir: str, port: int | None = None, workers: int | None = None, host: str = "127.0.0.1",
-        workdir: str | None = None) -> int:
-    """Serve ``function_dir`` until SIGTERM; a GraphpackError is one line and exit code 1."""
+        workdir: str | None = None, metrics: bool | None = None) -> int:
+    """Serve ``function_dir`` until SIGTERM; a GraphpackError is one line and exit code 1.
+    ``metrics`` True/False overrides ``$GRAPHPACK_METRICS`` (metrics are on by default)."""
+    from .runtime import metrics as recording
     from .runtime.processor import serve
+
+    if metrics is not None:
+        os.environ[recording.ENV] = "1" if metrics else "0"
 
     function_dir = os.path.abspath(function_dir)
     if workdir:
@@ -50,7 +57,7 @@ def run(function_dir: str, port: int | None = None, workers: int | None = None, 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return run(args.function_dir, args.port, args.workers, args.host, args.workdir)
+    return run(args.function_dir, args.port, args.workers, args.host, args.workdir, args.metrics)
 
 
 if __name__ == "__main__":

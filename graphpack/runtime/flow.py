@@ -40,6 +40,7 @@ class QueuePusher:
     def __init__(self, step: QueueStep) -> None:
         self.step = step
         self._queue: Any = None
+        self.stats: Any = None  # metrics.QueueStats when graphpack serve records metrics
 
     def push(self, record: Any) -> None:
         writes = durable.current()
@@ -58,6 +59,8 @@ class QueuePusher:
             if writes is not None:  # not stored: the event must not be acknowledged
                 writes.add(self.step.fullname, failed(exc))
             raise
+        if self.stats is not None:
+            ticket.add_done_callback(self.stats.stored)
         if writes is None:
             ticket.wait()
         else:

@@ -272,6 +272,8 @@ class HttpProtocol(asyncio.Protocol):
             return
         status, content_type, headers, body = reply
         transport.write(render(status, content_type, headers, body, keep_alive, head))
+        if self.server.on_reply is not None:  # metrics (graphpack.runtime.metrics): answers by status
+            self.server.on_reply(reply)
         if not keep_alive:
             if status >= 400:
                 self._linger()

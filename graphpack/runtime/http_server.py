@@ -87,6 +87,8 @@ class HttpServer:
         self.connections: set[HttpProtocol] = set()
         self.worker: HandlerThread | None = None
         self.in_flight = 0
+        self.busy_rejections = 0  # requests answered 503 because the worker stayed busy
+        self.on_reply: Callable[[Reply], Any] | None = None  # called with every answer sent (metrics)
         self.fresh = 0  # accepted connections that have not sent a request yet
         self._accepting = False
         self._closed = False
@@ -220,6 +222,7 @@ class HttpServer:
                     if waiter in self._waiting:
                         self._waiting.remove(waiter)
                     if busy_reply is not None:
+                        self.busy_rejections += 1
                         return busy_reply
                     await self._wait_free()
             self._worker_free = False

@@ -7,6 +7,9 @@ with nuclio-sdk-shaped objects, and runs the function's triggers: ``http`` (N wo
 processes sharing one socket, 413/503, ``/__health``), ``cron`` (schedule or interval) and
 ``kafka-cluster`` (one topic, read by graphpack's queue consumer in every worker).
 Queue consumers are started by the entry module's ``init_context``, as under Nuclio.
+``GET /metrics`` answers the function's Prometheus metrics, all workers aggregated
+(:mod:`graphpack.runtime.metrics`; off with ``--no-metrics`` or ``$GRAPHPACK_METRICS=0``, and
+then ``/metrics`` reaches the graph like any other path).
 SIGTERM (or SIGINT) stops accepting, drains in-flight events, calls the platform's
 termination callback (consumers commit their checkpoints) and exits 0.
 With several workers a supervisor process forks them and replaces one that dies (SIGKILL,
@@ -31,7 +34,7 @@ from typing import Any, Callable
 import yaml
 
 from ..errors import GraphpackError
-from . import deps, json_codec
+from . import deps, json_codec, metrics, metrics_export
 from .cron import Clock, run_schedule, trigger_schedule
 from .http_server import AcceptGate, HttpServer, Request
 from .logger import Logger
@@ -224,11 +227,13 @@ async def _stop_when_orphaned(supervisor: int, stop: asyncio.Event) -> None:
 
 async def _worker_main(function_dir: Path, config: dict, sock: socket.socket, worker_id: int,
                        run_cron: bool, gate: AcceptGate | None = None, supervisor: int | None = None) -> None:
+    recorder = metrics.enable(_function_name(config, function_dir)) if metrics.wanted() else None
     host = FunctionHost(function_dir, config, worker_id)
     trigger_name, http = _http_trigger(config)
     attributes = http.get("attributes") or {}
     context = host.context_for("http", trigger_name)
     ready_at = time.time()
+    metrics_dir = os.environ.get(metrics_export.DIR_ENV, "")
 
     def intercept(request: Request) -> tuple | None:
         if request.path == HEALTH_PATH:
@@ -236,7 +241,10 @@ async def _worker_main(function_dir: Path, config: dict, sock: socket.socket, wo
             body = json.dumps({"status": "failed" if failed else "ready", "function": host.name,
                                "worker": worker_id, "pid": os.getpid(), "since": ready_at,
                                **({"errors": failed} if failed else {})}).encode()
-            return 503 if failed else 200, "application/json", {}, body
+            return 503 if failed else 200, "application/json", _INTERNAL, body
+        if recorder is not None and request.path == metrics_export.METRICS_PATH and request.method in ("GET", "HEAD"):
+            body = metrics_export.exposition(recorder, metrics_dir, metrics_export.supervisor_pids())
+            return 200, metrics_export.CONTENT_TYPE, _INTERNAL, body
         return None
 
     server = HttpServer(
@@ -249,6 +257,9 @@ async def _worker_main(function_dir: Path, config: dict, sock: socket.socket, wo
     await server.start(sock, gate)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    if recorder is not None:
+        _count_http(recorder, server)
+        _snapshot_every(loop, recorder, metrics_dir, stop)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     tasks = []
@@ -267,7 +278,49 @@ async def _worker_main(function_dir: Path, config: dict, sock: socket.socket, wo
     if server.worker is not None:
         server.worker.thread.join(timeout=30)
     host.platform.terminate()
+    if recorder is not None and metrics_dir:
+        metrics_export.write_snapshot(recorder, metrics_dir)
     host.logger.info(f"worker {worker_id} stopped")
+
+
+_INTERNAL: dict = {}  # the headers of the processor's own answers (health, metrics): not counted
+
+
+def _count_http(recorder: metrics.Recorder, server: HttpServer) -> None:
+    """Count the function's HTTP answers by status (not the processor's own), busy rejections
+    and requests in flight."""
+    count = recorder.reply
+
+    def on_reply(reply: tuple) -> None:
+        if reply[2] is not _INTERNAL:
+            count(reply[0])
+
+    server.on_reply = on_reply
+    recorder.in_flight = lambda: server.in_flight
+
+    def busy() -> None:
+        recorder.busy = server.busy_rejections
+
+    recorder.collectors.append(busy)
+
+
+def _snapshot_every(loop: asyncio.AbstractEventLoop, recorder: metrics.Recorder, directory: str,
+                    stop: asyncio.Event) -> None:
+    """Write this worker's metrics snapshot every ``metrics_export.INTERVAL`` seconds."""
+    if not directory:
+        return
+
+    def tick() -> None:
+        if stop.is_set():
+            return
+        metrics_export.write_snapshot(recorder, directory)
+        loop.call_later(metrics_export.INTERVAL, tick)
+
+    loop.call_later(metrics_export.INTERVAL, tick)
+
+
+def _function_name(config: dict, function_dir: Path) -> str:
+    return str((config.get("metadata") or {}).get("name") or function_dir.name)
 
 
 def _run_loop(main: Any) -> None:
@@ -306,6 +359,8 @@ def serve(function_dir: str | Path, port: int | None = None, workers: int | None
     count = int(workers or http.get("numWorkers") or http.get("maxWorkers") or 1)
     sys.setswitchinterval(0.001)  # the I/O loop and the handler thread hand over quickly
     sock = listen(host, port)
+    if metrics.wanted():
+        _prepare_metrics(config, function_dir, port)
     print(f"graphpack serve: {config.get('metadata', {}).get('name', function_dir.name)} on http://{host}:{port} "
           f"({count} worker{'s' if count > 1 else ''})", file=sys.stderr, flush=True)
     if count == 1:
@@ -313,6 +368,19 @@ def serve(function_dir: str | Path, port: int | None = None, workers: int | None
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # already draining: a second SIGTERM changes nothing
         return 0
     return _supervise(function_dir, config, sock, count)
+
+
+def _prepare_metrics(config: dict, function_dir: Path, port: int) -> None:
+    """Empty the function's metrics directory and tell the workers where it is."""
+    name = _function_name(config, function_dir)
+    directory = Path(os.environ.get(metrics_export.DIR_ENV) or metrics_export.default_dir(name, port))
+    try:
+        metrics_export.prepare(directory)
+    except OSError as exc:
+        raise GraphpackError(f"cannot prepare the metrics directory {str(directory)!r}: {exc.strerror or exc} "
+                             f"(set ${metrics_export.DIR_ENV}, or ${metrics.ENV}=0 to turn metrics off)") from None
+    os.environ[metrics_export.DIR_ENV] = str(directory)
+    os.environ[metrics_export.SUPERVISOR_ENV] = str(os.getpid())
 
 
 def _fork_worker(function_dir: Path, config: dict, sock: socket.socket, worker_id: int, gate: AcceptGate) -> int:

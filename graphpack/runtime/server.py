@@ -15,7 +15,7 @@ from . import json_codec
 from .context import GraphContext
 from .event import Event
 from ..queues.base import QueueError, RecordTooLarge, StorageError
-from . import durable
+from . import durable, metrics
 from .deps import MissingDependency
 from .flow import AsyncEngine, EventState, QueuePusher, SyncEngine, build_nodes, drive, run_chain
 from .http_wire import normalise_path, query_fields
@@ -131,6 +131,7 @@ class GraphServer:
 
             resolve_handler(self.graph_initializer, namespaces, "graph_initializer")(self)
         nodes, starts, error_node = build_nodes(self.graph, namespaces, self.context, self.current_function)
+        metrics.instrument(nodes)  # graphpack serve's metrics (a no-op when they are off)
         self._nodes = nodes
         self._pushers = any(isinstance(node.obj, QueuePusher) for node in nodes)
         engine = getattr(self.graph, "engine", None) if isinstance(self.graph, FlowStep) else "sync"

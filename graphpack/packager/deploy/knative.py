@@ -149,7 +149,7 @@ def service_manifest(context: Any, image: str, namespace: str) -> dict:
         low = max(1, low or 0)
         if high is not None and high < low:
             high = low
-    annotations = {}
+    annotations = _scrape_annotations(spec["env"], port)
     if low is not None:
         annotations["autoscaling.knative.dev/min-scale"] = str(low)
     if high is not None:
@@ -176,15 +176,22 @@ def service_manifest(context: Any, image: str, namespace: str) -> dict:
     template_spec: dict = {"containerConcurrency": workers, "containers": [container]}
     if volumes:
         template_spec["volumes"] = volumes
-    template: dict = {"metadata": {"labels": _labels(context)}, "spec": template_spec}
-    if annotations:
-        template["metadata"]["annotations"] = annotations
+    template: dict = {"metadata": {"labels": _labels(context), "annotations": annotations}, "spec": template_spec}
     return {
         "apiVersion": "serving.knative.dev/v1", "kind": "Service",
         "metadata": {"name": context.name, "namespace": namespace, "labels": _labels(context),
                      "annotations": {DIGEST_ANNOTATION: context_digest(context)}},
         "spec": {"template": template},
     }
+
+
+def _scrape_annotations(env: list, port: int) -> dict:
+    """Prometheus' usual scrape annotations for graphpack serve's ``/metrics`` (unless the
+    function's env turns metrics off)."""
+    setting = next((str(e.get("value", "")) for e in env if e.get("name") == "GRAPHPACK_METRICS"), "1")
+    if setting.strip().lower() in ("0", "off", "false", "no"):
+        return {}
+    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(port), "prometheus.io/path": "/metrics"}
 
 
 def manifests(context: Any, image: str, namespace: str = DEFAULT_NAMESPACE) -> list[dict]:

@@ -106,7 +106,9 @@ def test_rendered_manifests_pass_knative_validation_and_crd_schemas(project, tmp
     assert container["image"].startswith(f"{REGISTRY}/shop/recommender@sha256:")
     assert template["spec"]["containerConcurrency"] == 4
     assert template["metadata"]["annotations"] == {"autoscaling.knative.dev/min-scale": "1",
-                                                   "autoscaling.knative.dev/max-scale": "3"}
+                                                   "autoscaling.knative.dev/max-scale": "3",
+                                                   "prometheus.io/scrape": "true", "prometheus.io/port": "8080",
+                                                   "prometheus.io/path": "/metrics"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/__health"}
     assert container["livenessProbe"]["httpGet"] == {"path": "/__health"}
     assert container["securityContext"]["runAsNonRoot"] is True
@@ -148,7 +150,9 @@ def test_manifests_for_a_plain_function_pass_the_checker(tmp_path, knative_check
     (service,) = docs(out / "plain-echo.yaml")
     container = service["spec"]["template"]["spec"]["containers"][0]
     assert container["ports"] == [{"name": "http1", "containerPort": 9000}]
-    assert "annotations" not in service["spec"]["template"]["metadata"]
+    # Prometheus scrapes graphpack serve's /metrics on the function's port
+    assert service["spec"]["template"]["metadata"]["annotations"] == {
+        "prometheus.io/scrape": "true", "prometheus.io/port": "9000", "prometheus.io/path": "/metrics"}
     check = checker.check(out)
     assert check.returncode == 0, check.stdout + check.stderr
 
