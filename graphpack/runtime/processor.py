@@ -23,6 +23,7 @@ import importlib
 import inspect
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -359,8 +360,17 @@ def serve(function_dir: str | Path, port: int | None = None, workers: int | None
     count = int(workers or http.get("numWorkers") or http.get("maxWorkers") or 1)
     sys.setswitchinterval(0.001)  # the I/O loop and the handler thread hand over quickly
     sock = listen(host, port)
+    own_dir = metrics.wanted() and not os.environ.get(metrics_export.DIR_ENV)
     if metrics.wanted():
         _prepare_metrics(config, function_dir, port)
+    try:
+        return _serve(function_dir, config, sock, host, port, count)
+    finally:
+        if own_dir:  # the default directory goes with the function; a chosen one stays for inspection
+            shutil.rmtree(os.environ[metrics_export.DIR_ENV], ignore_errors=True)
+
+
+def _serve(function_dir: Path, config: dict, sock: socket.socket, host: str, port: int, count: int) -> int:
     print(f"graphpack serve: {config.get('metadata', {}).get('name', function_dir.name)} on http://{host}:{port} "
           f"({count} worker{'s' if count > 1 else ''})", file=sys.stderr, flush=True)
     if count == 1:
