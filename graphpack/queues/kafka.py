@@ -43,6 +43,7 @@ logger = logging.getLogger("graphpack.queues.kafka")  # librdkafka's log lines g
 ENV_PREFIX = "GRAPHPACK_KAFKA_"
 COORDINATION_SUFFIX = ".graphpack-coordination"
 COORDINATION_RETENTION_MS = 6 * 3600 * 1000
+FLUSH_TIMEOUT = 120.0  # seconds a batch may wait for acknowledgements (message.timeout.ms fails it first)
 RETRIABLE = ("NOT_COORDINATOR", "COORDINATOR_LOAD_IN_PROGRESS", "COORDINATOR_NOT_AVAILABLE", "_TIMED_OUT",
              "_TRANSPORT", "REQUEST_TIMED_OUT", "UNKNOWN_TOPIC_OR_PART", "LEADER_NOT_AVAILABLE")
 
@@ -111,23 +112,24 @@ class KafkaQueue(Queue):
         return config
 
     def producer(self) -> Any:
-        """The queue's producer (created on first use, so forked workers each get their own)."""
+        """The queue's data producer (created on first use, so forked workers each get their own).
+
+        It reports failed records only (``delivery.report.only.error``): a batch is durable once
+        ``flush`` finds nothing outstanding and none of its records failed. A Python report per
+        stored record cost a GIL hand-over per record between the polling and the serving threads."""
         with self._lock:
             if self._producer is None:
                 self._ensure_topic()
-                config = {**self._common(), "acks": "all", "enable.idempotence": True, "linger.ms": 1,
-                          "message.timeout.ms": 30000,
-                          "message.max.bytes": max(self.max_record_size + 4096, 1_000_000)}
-                config.update(self.producer_options)
-                self._producer = _kafka().Producer(config)
-                threading.Thread(target=self._serve_reports, args=(self._producer,), daemon=True,
-                                 name=f"graphpack-kafka-{self.topic}").start()
+                self._producer = self._new_producer(errors_only=True)
             return self._producer
 
-    def _serve_reports(self, producer: Any) -> None:
-        """Deliver the producer's acknowledgements (delivery reports) as they come, until closed."""
-        while not self.closed:
-            producer.poll(0.05)
+    def _new_producer(self, errors_only: bool, idempotent: bool = True) -> Any:
+        config = {**self._common(), "acks": "all", "enable.idempotence": idempotent, "linger.ms": 1,
+                  "message.timeout.ms": 30000,
+                  "message.max.bytes": max(self.max_record_size + 4096, 1_000_000)}
+        config.update(self.producer_options)
+        config["delivery.report.only.error"] = errors_only
+        return _kafka().Producer(config)
 
     def _consumer(self, group: str) -> Any:
         config = {**self._common(), "group.id": group, "enable.auto.commit": False,
@@ -161,26 +163,32 @@ class KafkaQueue(Queue):
         self._topic_ready = True
 
     # -- producing ---------------------------------------------------------------------------------
-    def _append(self, by_shard: dict[int, list[bytes]]) -> Callable[[], None]:
+    def _append(self, by_shard: dict[int, list[bytes]]) -> None:
+        """Produce the batch and wait (``flush``, which sends at once) until the broker acknowledged
+        every record of it; the group committer fills the next batch meanwhile."""
         producer = self.producer()
-        state = _Delivery(sum(len(v) for v in by_shard.values()))
+        failures: list = []
+
+        def failed(err: Any, msg: Any) -> None:
+            failures.append(err)
+
         for shard, datas in by_shard.items():
             for data in datas:
                 while True:
                     try:
-                        producer.produce(self.topic, data, partition=shard, on_delivery=state.report)
+                        producer.produce(self.topic, data, partition=shard, on_delivery=failed)
                         break
-                    except BufferError:  # the local queue is full: serve delivery reports first
+                    except BufferError:  # the local queue is full: let librdkafka send first
                         producer.poll(0.05)
-        producer.poll(0)
-
-        def acknowledged() -> None:
-            if not state.done.wait(120):  # message.timeout.ms fails the records well before
-                raise StorageError(f"queue {self.url!r}: the broker did not acknowledge the records")
-            if state.error is not None:
-                raise StorageError(f"queue {self.url!r}: Kafka did not store the records: {state.error}")
-
-        return acknowledged
+        left = producer.flush(FLUSH_TIMEOUT)  # message.timeout.ms fails records well before
+        if failures:
+            if any(err.fatal() for err in failures):  # the producer cannot go on: the next batch gets a new one
+                with self._lock:
+                    self._producer = None
+            raise StorageError(f"queue {self.url!r}: Kafka did not store the records: {failures[0]}")
+        if left:
+            raise StorageError(f"queue {self.url!r}: the broker did not acknowledge {left} record(s)")
+        return None
 
     # -- consuming ---------------------------------------------------------------------------------
     def read(self, shard: int, group: str, max_records: int = 100, timeout: float = 0.0) -> list[QueueItem]:
@@ -278,26 +286,6 @@ class KafkaQueue(Queue):
         return {"kafka_producer_options": self.producer_options, "kafka_consumer_options": self.consumer_options}
 
 
-class _Delivery:
-    """Delivery reports of one batch: ``done`` once every record was acknowledged or failed."""
-
-    def __init__(self, count: int) -> None:
-        self.left = count
-        self.error: Any = None
-        self.done = threading.Event()
-        self._lock = threading.Lock()  # reports may be served by more than one polling thread
-        if count == 0:
-            self.done.set()
-
-    def report(self, err: Any, msg: Any) -> None:
-        with self._lock:
-            if err is not None and self.error is None:
-                self.error = err
-            self.left -= 1
-            if self.left <= 0:
-                self.done.set()
-
-
 def _fetch(consumer: Any, count: int, wait: float) -> list:
     """Up to ``count`` messages: what is fetched already, else the first to arrive within ``wait``
     seconds and what came with it (``consume(n, wait)`` alone waits for all ``n``)."""
@@ -363,6 +351,7 @@ class _Coordination:
         self.topic = queue.topic + COORDINATION_SUFFIX
         self.lock = threading.Lock()
         self.reader: Any = None
+        self.producer: Any = None  # its own: records are acknowledged one by one, with their offsets
         self.position = 0  # next offset of the log to apply
         self.leases: dict[tuple[str, int], tuple[str, float]] = {}
         self.live: dict[str, dict[str, float]] = {}
@@ -370,8 +359,8 @@ class _Coordination:
 
     def append(self, entry: dict) -> int:
         """Write ``entry`` (stamped with the time) and return its offset once the broker has it."""
-        producer = self.queue.producer()
         self._ensure()
+        producer = self.producer
         entry = {**entry, "at": time.time()}
         box: dict[str, Any] = {}
         done = threading.Event()
@@ -381,8 +370,8 @@ class _Coordination:
             done.set()
 
         producer.produce(self.topic, json.dumps(entry).encode(), partition=0, on_delivery=report)
-        producer.flush(0)  # send now, without waiting for linger.ms
-        if not done.wait(60):
+        producer.flush(60)  # sends now and serves the report
+        if not done.wait(5):
             raise StorageError(f"queue {self.queue.url!r}: coordination record not acknowledged")
         if box["err"] is not None:
             raise StorageError(f"queue {self.queue.url!r}: coordination record not stored: {box['err']}")
@@ -400,6 +389,9 @@ class _Coordination:
                                      "fetch.wait.max.ms": 10, "fetch.queue.backoff.ms": 0,
                                      "topic.metadata.refresh.fast.interval.ms": 20})
             reader.assign([kafka.TopicPartition(self.topic, 0, 0)])  # 0, not OFFSET_BEGINNING: no ListOffsets round
+            # acknowledged one by one with their offsets; a duplicated entry changes nothing, so no
+            # idempotence (whose producer id would delay the first entry)
+            self.producer = self.queue._new_producer(errors_only=False, idempotent=False)
             self.reader = reader
 
     def replay(self, until: int | None = None) -> None:
@@ -455,14 +447,23 @@ class _Coordination:
         return won
 
     def holder(self, group: str, shard: int) -> str | None:
-        """The live holder of the lease as the log says now (None when free or expired)."""
+        """The live holder of the lease as the log read so far says (None when free or expired).
+        No round trip: the reader fetches the log ahead, and a claim by another member only wins
+        once this member's lease expired, which this check sees by the clock."""
         if self.reader is None:
             return None
-        self.replay()
+        with self.lock:
+            for msg in self.reader.consume(1000, 0):
+                if msg.error() is None:
+                    self._apply(json.loads(msg.value()))
+                    self.position = msg.offset() + 1
         lease = self.leases.get((group, shard))
         return lease[0] if lease is not None and lease[1] >= time.time() else None
 
     def close(self) -> None:
+        if self.producer is not None:
+            self.producer.flush(30)
+            self.producer = None
         if self.reader is not None:
             self.reader.close()
             self.reader = None

@@ -96,3 +96,22 @@ def test_a_push_nobody_acknowledged_is_a_storage_error():
             queue.push([{"n": 1}])
     finally:
         queue.close()
+
+
+def test_a_record_the_broker_refused_is_not_acknowledged_and_the_queue_goes_on(kafka_broker):
+    """The producer reports failed records only; a batch the broker refused (larger than the
+    topic's max.message.bytes, set by whoever created the topic) fails its push, and the next
+    batch is stored and read back."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from graphpack.queues import StorageError
+
+    topic = f"small-{time.monotonic_ns()}"
+    admin = AdminClient({"bootstrap.servers": kafka_broker.bootstrap})
+    admin.create_topics([NewTopic(topic, 1, config={"max.message.bytes": "2000"})])[topic].result(30)
+    with open_queue(f"kafka://{kafka_broker.bootstrap}/{topic}") as queue:
+        with pytest.raises(StorageError, match="did not store the records.*(SIZE|LARGE)"):
+            queue.push([{"blob": "x" * 5000}])
+        queue.push([{"n": 1}, {"n": 2}])
+        items = queue.read(0, "g", timeout=10)
+    assert [item.record() for item in items] == [{"n": 1}, {"n": 2}]
