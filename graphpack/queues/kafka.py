@@ -8,9 +8,9 @@ created with ``shards`` partitions when missing (an existing topic must have tha
 key picks its partition with the same hash as the other backends' shards.
 
 Durability (DESIGN §4.9): a batch from the group commit is produced with ``acks=all`` and
-idempotence on, and its ticket is done only when the broker acknowledged every record of it; a
-delivery error (or ``message.timeout.ms``, 30 s by default here, passing) fails the ticket, so the
-event is answered 503 rather than acknowledged.
+idempotence on, then flushed; its ticket is done only when the broker acknowledged every record
+of it; a delivery error (or ``message.timeout.ms``, 30 s by default here, passing) fails the
+ticket, so the event is answered 503 rather than acknowledged.
 
 Consuming: a group reads a partition through a consumer of Kafka group ``group`` assigned to that
 partition alone, starting after the group's committed offset; ``commit`` stores the offset in
