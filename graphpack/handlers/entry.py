@@ -192,16 +192,24 @@ def _logger(server: GraphServer) -> Any:
 
 
 # -- graphpack's own queue consumer (queues Nuclio has no trigger for) ---------------------------
+def _queue_step(spec: dict, url: str) -> tuple[str, dict]:
+    """(name, step) of the queue step with path ``url`` in the spec's graph (("", {}) if none)."""
+    steps = (spec.get("graph") or {}).get("steps") or {}
+    for name, step in steps.items():
+        if isinstance(step, dict) and step.get("kind") == "queue" and _same_queue(step, url):
+            return str(step.get("name") or name), step
+    return "", {}
+
+
 def _queue_options(spec: dict, url: str) -> dict:
     """Backend options of the queue step with path ``url`` in the spec's graph."""
-    steps = (spec.get("graph") or {}).get("steps") or {}
-    for step in steps.values():
-        if isinstance(step, dict) and step.get("kind") == "queue" and _same_queue(step, url):
-            options = {k: v for k, v in (step.get("options") or {}).items() if k not in ("full_event", "group")}
-            if step.get("shards"):
-                options["shards"] = step["shards"]
-            return options
-    return {}
+    _, step = _queue_step(spec, url)
+    if not step:
+        return {}
+    options = {k: v for k, v in (step.get("options") or {}).items() if k not in ("full_event", "group")}
+    if step.get("shards"):
+        options["shards"] = step["shards"]
+    return options
 
 
 def _same_queue(step: dict, url: str) -> bool:
@@ -227,12 +235,17 @@ def start_consumer(server: GraphServer, url: str, group: str) -> Any:
     """Consume queue ``url`` as ``group`` in a daemon thread, running each record through the graph."""
     from ..queues import StorageError, open_queue
     from ..queues.consumer import Consumer
+    from ..runtime import metrics
 
+    spec = server.to_dict()
+    watch = None
+    if metrics.recorder is not None:  # graphpack serve records metrics: count the records
+        watch = metrics.ConsumerWatch(metrics.recorder.queue(_queue_step(spec, url)[0] or url))
     with _lock:
         for consumer in _state["consumers"]:
             if consumer.queue.url == url and consumer.group == group:
                 return consumer  # one consumer per process, however many workers init
-        queue = open_queue(url, **_queue_options(server.to_dict(), url))
+        queue = open_queue(url, **_queue_options(spec, url))
 
         def handle(record: Any, item: Any) -> Any:
             from ..queues import record as wire
@@ -245,9 +258,13 @@ def start_consumer(server: GraphServer, url: str, group: str) -> Any:
                 raise StorageError(f"event {event.id}: {response.body.get('error')}")  # delivered again later
             if response.status_code >= 400:
                 raise RuntimeError(f"event {event.id} failed ({response.status_code}): {response.body}")
+            if watch is not None:
+                watch.handled(item, record)
             return writes  # the batch is committed once they are durable (Consumer checks them)
 
-        consumer = Consumer(queue, group, handle)
+        consumer = Consumer(queue, group, handle, on_error=None if watch is None else watch.failed)
+        if watch is not None and metrics.recorder is not None:
+            watch.watch(consumer, metrics.recorder)
         thread = threading.Thread(target=consumer.run, name=f"graphpack-consumer-{group}", daemon=True)
         consumer.thread = thread  # type: ignore[attr-defined]
         _state["consumers"].append(consumer)

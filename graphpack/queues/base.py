@@ -196,6 +196,11 @@ class Queue(ABC):
         self._check_shard(shard)
         self._commit(shard, group, int(offset))
 
+    def end_offset(self, shard: int) -> int | None:
+        """The offset the next record pushed to ``shard`` gets (a consumer's lag in records);
+        None when the backend cannot tell cheaply."""
+        return None
+
     @abstractmethod
     def committed(self, shard: int, group: str) -> int | None:
         """The group's last committed offset on ``shard`` (None when nothing was committed)."""

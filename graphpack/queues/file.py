@@ -97,6 +97,7 @@ class FileQueue(Queue):
         self.fsync = bool(fsync)
         self.segment_bytes = int(segment_bytes)
         self._tails: dict[int, tuple[Path, int, int]] = {}  # shard -> (segment, size, next offset)
+        self._ends: dict[int, tuple[Path, int, int]] = {}  # the same, as a reader last saw it (end_offset)
         self._lease_fds: dict[tuple[str, int], int] = {}
         self._ready = False
 
@@ -213,6 +214,26 @@ class FileQueue(Queue):
         return segment, pos, next_offset
 
     # -- consuming -------------------------------------------------------------------------------
+    def end_offset(self, shard: int) -> int:
+        """The next offset of ``shard``: its last segment scanned from where the last call stopped
+        (read only: a torn frame is left to the next producer)."""
+        self._ensure()
+        segments = self._segments(shard)
+        if not segments:
+            return 0
+        first, segment = segments[-1]
+        cached = self._ends.get(shard)
+        pos, next_offset = (cached[1], cached[2]) if cached and cached[0] == segment else (0, first)
+        try:
+            with open(segment, "rb") as f:
+                frames, pos = _scan(f, pos, next_offset)
+        except FileNotFoundError:  # cleaned up meanwhile
+            return next_offset
+        if frames:
+            next_offset = frames[-1][0] + 1
+        self._ends[shard] = (segment, pos, next_offset)
+        return next_offset
+
     def _start(self, shard: int, group: str) -> tuple[int, int, int]:
         """(segment first offset, byte position, next offset) to resume the group from."""
         (self.root / "groups" / group).mkdir(parents=True, exist_ok=True)

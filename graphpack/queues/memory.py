@@ -118,6 +118,9 @@ class MemoryQueue(Queue):
             if holder is not None and holder[0] == owner:
                 del self._state.leases[(group, shard)]
 
+    def end_offset(self, shard: int) -> int:
+        return self.size(shard)
+
     def size(self, shard: int) -> int:
         """How many records the shard holds (for tests)."""
         with self._state.cond:

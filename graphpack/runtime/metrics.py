@@ -75,7 +75,7 @@ class QueueStats:
         self.retried = 0
         self.dead_lettered = 0
         self.consumed: dict[int, int] = {}
-        self.lag: dict[int, tuple[int | None, float]] = {}  # shard -> (records or None, seconds)
+        self.lag: dict[int, tuple[int, float]] = {}  # shard -> (records, seconds)
         self.lock = threading.Lock()  # the writer's threads report pushes concurrently
 
     def stored(self, error: BaseException | None) -> None:
@@ -136,6 +136,60 @@ class Recorder:
             "http": {"codes": {str(k): v for k, v in list(self.codes.items())}, "busy": self.busy,
                      "in_flight": self.in_flight()},
         }
+
+
+class ConsumerWatch:
+    """A queue consumer's figures: records handled per shard, retried, dead-lettered, and its lag
+    per owned shard (records after the last one handled, by the queue's ``end_offset``; seconds
+    since the last handled record's event time while records remain, 0 once caught up)."""
+
+    def __init__(self, stats: QueueStats) -> None:
+        self.stats = stats
+        self.consumer: Any = None  # set by watch(consumer)
+        self.last: dict[int, tuple[int, Any]] = {}  # shard -> (offset handled last, its record's "time")
+
+    def watch(self, consumer: Any, current: Recorder) -> None:
+        """Report ``consumer``'s figures in ``current``'s snapshots."""
+        self.consumer = consumer
+        current.collectors.append(self.collect)
+
+    def handled(self, item: Any, record: Any) -> None:
+        """Call after ``item`` (read from the queue, decoded to ``record``) was handled."""
+        consumed = self.stats.consumed
+        consumed[item.shard] = consumed.get(item.shard, 0) + 1
+        self.last[item.shard] = (item.offset, record.get("time") if isinstance(record, dict) else None)
+
+    def failed(self, item: Any, exc: BaseException, attempt: int) -> None:
+        """The consumer's ``on_error``: an attempt failed; count it when another one follows."""
+        if attempt < self.consumer.max_attempts and exc.__class__.__name__ != "RecordError":
+            self.stats.retried += 1
+
+    def collect(self) -> None:
+        """Update the dead-letter count and the lag gauges (before a snapshot)."""
+        consumer, stats = self.consumer, self.stats
+        stats.dead_lettered = consumer.dead_lettered
+        lag: dict[int, tuple[int, float]] = {}
+        for shard in sorted(consumer.owned):
+            end = consumer.queue.end_offset(shard)
+            if end is None:  # the backend cannot tell (s3, v3io, kafka): no lag gauges
+                continue
+            last = self.last.get(shard)
+            done = last[0] if last is not None else consumer.queue.committed(shard, consumer.group)
+            records = max(0, end - (done + 1 if done is not None else 0))
+            seconds = 0.0
+            if records and last is not None and last[1]:
+                seconds = max(0.0, time.time() - _timestamp(last[1]))
+            lag[shard] = (records, seconds)
+        stats.lag = lag
+
+
+def _timestamp(value: Any) -> float:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(value)).timestamp()
+    except ValueError:
+        return time.time()
 
 
 recorder: Recorder | None = None
@@ -209,4 +263,4 @@ def _timed(fn: Callable, stats: StepStats, is_async: bool) -> Callable:
     return timed
 
 
-__all__ = ["BUCKETS", "QueueStats", "Recorder", "StepStats", "enable", "instrument", "recorder", "wanted"]
+__all__ = ["BUCKETS", "ConsumerWatch", "QueueStats", "Recorder", "StepStats", "enable", "instrument", "recorder", "wanted"]

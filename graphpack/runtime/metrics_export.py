@@ -142,8 +142,7 @@ def aggregate(snaps: Iterable[tuple[dict, bool]]) -> _Families:
                 add("graphpack_queue_records_consumed_total", labels + (("shard", shard),), count)
             if alive:
                 for shard, (records, seconds) in (stats.get("lag") or {}).items():
-                    if records is not None:
-                        add("graphpack_queue_lag_records", labels + (("shard", shard),), records, "max")
+                    add("graphpack_queue_lag_records", labels + (("shard", shard),), records, "max")
                     add("graphpack_queue_lag_seconds", labels + (("shard", shard),), seconds, "max")
         http = snap.get("http") or {}
         for code, count in (http.get("codes") or {}).items():

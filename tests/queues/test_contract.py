@@ -220,3 +220,20 @@ def test_two_producers_on_one_shard(queue_factory):
         assert ns == sorted(ns) and len(ns) == (40 if producer == "a" else 20)
     offsets = [i.offset for i in items]
     assert offsets == sorted(offsets) and len(set(offsets)) == 60
+
+
+def test_end_offset_follows_pushes(queue_factory):
+    """The consumer's lag in records is end_offset - (offset handled + 1); file and memory tell it,
+    the others say None (no cheap way: no lag gauges for them)."""
+    q = queue_factory()
+    if q.scheme not in ("file", "memory"):
+        assert q.end_offset(0) is None
+        return
+    assert q.end_offset(0) == 0
+    q.push([{"n": n} for n in range(3)])
+    q.flush()
+    assert q.end_offset(0) == 3
+    q.push([{"n": 3}])
+    q.flush()
+    items = drain(q, 0, "g", 4)
+    assert q.end_offset(0) == items[-1].offset + 1 == 4
