@@ -466,5 +466,11 @@ def serve_command(function_dir: str, port: int | None, workers: int | None, host
     sys.exit(run(function_dir, port=port, workers=workers, host=host, workdir=workdir, metrics=metrics))
 
 
+from .observe.commands import observe_commands  # noqa: E402 - `top` and `ui` live in graphpack/observe/
+
+for _command in observe_commands(_project_options, _target_option, _json_option, _state_dir):
+    main.add_command(_command)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,5 +1,7 @@
 """Draw a graph with graphviz: tasks as ellipses, routers as clusters with their routes,
-queues as ``cds``, the start as an ``egg``, error-handler edges dashed."""
+queues as ``cds``, the start as an ``egg``, error-handler edges dashed. With ``root_function``
+each function's steps are boxed and named, and every node carries the SVG id ``step:<full name>``
+(``graphpack ui`` overlays live figures on them)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,6 +11,7 @@ from ..errors import GraphpackError
 from .steps import BaseStep, ErrorStep, FlowStep, QueueStep, RouterStep
 
 FORMATS = ("svg", "png", "pdf", "dot", "jpg")
+SPARE_LINE = "\n" + "\u2007" * 18  # figure spaces: graphviz keeps them, so the node is made wide enough
 
 
 def _node_id(name: str) -> str:
@@ -16,8 +19,10 @@ def _node_id(name: str) -> str:
 
 
 def plot_graph(graph: BaseStep | None, filename: str | None = None, format: str | None = None,
-               **graph_attr: Any) -> Any:
-    """Return a ``graphviz.Digraph``; with ``filename``, also render it (suffix sets the format)."""
+               root_function: str | None = None, spare_lines: int = 0, **graph_attr: Any) -> Any:
+    """Return a ``graphviz.Digraph``; with ``filename``, also render it (suffix sets the format).
+    ``root_function`` (the root function's name) boxes the steps by the function they run in;
+    ``spare_lines`` adds lines under each step's name (``graphpack ui`` writes figures there)."""
     try:
         import graphviz
     except ImportError:  # pragma: no cover - graphviz is a dependency
@@ -27,10 +32,10 @@ def plot_graph(graph: BaseStep | None, filename: str | None = None, format: str 
     dot = graphviz.Digraph("graphpack", graph_attr={k: str(v) for k, v in graph_attr.items()})
     dot.node("_start", "start", shape="egg", style="filled", fillcolor="lightgrey")
     if isinstance(graph, RouterStep):
-        _router(dot, graph)
+        _router(dot, graph, root_function is not None, SPARE_LINE * spare_lines)
         dot.edge("_start", _node_id(graph.name or "router"))
     elif isinstance(graph, FlowStep):
-        _flow(dot, graph)
+        _flow(dot, graph, root_function, SPARE_LINE * spare_lines)
     if filename:
         path = Path(filename)
         fmt = format or path.suffix.lstrip(".") or "png"
@@ -47,26 +52,47 @@ def plot_graph(graph: BaseStep | None, filename: str | None = None, format: str 
     return dot
 
 
-def _router(dot: Any, router: RouterStep) -> None:
+def _ids(step: BaseStep, on: bool) -> dict:
+    return {"id": f"step:{step.fullname}"} if on else {}
+
+
+def _router(dot: Any, router: RouterStep, ids: bool = False, spare: str = "") -> None:
     name = _node_id(router.name or "router")
     with dot.subgraph(name=f"cluster_{name}") as sub:
         sub.attr(label=router.name or "router", style="rounded")
-        sub.node(name, router.name or "router", shape="doubleoctagon")
-        for key in router.routes:
-            sub.node(f"{name}__{_node_id(key)}", key, shape="ellipse")
+        sub.node(name, (router.name or "router") + spare, shape="doubleoctagon", **_ids(router, ids))
+        for key, route in router.routes.items():
+            sub.node(f"{name}__{_node_id(key)}", key + spare, shape="ellipse", **_ids(route, ids))
             sub.edge(name, f"{name}__{_node_id(key)}")
 
 
-def _flow(dot: Any, flow: FlowStep) -> None:
+def _flow(dot: Any, flow: FlowStep, root_function: str | None = None, spare: str = "") -> None:
+    boxes: dict[str, list[tuple[str, BaseStep]]] = {}
     for name, step in flow.steps.items():
-        label = name if not getattr(step, "function", None) else f"{name}\n({step.function})"
-        if isinstance(step, RouterStep):
-            _router(dot, step)
-        elif isinstance(step, QueueStep):
-            dot.node(_node_id(name), label, shape="cds")
+        if root_function is None or isinstance(step, QueueStep):  # a queue joins functions: no box
+            _flow_node(dot, name, step, root_function is not None, spare)
         else:
-            dot.node(_node_id(name), label, shape="ellipse",
-                     style="dashed" if isinstance(step, ErrorStep) else "solid")
+            boxes.setdefault(getattr(step, "function", None) or root_function, []).append((name, step))
+    for function, members in boxes.items():
+        with dot.subgraph(name=f"cluster_function_{_node_id(function)}") as sub:
+            sub.attr(label=f"function {function}", style="rounded,filled", fillcolor="#f4f6fa", color="#8a94a6")
+            for name, step in members:
+                _flow_node(sub, name, step, True, spare)
+    _flow_edges(dot, flow)
+
+
+def _flow_node(dot: Any, name: str, step: BaseStep, ids: bool, spare: str = "") -> None:
+    label = (name if ids or not getattr(step, "function", None) else f"{name}\n({step.function})") + spare
+    if isinstance(step, RouterStep):
+        _router(dot, step, ids, spare)
+    elif isinstance(step, QueueStep):
+        dot.node(_node_id(name), label, shape="cds", **_ids(step, ids))
+    else:
+        dot.node(_node_id(name), label, shape="ellipse", style="dashed" if isinstance(step, ErrorStep) else "solid",
+                 **_ids(step, ids))
+
+
+def _flow_edges(dot: Any, flow: FlowStep) -> None:
     for name, step in flow.steps.items():
         if not step.after and not isinstance(step, ErrorStep) and name not in _error_targets(flow):
             dot.edge("_start", _node_id(name))
