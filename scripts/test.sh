@@ -51,6 +51,13 @@ step_graphviz() {
   note "installed graphviz"
 }
 
+# Debian chromium + chromium-driver (and a font): tests/observe drives `graphpack ui` in headless Chromium through
+# selenium and /usr/bin/chromedriver (nothing downloaded by a driver manager).
+step_chromium() {
+  apt_install chromium chromium-driver fonts-dejavu-core
+  note "$(chromium --version 2>/dev/null | head -n 1)"
+}
+
 # graphpack itself, editable, with the test extra (skipped when up to date, see lib.sh).
 # Then graphpack's base image (tests/packager/images), built from Debian's python3 .debs and
 # cached by content: done here, where its progress shows, rather than silently inside a test.

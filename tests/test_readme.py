@@ -179,6 +179,9 @@ def check_output(command: str, result: subprocess.CompletedProcess, shop: Path) 
         assert "@sha256:" in text
     elif command.startswith("graphpack render"):
         assert out.count(".yaml") == 2
+    elif command.startswith("graphpack top --json"):
+        graph = json.loads(out)["graphs"]["recommender"]
+        assert graph["steps"]["enrich"]["events"] >= 1 and graph["queues"]["audit-queue"]["pushed"] >= 1
     elif command == "graphpack logs recommender":
         assert "starting recommender" in out
     elif command == "graphpack down --purge":

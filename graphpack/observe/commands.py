@@ -60,7 +60,8 @@ graphpack ui --port 8765 --target docker"""))
         observer = Observer(loader(target, source, directory), interval)
         observer.start()
         server = make_server(observer, port)
-        click.echo(f"graphpack ui: http://{server.server_address[0]}:{server.server_address[1]}/  (Ctrl-C stops it)")
+        host, bound = server.server_address[:2]
+        click.echo(f"graphpack ui: http://{host!s}:{bound}/  (Ctrl-C stops it)")
         try:
             server.serve_forever()
         except KeyboardInterrupt:

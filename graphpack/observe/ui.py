@@ -63,9 +63,10 @@ class Observer:
         while not self._stop.wait(self.interval):
             try:
                 self.refresh()
-            except GraphpackError as exc:  # e.g. everything was taken down: say so, keep trying
+            except Exception as exc:  # noqa: BLE001 - e.g. everything was taken down: say so, keep trying
+                problem = str(exc) if isinstance(exc, GraphpackError) else f"{type(exc).__name__}: {exc}"
                 with self._lock:
-                    self.snapshot = {**self.snapshot, "time": time.time(), "problem": str(exc)}
+                    self.snapshot = {**self.snapshot, "time": time.time(), "problem": problem}
 
     def refresh(self) -> None:
         snapshot = self.sampler.sample()
@@ -134,6 +135,10 @@ def _handler(observer: Observer) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
+            if host not in ("127.0.0.1", "localhost"):  # another name resolving here (DNS rebinding)
+                self._json(403, {"error": f"graphpack ui answers 127.0.0.1 and localhost only, not {host!r}"})
+                return
             url = urlparse(self.path)
             query = {k: v[-1] for k, v in parse_qs(url.query).items()}
             try:
