@@ -11,7 +11,7 @@ from ..errors import GraphpackError
 from .steps import BaseStep, ErrorStep, FlowStep, QueueStep, RouterStep
 
 FORMATS = ("svg", "png", "pdf", "dot", "jpg")
-SPARE_LINE = "\n" + "\u2007" * 18  # figure spaces: graphviz keeps them, so the node is made wide enough
+SPARE_LINE = "\n" + "\u2007" * 22  # figure spaces: graphviz keeps them, so the node is made wide enough
 
 
 def _node_id(name: str) -> str:

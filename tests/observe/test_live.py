@@ -210,6 +210,9 @@ def test_the_page_draws_the_graph_moves_and_shows_an_injected_failure_on_its_ste
     wait_for(lambda: all(int(float(node_attr(browser, step, "data-events") or 0)) > first[step] + 10 for step in first),
              20, f"enrich and audit count more events than {first}")
     wait_for(lambda: float(node_attr(browser, "audit-queue", "data-pushed") or 0) > pushed, 10, "the queue's pushes grow")
+    consumed = float(node_attr(browser, "audit-queue", "data-consumed") or 0)
+    wait_for(lambda: float(node_attr(browser, "audit-queue", "data-consumed") or 0) > consumed, 10, "the child consumes")
+    assert re.match(r"in [\d.]+/s · out [\d.]+/s$", node_lines(browser, "audit-queue")[1]), node_lines(browser, "audit-queue")
     rate = re.match(r"([\d.]+)/s · p99 ([\d.]+)(µs|ms|s)", node_lines(browser, "enrich")[1])
     assert rate and float(rate.group(1)) > 0 and float(rate.group(2)) > 0, node_lines(browser, "enrich")
     assert "busy" in (node_attr(browser, "enrich", "class") or "")
