@@ -1,6 +1,10 @@
 """The local target with a Kafka queue between root and child: the child's kafka-cluster trigger is
-consumed by ``graphpack serve`` itself (real processes, the session's real broker)."""
+consumed by ``graphpack serve`` itself (real processes, the session's real broker), also while the
+child and the broker are SIGKILLed (issue 19 point 4)."""
 import json
+import os
+import signal
+import threading
 import time
 
 import pytest
@@ -42,3 +46,61 @@ def test_root_to_child_over_kafka(kafka_project, tmp_path):
     requirements = next(tmp_path.rglob("child/requirements.txt")).read_text()
     assert "confluent-kafka==" in requirements, requirements
     assert json.loads(json.dumps(seen))  # plain JSON all the way
+
+
+@pytest.mark.slow
+def test_sigkill_of_child_and_broker_loses_nothing_acknowledged(tmp_path, monkeypatch, kafka_broker):
+    """Root -> Kafka queue -> child deployed on the local target, 10,000 events over HTTP from 8
+    connections (a client sending again what was not acknowledged): the child is SIGKILLed twice
+    mid-batch (its keeper restarts it) and the broker once (restarted in place). Every acknowledged
+    event reaches the child; duplicates stay within one consumer batch per kill plus the events
+    that were sent again."""
+    from tests.packager.deploy.test_faults import (CONSUMER_BATCH, check, children, deployed, received, send,
+                                                 url_of)
+
+    events, threads = 10_000, 8
+    topic = f"faults-{time.monotonic_ns()}"
+    with deployed(tmp_path, monkeypatch, topic, kafka_brokers=kafka_broker.bootstrap, shards=2) as project:
+        url, out, statuses = url_of(project), tmp_path / "child.txt", {}
+        sent: list[int] = []
+        counting = dict.__setitem__
+
+        class Counted(dict):  # counts every answer, to bound the duplicates of events sent again
+            def __setitem__(self, n: int, value: object) -> None:
+                sent.append(n)
+                counting(self, n, value)
+
+        statuses = Counted()
+        t0 = time.monotonic()
+        sender = threading.Thread(target=send, args=(url, range(events), statuses),
+                                  kwargs={"threads": threads, "retry": True, "stop_after": 120})
+        sender.start()
+        kills, restarts = [], []
+        # the broker while the root is sending, then the child twice while it is consuming
+        for target in ("broker", "child", "child"):
+            deadline = time.monotonic() + 60
+            child_had = sum(received(out).values())
+            while time.monotonic() < deadline and (
+                    len(statuses) < 3000 if target == "broker" else sum(received(out).values()) < child_had + 1000):
+                time.sleep(0.02)
+            if target == "child":  # its supervisor and the workers consuming, at once
+                supervisor = project.deployer().status()["child"]["pid"]
+                for pid in [*children(supervisor), supervisor]:
+                    os.kill(pid, signal.SIGKILL)
+            else:
+                kafka_broker.kill()
+                restarts.append(kafka_broker.start())
+            kills.append((target, len(statuses), sum(received(out).values())))
+        sender.join(150)
+        assert not sender.is_alive()
+        acked, seen = check(statuses, out, settle=60)
+        assert len(acked) == events, f"{events - len(acked)} events never acknowledged"
+        duplicates = sum(seen.values()) - len(seen)
+        resent = len(sent) - events
+        bound = len(kills) * CONSUMER_BATCH + resent
+        status = project.deployer().status()["child"]
+        print(f"kafka SIGKILL: {events} events in {time.monotonic() - t0:.1f} s, kills (target, answered, child had) "
+              f"{kills}, broker restart {restarts[0]:.1f} s, child restarts {status.get('restarts')}, "
+              f"{resent} answers not 200 sent again, 0 lost, {duplicates} duplicates (bound {bound})")
+        assert status.get("restarts", 0) >= 2, status
+        assert duplicates <= bound, f"{duplicates} duplicates for kills {kills}"
