@@ -30,7 +30,7 @@ FIXED_MTIME = 315532800  # 1980-01-01, the earliest time zip and tar layers keep
 # graphpack's build side, never shipped in an image (DESIGN §3): the image runs
 # ``python -m graphpack.serve`` and needs none of these nor their dependencies (click, jinja2).
 BUILD_SIDE = ("packager/", "templates/", "cli.py", "function.py", "project.py", "source.py", "code.py",
-              "triggers.py", "graph/plot.py")
+              "triggers.py", "graph/plot.py", "observe/")
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 

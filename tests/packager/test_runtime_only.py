@@ -17,9 +17,10 @@ from graphpack.packager import plan_and_render
 
 # the build side named by DESIGN §3 and issue 15, written out here (not taken from the packager)
 BUILD_SIDE = ("graphpack.packager", "graphpack.templates", "graphpack.cli", "graphpack.function",
-              "graphpack.project", "graphpack.source", "graphpack.graph.plot")
+              "graphpack.project", "graphpack.source", "graphpack.graph.plot", "graphpack.observe")
 # what the build side needs and the runtime must not
-BUILD_ONLY_PACKAGES = {"click", "jinja2", "graphviz", "docker", "kubernetes", "nuclio", "nbformat", "jsonschema"}
+BUILD_ONLY_PACKAGES = {"click", "jinja2", "graphviz", "docker", "kubernetes", "nuclio", "nbformat", "jsonschema",
+                       "rich", "selenium"}
 # third-party packages runtime code may import (each a derived requirement when a graph uses it)
 RUNTIME_PACKAGES = {"yaml", "uvloop", "httptools", "boto3", "botocore", "httpx", "croniter", "msgpack",
                     "nuclio_sdk", "numpy", "pandas", "sklearn", "cloudpickle", "joblib", "prometheus_client",

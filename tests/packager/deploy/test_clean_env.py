@@ -165,7 +165,7 @@ for path in files:
 print(json.dumps({"files": files, "errors": errors, "loaded": sorted({m.split(".")[0] for m in sys.modules})}))
 '''
 BUILD_SIDE = ("graphpack/packager/", "graphpack/templates/", "graphpack/cli.py", "graphpack/function.py",
-              "graphpack/project.py", "graphpack/source.py", "graphpack/graph/plot.py")
+              "graphpack/project.py", "graphpack/source.py", "graphpack/graph/plot.py", "graphpack/observe/")
 
 
 def check_image(engine, image: str) -> None:
