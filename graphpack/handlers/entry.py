@@ -22,7 +22,9 @@ from typing import Any
 
 from ..errors import GraphpackError
 from ..runtime.deps import missing_in
+from ..runtime import tracing
 from ..runtime.event import Event
+from ..runtime.tracing import current_event, current_trace_id, trace_id
 from ..runtime.server import GraphServer
 from .events import from_nuclio, is_stream, trigger_kind
 from .responses import error_output, to_nuclio
@@ -45,6 +47,9 @@ class NuclioLogger:
 
     def _log(self, level: str, message: Any, args: tuple, kw: dict) -> None:
         text = str(message) % args if args else str(message)
+        trace = current_trace_id()
+        if trace is not None and "trace_id" not in kw:
+            kw = {**kw, "trace_id": trace}
         if kw:
             getattr(self._logger, f"{level}_with")(text, **kw)
         else:
@@ -150,23 +155,38 @@ def handler(context: Any, event: Any) -> Any:
     server = get_server(context)
     if server is None:
         return error_output(503, "the function is not initialised (init_context was not called)", context)
+    token = None
     try:
         kind = trigger_kind(event, context)
         graph_event = from_nuclio(event, context, kind)
+        token = current_event.set(graph_event)  # log lines name its trace
         response, writes = _run(server, graph_event)
     except Exception as exc:  # noqa: BLE001 - never let the wrapper send a traceback
         _logger(server).error(f"graphpack: event handling failed: {type(exc).__name__}: {exc}")
         return error_output(500, f"{type(exc).__name__}: {exc}", context)
+    finally:
+        if token is not None:
+            current_event.reset(token)
     if writes is not None:
         if kind == "http" and getattr(context, "deferred_replies", False):
             reply: Future = Future()
-            writes.when_done(lambda failure: reply.set_result(to_nuclio(server.settle(response, failure), context)))
+            writes.when_done(lambda failure: reply.set_result(
+                to_nuclio(_traced(server.settle(response, failure), graph_event), context)))
             return reply
         response = server.settle(response, writes.wait())
     if response.status_code >= 400 and is_stream(kind):
         _logger(server).error(f"graphpack: stream event {graph_event.id} failed "
-                                    f"({response.status_code}): {response.body}")
-    return to_nuclio(response, context)
+                              f"({response.status_code}): {response.body}", trace_id=trace_id(graph_event.traceparent))
+    return to_nuclio(_traced(response, graph_event), context)
+
+
+def _traced(response: Any, event: Event) -> Any:
+    """The response with the event's ``traceparent`` header, when the event has one (the caller
+    sent it, or the graph used it: a queue record, an error, a log line)."""
+    traceparent = event.__dict__.get("traceparent")
+    if traceparent is not None:
+        response.headers = {tracing.HEADER: traceparent, **(response.headers or {})}
+    return response
 
 
 def _run(server: GraphServer, event: Event) -> Any:
@@ -253,11 +273,16 @@ def start_consumer(server: GraphServer, url: str, group: str) -> Any:
             event = wire.unwrap(record, Event)
             event.trigger, event.stream_path = "queue", url
             event.offset, event.shard_id = item.offset, item.shard
-            response, writes = server.run_deferred(event)
+            token = current_event.set(event)  # log lines name its trace
+            try:
+                response, writes = server.run_deferred(event)
+            finally:
+                current_event.reset(token)
             if response.status_code == 503 and "Retry-After" in (response.headers or {}):
                 raise StorageError(f"event {event.id}: {response.body.get('error')}")  # delivered again later
             if response.status_code >= 400:
-                raise RuntimeError(f"event {event.id} failed ({response.status_code}): {response.body}")
+                raise RuntimeError(f"event {event.id} (trace_id {trace_id(event.traceparent)}) failed "
+                                   f"({response.status_code}): {response.body}")
             if watch is not None:
                 watch.handled(item, record)
             return writes  # the batch is committed once they are durable (Consumer checks them)

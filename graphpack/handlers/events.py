@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..queues import record as wire
+from ..runtime import tracing
 from ..runtime.event import Event, new_event_id
 
 #: Nuclio trigger kinds whose events are stream / queue records.
@@ -76,17 +77,20 @@ def _event_time(value: Any) -> datetime | None:
     return None
 
 
-def _overrides(headers: dict) -> tuple[Any, Any]:
-    """The event id and path a caller set with graphpack-/mlrun-event-id and -path headers."""
-    event_id = path = None
+def _overrides(headers: dict) -> tuple[Any, Any, Any]:
+    """The event id and path a caller set with graphpack-/mlrun-event-id and -path headers, and
+    its W3C ``traceparent`` header when valid."""
+    event_id = path = traceparent = None
     for key, value in headers.items():
-        if value and key[:1] in "gGmM":
+        if value and key[:1] in "gGmMtT":
             lower = key.lower()
             if lower in EVENT_ID_HEADERS and (event_id is None or lower == EVENT_ID_HEADERS[0]):
                 event_id = value
             elif lower in EVENT_PATH_HEADERS and (path is None or lower == EVENT_PATH_HEADERS[0]):
                 path = value
-    return event_id, path
+            elif lower == tracing.HEADER:
+                traceparent = tracing.valid(value)
+    return event_id, path, traceparent
 
 
 KAFKA_CLOUDEVENT = "dev.knative.kafka.event"
@@ -141,10 +145,12 @@ def from_nuclio(event: Any, context: Any = None, kind: str | None = None) -> Eve
         if isinstance(body, (bytes, bytearray)):  # a cron body is text declared in function.yaml
             body = decode_text(body, content_type or ("text/plain" if kind == "cron" else ""))
         method = _str(getattr(event, "method", None)) or ("POST" if kind != "cron" or body is not None else "GET")
-        event_id, path = _overrides(headers)
+        event_id, path, traceparent = _overrides(headers)
         event_id = event_id or _trigger_ids.unique(_str(getattr(event, "id", None))) or None
         path = path or _str(getattr(event, "path", None)) or "/"
         graph_event = Event(body, event_id, path, method, headers)
+        if traceparent is not None:
+            graph_event.traceparent = traceparent
         if content_type:
             graph_event.content_type = content_type
         fields = getattr(event, "fields", None)

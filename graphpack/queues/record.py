@@ -1,14 +1,19 @@
 """The wire record: how an event crosses a queue (DESIGN §4.7).
 
-``{"full_event_wrapper": true, "body": ..., "id": ..., "key": ..., "path": ..., "time": ...}``
+``{"full_event_wrapper": true, "body": ..., "id": ..., "key": ..., "time": ..., "traceparent": ...}``
 encoded as compact JSON (UTF-8). The mock server round-trips through the same code, so a body
-that cannot cross a queue fails in the first local test.
+that cannot cross a queue fails in the first local test. ``traceparent`` (W3C trace context,
+:mod:`graphpack.runtime.tracing`) continues the event's trace in the function that reads the
+record; records written without it (before it existed, or by other producers) still read, and
+their events start a new trace.
 """
 from __future__ import annotations
 
 import json
 from datetime import datetime
 from typing import Any
+
+from ..runtime.tracing import valid
 
 WRAPPER_KEY = "full_event_wrapper"
 
@@ -26,6 +31,9 @@ def wrap(event: Any, full_event: bool = True) -> dict:
         record["key"] = event.key
     if getattr(event, "_time", None) is not None:
         record["time"] = event._time.isoformat()
+    traceparent = getattr(event, "traceparent", None)
+    if traceparent is not None:
+        record["traceparent"] = traceparent
     return record
 
 
@@ -56,5 +64,8 @@ def unwrap(record: Any, event_class: Any) -> Any:
             event.key = record["key"]
         if record.get("time"):
             event.time = datetime.fromisoformat(record["time"])
+        traceparent = valid(record.get("traceparent"))
+        if traceparent is not None:
+            event.traceparent = traceparent
         return event
     return event_class(body=record, path="/")

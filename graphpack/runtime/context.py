@@ -88,7 +88,7 @@ class GraphContext:
         if self._error_pusher is None:
             return
         extra = {"function": getattr(self.server, "function_uri", ""), "host": socket.gethostname(),
-                 "worker": self.worker_id, **kw}
+                 "worker": self.worker_id, "traceparent": getattr(event, "traceparent", None), **kw}
         try:
             self._error_pusher(source or "_handler", message, getattr(event, "body", None),
                                getattr(event, "id", None), **extra)

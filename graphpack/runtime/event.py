@@ -7,6 +7,8 @@ import os
 from datetime import datetime, timezone
 from typing import Any
 
+from .tracing import new_traceparent
+
 _ID_PREFIX = os.urandom(10).hex()
 _ID_COUNTER = itertools.count(1)
 
@@ -35,6 +37,7 @@ class Event:
     trigger: Any = None
     fields: dict | None = None
     _time: datetime | None = None
+    traceparent: str  # W3C trace context (runtime/tracing.py), made on first use like the id
 
     def __init__(
         self,
@@ -57,6 +60,9 @@ class Event:
     def __getattr__(self, name: str) -> Any:
         if name == "id":
             value = self.__dict__["id"] = new_event_id()
+            return value
+        if name == "traceparent":
+            value = self.__dict__["traceparent"] = new_traceparent()
             return value
         raise AttributeError(f"'Event' object has no attribute {name!r}")
 
@@ -84,6 +90,7 @@ class Event:
     def copy(self, deep_body: bool = True) -> "Event":
         """A copy for a parallel branch: attributes shallow, body deep (so branches cannot interfere)."""
         self.id  # noqa: B018 - fix the id before copying: branches share it
+        self.traceparent  # noqa: B018 - and the trace
         new = object.__new__(Event)
         new.__dict__.update(self.__dict__)
         new.headers = dict(self.headers)

@@ -7,6 +7,8 @@ import logging
 import sys
 from typing import Any
 
+from .tracing import current_trace_id
+
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
            "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -30,6 +32,9 @@ class Logger:
         if not self._log.isEnabledFor(level):
             return
         text = str(message) % args if args else str(message)
+        trace = current_trace_id()
+        if trace is not None and "trace_id" not in kw:
+            kw = {**kw, "trace_id": trace}
         if kw:
             text = f"{text} {json.dumps(kw, default=str, sort_keys=True)}"
         self._log.log(level, text)

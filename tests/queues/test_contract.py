@@ -8,6 +8,7 @@ import pytest
 
 from graphpack.queues import QueueItem, RecordTooLarge, open_queue
 from graphpack.queues import record as wire
+from graphpack.runtime import tracing
 from graphpack.runtime.event import Event
 
 
@@ -27,13 +28,26 @@ def test_push_read_in_order_with_wire_records(queue_factory):
     q.flush()
     items = drain(q, 0, "g", 3)
     assert [i.shard for i in items] == [0, 0, 0]
-    assert items[0].record() == {"full_event_wrapper": True, "body": {"x": 1}, "id": "e1"}
+    assert items[0].record() == {"full_event_wrapper": True, "body": {"x": 1}, "id": "e1",
+                                 "traceparent": event.traceparent}
     back = wire.unwrap(items[0].record(), Event)
-    assert back.body == {"x": 1} and back.id == "e1"
+    assert back.body == {"x": 1} and back.id == "e1" and back.traceparent == event.traceparent
     assert items[1].record() == {"bare": True}
     assert items[2].data == b"raw-bytes"
     offsets = [i.offset for i in items]
     assert offsets == sorted(offsets) and len(set(offsets)) == 3
+
+
+def test_records_without_a_valid_traceparent_still_read_and_start_a_new_trace(queue_factory):
+    q = queue_factory()
+    old = {"full_event_wrapper": True, "body": {"v": 1}, "id": "old"}  # written before traces existed
+    forged = {**old, "id": "forged", "traceparent": "00-" + "0" * 32 + "-00f067aa0ba902b7-01"}
+    q.push([old, forged])
+    q.flush()
+    events = [wire.unwrap(item.record(), Event) for item in drain(q, 0, "g", 2)]
+    assert [(e.id, e.body) for e in events] == [("old", {"v": 1}), ("forged", {"v": 1})]
+    assert all(tracing.valid(e.traceparent) for e in events)
+    assert events[1].traceparent[3:35] != "0" * 32 and events[0].traceparent != events[1].traceparent
 
 
 def test_many_batches_keep_order(queue_factory):
