@@ -212,9 +212,10 @@ graphpack deploy --target nuclio --registry 127.0.0.1:5000"""))
               help="docker, nuclio, knative: image builder (default: $GRAPHPACK_IMAGE_BUILDER or oci)")
 @click.option("--dry-run", is_flag=True, help="print the plan offline (no cluster, dashboard or registry) "
                                               "and change nothing")
+@click.option("--force", is_flag=True, help="knative: take over fields another field manager set (server-side apply)")
 @_json_option
 def deploy_command(source: str, directory: str, target: str, functions: tuple, registry: str | None,
-                   images: tuple, builder: str | None, dry_run: bool, as_json: bool) -> None:
+                   images: tuple, builder: str | None, dry_run: bool, force: bool, as_json: bool) -> None:
     """Build and deploy the project's functions (children first, then the root).
 
     local runs each function as a supervised process; docker as containers; nuclio through the
@@ -235,6 +236,10 @@ def deploy_command(source: str, directory: str, target: str, functions: tuple, r
         options["images"] = given
     if builder:
         options["builder"] = builder
+    if force:
+        if target != "knative":
+            raise GraphpackError("deploy --force is for the knative target (server-side apply field ownership)")
+        options["force"] = True
     deployer = _deployer(target, str(project.context), **options)
     names = list(functions) or None
     if dry_run:
@@ -244,6 +249,8 @@ def deploy_command(source: str, directory: str, target: str, functions: tuple, r
     plan = deployer.plan(project, names)
     if not as_json:
         click.echo(plan.describe(), err=True)
+        if not plan.changes:
+            click.echo(f"nothing to change: {len(plan.steps)} function(s) already deployed as planned", err=True)
     status = deployer.apply(plan, progress=_progress(as_json))
     if as_json:
         _echo_json(status)

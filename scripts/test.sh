@@ -146,6 +146,16 @@ step_kafka() {
   prepare tests.plugins.kafka_broker "the Kafka tests"
 }
 
+# A real Kubernetes API server for the Knative deploy tests (tests/plugins/kube_cluster.py):
+# Debian's etcd-server, kube-apiserver v1.37.2 built from the k8s.io/kubernetes Go module (about
+# 10 minutes of both cores the first time, at low priority; then cached by version under
+# $GRAPHPACK_CACHE/kube/), Knative's CRDs from the module versions tests/knative pins. The tests
+# start etcd and the API server once per session on free loopback ports and stop them at the end.
+step_kube() {
+  apt_install etcd-server openssl
+  prepare tests.plugins.kube_cluster "the Knative deploy tests"
+}
+
 # ---------------------------------------------------------------- run the setup
 
 now() { date +%s.%N; }

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-pytest_plugins = ["tests.plugins.s3", "tests.plugins.kafka"]
+pytest_plugins = ["tests.plugins.s3", "tests.plugins.kafka", "tests.plugins.kube"]
 
 
 @pytest.fixture(autouse=True, scope="session")

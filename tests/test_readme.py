@@ -1,7 +1,8 @@
 """The README as a test: every fenced command in its Quick start, Usage and CLI sections runs,
 exactly as written, against a copy of examples/shop. A block that needs a service says so in a
 `# needs: NAME` line and the test starts that service (s3: a moto server; registry: Debian's
-docker-registry)."""
+docker-registry; kube: the session's Kubernetes API server with Knative's CRDs, Services marked
+Ready as Knative's controller would)."""
 from __future__ import annotations
 
 import contextlib
@@ -20,7 +21,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 SECTIONS = ("Quick start", "Usage", "CLI")
-SERVICES = ("s3", "registry")
+SERVICES = ("s3", "registry", "kube")
 BIN = str(Path(sys.executable).parent)
 ANSWERS: list[str] = []  # ids of the answers `graphpack invoke` printed, in order
 
@@ -73,7 +74,7 @@ def test_the_readme_links_nothing_outside_the_repository():
 
 # -- services --------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def service(name: str) -> Iterator[dict[str, str]]:
+def service(name: str, request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
     """Start what a block needs; yields the environment that points the block at it."""
     if name == "s3":
         import boto3
@@ -90,6 +91,11 @@ def service(name: str) -> Iterator[dict[str, str]]:
             pytest.skip("docker-registry is not installed (Debian docker-registry; scripts/test.sh installs it)")
         with run_registry() as registry:
             yield {"GRAPHPACK_REGISTRY": registry.host}
+    elif name == "kube":
+        cluster = request.getfixturevalue("kube_cluster")
+        cluster.create_namespace("shop")
+        with cluster.controller_stand_in():
+            yield {"KUBECONFIG": str(cluster.kubeconfig(cluster.home / "readme-kubeconfig"))}
     else:  # pragma: no cover - test_the_tested_sections_hold_runnable_blocks names the known services
         raise AssertionError(name)
 
@@ -129,20 +135,20 @@ def installed_from_this_checkout() -> bool:
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=block_id)
-def test_block_runs_as_written(block, shop):
+def test_block_runs_as_written(block, shop, request):
     """Each block in README order, on the same copy of the example."""
     if block[2] == "python":
-        check_python_block(block, shop)
+        check_python_block(block, shop, request)
     else:
-        check_bash_block(block, shop)
+        check_bash_block(block, shop, request)
 
 
-def check_bash_block(block: tuple[str, int, str, str], shop: Path) -> None:
+def check_bash_block(block: tuple[str, int, str, str], shop: Path, request: pytest.FixtureRequest) -> None:
     title, _, _, body = block
     with contextlib.ExitStack() as stack:
         env: dict[str, str] = {}
         for name in needs(body):
-            env.update(stack.enter_context(service(name)))
+            env.update(stack.enter_context(service(name, request)))
         for command in commands(body):
             if command.startswith("bash scripts/"):
                 # the script installs graphpack editable from its checkout: run it only where that is
@@ -182,6 +188,12 @@ def check_output(command: str, result: subprocess.CompletedProcess, shop: Path) 
     elif command.startswith("graphpack top --json"):
         graph = json.loads(out)["graphs"]["recommender"]
         assert graph["steps"]["enrich"]["events"] >= 1 and graph["queues"]["audit-queue"]["pushed"] >= 1
+    elif command == "graphpack deploy --target knative":  # the second run
+        assert "nothing to change: 2 function(s) already deployed as planned" in result.stderr
+    elif command == "graphpack status --target knative":
+        assert "http://shop-recommender.shop.example.com" in out and "ready" in out
+    elif command.startswith("graphpack down --target knative"):
+        assert out.startswith("stopped 2 function(s)")
     elif command == "graphpack logs recommender":
         assert "starting recommender" in out
     elif command == "graphpack down --purge":
@@ -199,14 +211,14 @@ def audited(shop: Path) -> list[str]:
     return [json.loads(line)["record"]["id"] for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def check_python_block(block: tuple[str, int, str, str], shop: Path) -> None:
+def check_python_block(block: tuple[str, int, str, str], shop: Path, request: pytest.FixtureRequest) -> None:
     title, index, _, body = block
     script = shop / f"readme_{index}.py"
     script.write_text(body)
     with contextlib.ExitStack() as stack:
         env: dict[str, str] = {}
         for name in needs(body):
-            env.update(stack.enter_context(service(name)))
+            env.update(stack.enter_context(service(name, request)))
         result = run(f"python {script.name}", shop, env)
     assert result.returncode == 0, f"{title}: exited {result.returncode}:\n{result.stdout[-2000:]}\n" \
                                    f"{result.stderr[-3000:]}"

@@ -2,8 +2,9 @@
 ``sources.knative.dev/v1`` PingSource per cron trigger and a KafkaSource per child reading a Kafka
 queue (its kafka-cluster trigger), applied with server-side apply.
 
-The remote state sits behind one small object (:class:`KubeApi`: get / list / apply / delete);
-:class:`MemoryKube` is its in-memory fake for planner tests and users' own tests. A trigger
+The remote state sits behind one small object (:class:`~.kube.KubeApi`: get / list / apply /
+delete, in kube.py); :class:`~.kube.MemoryKube` is its in-memory fake for planner tests and users'
+own tests. A trigger
 Knative cannot express (a sub-minute interval, custom cron headers, a Kafka/v3io/... trigger) is
 a one-line error at plan time, before anything changes.
 """
@@ -15,20 +16,15 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, List
+from typing import Any
 
 from ...errors import GraphpackError
 from ...runtime.cron import parse_duration
 from ..render import Images, context_digest, offline_plan, render_contexts
 from .base import Deployer, InvokeResult, Plan, Progress, Step, deployed, read_state, removal_order, write_state
 from .http import call
+from .kube import DEFAULT_NAMESPACE, KubeApi, MemoryKube, not_served
 
-DEFAULT_NAMESPACE = "default"
-FIELD_MANAGER = "graphpack"
-SERVICE = ("serving.knative.dev", "v1", "services", "Service")
-PING = ("sources.knative.dev", "v1", "pingsources", "PingSource")
-KAFKA = ("sources.knative.dev", "v1", "kafkasources", "KafkaSource")
-KINDS = {"Service": SERVICE, "PingSource": PING, "KafkaSource": KAFKA}
 PROJECT_LABEL = "graphpack.io/project"
 FUNCTION_LABEL = "graphpack.io/function"
 DIGEST_ANNOTATION = "graphpack.io/digest"
@@ -157,7 +153,7 @@ def service_manifest(context: Any, image: str, namespace: str) -> dict:
     container: dict = {
         "name": "function",
         "image": image,
-        "ports": [{"name": "http1", "containerPort": port}],
+        "ports": [{"name": "http1", "containerPort": port, "protocol": "TCP"}],  # TCP: the server's default
         "env": copy.deepcopy(spec["env"]),
         "readinessProbe": {"httpGet": {"path": HEALTH_PATH}, "periodSeconds": 2, "failureThreshold": 3},
         "livenessProbe": {"httpGet": {"path": HEALTH_PATH}, "periodSeconds": 10, "failureThreshold": 3,
@@ -220,147 +216,6 @@ def manifests(context: Any, image: str, namespace: str = DEFAULT_NAMESPACE) -> l
     return out
 
 
-# -- the remote state ---------------------------------------------------------------------------
-class KubeApi:
-    """The Kubernetes API for Knative objects (kubernetes Python client); errors become GraphpackError."""
-
-    def __init__(self, namespace: str = DEFAULT_NAMESPACE, kubeconfig: str | None = None,
-                 context: str | None = None, host: str | None = None, token: str | None = None) -> None:
-        try:
-            from kubernetes import client, config
-        except ImportError:
-            raise GraphpackError("the knative target needs the kubernetes client: pip install 'graphpack[knative]'") \
-                from None
-        self.namespace = namespace
-        if host:
-            configuration = client.Configuration()
-            configuration.host = host
-            if token:
-                configuration.api_key = {"authorization": f"Bearer {token}"}
-            api_client = client.ApiClient(configuration)
-        else:
-            try:
-                api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
-            except Exception as exc:  # noqa: BLE001 - kubeconfig missing or malformed: any error
-                raise GraphpackError(f"cannot load kubeconfig: {exc}") from None
-        self.host = api_client.configuration.host
-        self.api_client = api_client
-        self.custom = client.CustomObjectsApi(api_client)
-        self.core = client.CoreV1Api(api_client)
-
-    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            return fn(*args, **kwargs)
-        except ApiException as exc:
-            reason = exc.reason
-            try:
-                reason = json.loads(exc.body or "").get("message") or reason
-            except (TypeError, ValueError, AttributeError):
-                pass
-            if exc.status == 401:
-                raise GraphpackError(f"{what}: the Kubernetes API at {self.host} rejected the credentials "
-                                     f"(401): {reason}") from None
-            if exc.status == 403:
-                raise GraphpackError(f"{what}: forbidden (403): {reason}") from None
-            if exc.status == 404:
-                raise KeyError(what) from None
-            raise GraphpackError(f"{what}: Kubernetes API answered {exc.status}: {reason}") from None
-        except Exception as exc:  # urllib3 connection errors and the like
-            if type(exc).__module__.startswith(("urllib3", "socket", "ssl")) or isinstance(exc, OSError):
-                raise GraphpackError(f"{what}: cannot reach the Kubernetes API at {self.host}: "
-                                     f"{type(exc).__name__}") from None
-            raise
-
-    def get(self, kind: str, name: str) -> dict | None:
-        group, version, plural, _ = KINDS[kind]
-        try:
-            return self._call(f"get {kind} {name}", self.custom.get_namespaced_custom_object, group, version,
-                              self.namespace, plural, name)
-        except KeyError:
-            return None
-
-    def list(self, kind: str, selector: str) -> list[dict]:
-        group, version, plural, _ = KINDS[kind]
-        try:
-            result = self._call(f"list {kind}", self.custom.list_namespaced_custom_object, group, version,
-                                self.namespace, plural, label_selector=selector)
-        except KeyError:
-            raise GraphpackError(f"the Kubernetes API at {self.host} does not serve {group}/{version} "
-                                 f"{plural}: is Knative installed?") from None
-        return list(result.get("items") or [])
-
-    def apply(self, manifest: dict) -> dict:
-        group, version, plural, _ = KINDS[manifest["kind"]]
-        name = manifest["metadata"]["name"]
-        try:
-            return self._call(f"apply {manifest['kind']} {name}", self.custom.patch_namespaced_custom_object,
-                              group, version, self.namespace, plural, name, manifest, field_manager=FIELD_MANAGER,
-                              force=True, _content_type="application/apply-patch+yaml")
-        except KeyError:
-            raise GraphpackError(f"the Kubernetes API at {self.host} does not serve {group}/{version} "
-                                 f"{plural}: is Knative installed?") from None
-
-    def delete(self, kind: str, name: str) -> bool:
-        group, version, plural, _ = KINDS[kind]
-        try:
-            self._call(f"delete {kind} {name}", self.custom.delete_namespaced_custom_object, group, version,
-                       self.namespace, plural, name)
-        except KeyError:
-            return False
-        return True
-
-    def logs(self, service: str) -> List[str]:
-        pods = self._call("list pods", self.core.list_namespaced_pod, self.namespace,
-                          label_selector=f"serving.knative.dev/service={service}")
-        lines: list[str] = []
-        for pod in pods.items:
-            text = self._call(f"logs of {pod.metadata.name}", self.core.read_namespaced_pod_log, pod.metadata.name,
-                              self.namespace, container="function")
-            lines += [f"[{pod.metadata.name}] {line}" for line in str(text).splitlines()]
-        return lines
-
-
-class MemoryKube:
-    """An in-memory KubeApi (public fake): objects by (kind, name); applied Services become Ready."""
-
-    def __init__(self, namespace: str = DEFAULT_NAMESPACE, ready: bool = True) -> None:
-        self.namespace = namespace
-        self.ready = ready
-        self.objects: dict[tuple[str, str], dict] = {}
-        self.calls: list[tuple[str, str, str]] = []
-
-    def get(self, kind: str, name: str) -> dict | None:
-        obj = self.objects.get((kind, name))
-        return copy.deepcopy(obj) if obj else None
-
-    def list(self, kind: str, selector: str) -> list[dict]:
-        wanted = dict(part.split("=", 1) for part in selector.split(",") if part)
-        return [copy.deepcopy(o) for (k, _), o in sorted(self.objects.items())
-                if k == kind and all(o["metadata"].get("labels", {}).get(a) == b for a, b in wanted.items())]
-
-    def apply(self, manifest: dict) -> dict:
-        obj = copy.deepcopy(manifest)
-        name = obj["metadata"]["name"]
-        self.calls.append(("apply", manifest["kind"], name))
-        if manifest["kind"] == "Service":
-            status = "True" if self.ready else "False"
-            obj["status"] = {"url": f"http://{name}.{self.namespace}.example.com",
-                             "conditions": [{"type": "Ready", "status": status,
-                                             **({} if self.ready else {"reason": "RevisionFailed",
-                                                                       "message": "image pull failed"})}]}
-        self.objects[(manifest["kind"], name)] = obj
-        return copy.deepcopy(obj)
-
-    def delete(self, kind: str, name: str) -> bool:
-        self.calls.append(("delete", kind, name))
-        return self.objects.pop((kind, name), None) is not None
-
-    def logs(self, service: str) -> List[str]:
-        return []
-
-
 def service_state(obj: dict | None) -> tuple[str, str]:
     """(state, message) from a Service's Ready condition: ready, failed, deploying or missing."""
     if obj is None:
@@ -382,22 +237,25 @@ def service_state(obj: dict | None) -> tuple[str, str]:
 
 # -- the deployer -------------------------------------------------------------------------------
 class KnativeDeployer(Deployer):
-    """Deploys a project as Knative Services (+ PingSources), children before the root."""
+    """Deploys a project as Knative Services (+ PingSources, KafkaSources), children before the root."""
 
     target = "knative"
 
     def __init__(self, project_dir: str | Path = ".", namespace: str | None = None, api: Any = None,
                  images: dict[str, str] | None = None, registry: str | None = None, builder: Any = None,
-                 wait: bool = True, ready_timeout: float = READY_TIMEOUT, **kube: Any) -> None:
+                 wait: bool = True, ready_timeout: float = READY_TIMEOUT, force: bool = False, **kube: Any) -> None:
         self.root = Path(project_dir).resolve()
-        self.namespace = namespace or os.environ.get("GRAPHPACK_NAMESPACE") or DEFAULT_NAMESPACE
+        self.state_path = self.root / ".graphpack" / "knative.json"
+        self.build_dir = self.root / ".graphpack" / "build-knative"
+        # the namespace: given, else $GRAPHPACK_NAMESPACE, else where this project was deployed
+        self.namespace = (namespace or os.environ.get("GRAPHPACK_NAMESPACE") or self._state().get("namespace")
+                          or DEFAULT_NAMESPACE)
         self._api = api
         self._kube = kube
         self.images = Images(images, registry or os.environ.get("GRAPHPACK_REGISTRY"), builder)
         self.wait = wait
         self.ready_timeout = ready_timeout
-        self.state_path = self.root / ".graphpack" / "knative.json"
-        self.build_dir = self.root / ".graphpack" / "build-knative"
+        self.force = force
 
     @property
     def api(self) -> Any:
@@ -426,6 +284,9 @@ class KnativeDeployer(Deployer):
         wanted = {c.plan.function: manifests(c, placeholder, self.namespace) for c in contexts}
         self.images.check(contexts, self.target)
         self.images.verify(contexts)
+        for kind in sorted({m["kind"] for objects in wanted.values() for m in objects}):
+            if not self.api.served(kind):  # before anything changes
+                raise not_served(kind, getattr(self.api, "host", "?"))
         steps: list[Step] = []
         for context in contexts:
             function, name = context.plan.function, context.name
@@ -434,15 +295,12 @@ class KnativeDeployer(Deployer):
             details = {"name": name, "root": context.plan.root, "digest": digest,
                        "pings": [m["metadata"]["name"] for m in wanted[function][1:] if m["kind"] == "PingSource"],
                        "kafka_sources": [m["metadata"]["name"] for m in wanted[function] if m["kind"] == "KafkaSource"]}
-            if current is not None:
-                labels = current.get("metadata", {}).get("labels") or {}
-                if labels.get(PROJECT_LABEL) != project.name or labels.get(FUNCTION_LABEL) != function:
-                    raise GraphpackError(f"Knative Service {name!r} in namespace {self.namespace!r} exists and "
-                                         f"was not deployed by graphpack for {project.name}/{function}: "
-                                         "rename the project or function, or delete it")
-            stale = sorted(m["metadata"]["name"] for m in self.api.list(
-                "PingSource", f"{PROJECT_LABEL}={project.name},{FUNCTION_LABEL}={function}")
-                if m["metadata"]["name"] not in details["pings"])
+            if current is not None and not self._ours(current, project.name, function):
+                raise GraphpackError(f"Knative Service {name!r} in namespace {self.namespace!r} exists and "
+                                     f"was not deployed by graphpack for {project.name}/{function}: "
+                                     "rename the project or function, or delete it")
+            stale = sorted(m["metadata"]["name"] for m in self._pings(project.name, function)
+                           if m["metadata"]["name"] not in details["pings"])
             if stale:
                 details["stale_pings"] = stale
             # KafkaSources are listed from the state, not the cluster: the kind exists only where
@@ -468,6 +326,17 @@ class KnativeDeployer(Deployer):
                                       details))
         return Plan(self.target, project.name, tuple(steps), str(self.build_dir), tuple(contexts))
 
+    def _pings(self, project: str, function: str) -> list[dict]:
+        """The function's PingSources (none where the cluster has no Knative Eventing)."""
+        if not self.api.served("PingSource"):
+            return []
+        return self.api.list("PingSource", f"{PROJECT_LABEL}={project},{FUNCTION_LABEL}={function}")
+
+    @staticmethod
+    def _ours(obj: dict, project: str, function: str) -> bool:
+        labels = obj.get("metadata", {}).get("labels") or {}
+        return labels.get(PROJECT_LABEL) == project and labels.get(FUNCTION_LABEL) == function
+
     def apply(self, plan: Plan, progress: Progress | None = None) -> dict:
         progress = progress or _quiet
         state = self._state()
@@ -476,17 +345,20 @@ class KnativeDeployer(Deployer):
         changed = {s.function for s in plan.changes}
         contexts = [c for c in plan.artifacts if c.plan.function in changed]
         refs = self.images.resolve(contexts, self.build_dir, progress) if contexts else {}
+        objects = {c.plan.function: manifests(c, refs[c.plan.function], self.namespace) for c in contexts}
+        for obj in (o for function in objects.values() for o in function):
+            # the server checks every object first (schema, rights, other field managers): an
+            # error changes nothing rather than leaving half a project applied
+            self.api.apply(obj, force=self.force, dry_run=True)
         for step in plan.steps:
             functions[step.function] = {"name": step.details["name"], "root": step.details["root"]}
             if step.details.get("kafka_sources"):
                 functions[step.function]["kafka_sources"] = list(step.details["kafka_sources"])
             if step.action == "keep":
                 continue
-            context = next(c for c in contexts if c.plan.function == step.function)
-            objects = manifests(context, refs[step.function], self.namespace)
-            for obj in objects:
+            for obj in objects[step.function]:
                 progress(f"applying {obj['kind']} {obj['metadata']['name']}")
-                self.api.apply(obj)
+                self.api.apply(obj, force=self.force)
             for name in step.details.get("stale_pings", ()):
                 progress(f"deleting PingSource {name}")
                 self.api.delete("PingSource", name)
@@ -516,8 +388,11 @@ class KnativeDeployer(Deployer):
             if state == "failed":
                 raise GraphpackError(f"Knative Service {name!r} failed: {message}")
             if time.monotonic() > deadline:
-                raise GraphpackError(f"Knative Service {name!r} not ready in {self.ready_timeout:.0f}s"
-                                     + (f": {message}" if message else ""))
+                raise GraphpackError(
+                    f"Knative Service {name!r} in namespace {self.namespace!r} not ready after "
+                    f"{self.ready_timeout:g}s: waited for its Ready condition to be True (last: {state}"
+                    + (f", {message}" if message else ", no status from the Knative Serving controller")
+                    + ")")
             time.sleep(0.5)
 
     def status(self) -> dict:
@@ -545,16 +420,28 @@ class KnativeDeployer(Deployer):
         yield from self.api.logs(self._entry(function)["name"])
 
     def delete(self, functions: list[str] | None = None, purge: bool = False) -> list[str]:
+        """Delete what graphpack created for ``functions``: objects carrying this project's and
+        function's labels; anything else of the same name is left alone (an error says so)."""
         state = self._state()
         known = state["functions"]
         names = removal_order(known, functions)
         project = state.get("project", "")
+        doomed: list[tuple[str, str]] = []
         for name in names:
-            for ping in self.api.list("PingSource", f"{PROJECT_LABEL}={project},{FUNCTION_LABEL}={name}"):
-                self.api.delete("PingSource", ping["metadata"]["name"])
-            for source in known[name].get("kafka_sources") or []:
-                self.api.delete("KafkaSource", source)
-            self.api.delete("Service", known[name]["name"])
+            doomed += [("PingSource", p["metadata"]["name"]) for p in self._pings(project, name)]
+            sources = known[name].get("kafka_sources") or []
+            for kind, obj_name in [("KafkaSource", k) for k in sources if self.api.served("KafkaSource")] + \
+                                  [("Service", known[name]["name"])]:
+                obj = self.api.get(kind, obj_name)
+                if obj is not None and not self._ours(obj, project, name):
+                    raise GraphpackError(f"{kind} {obj_name!r} in namespace {self.namespace!r} is not the one "
+                                         f"graphpack deployed for {project}/{name} (other labels): left alone, "
+                                         "nothing deleted")
+                if obj is not None:
+                    doomed.append((kind, obj_name))
+        for kind, obj_name in doomed:
+            self.api.delete(kind, obj_name)
+        for name in names:
             known.pop(name)
         self._save(state)
         return names

@@ -1,9 +1,10 @@
-"""The Knative target: manifests checked by Knative's own Go code and CRD schemas (tests/knative),
-the planner against the in-memory fake, and the apply path (kubernetes client, server-side apply)
-against a recording fake of the Kubernetes API on 127.0.0.1."""
+"""The Knative target: manifests checked by Knative's own Go code and CRD schemas (tests/knative)
+and the planner against the in-memory fake (MemoryKube). The apply path against a real Kubernetes
+API server is in test_knative_apiserver.py."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -27,8 +28,6 @@ from graphpack.packager.deploy.knative import (
 from graphpack.packager.images import FixedBuilder
 from graphpack.packager.render import Images, render
 from tests.knative import checker
-
-from .kube_fake import KubeFake
 
 ROOT_CODE = '''
 class Pre:
@@ -149,7 +148,7 @@ def test_manifests_for_a_plain_function_pass_the_checker(tmp_path, knative_check
     render(project, "knative", out, images=images())
     (service,) = docs(out / "plain-echo.yaml")
     container = service["spec"]["template"]["spec"]["containers"][0]
-    assert container["ports"] == [{"name": "http1", "containerPort": 9000}]
+    assert container["ports"] == [{"name": "http1", "containerPort": 9000, "protocol": "TCP"}]
     # Prometheus scrapes graphpack serve's /metrics on the function's port
     assert service["spec"]["template"]["metadata"]["annotations"] == {
         "prometheus.io/scrape": "true", "prometheus.io/port": "9000", "prometheus.io/path": "/metrics"}
@@ -298,85 +297,37 @@ def test_service_state_from_conditions():
     assert service_state(stale)[0] == "deploying"
 
 
-# -- apply through the kubernetes client against the recording fake -----------------------------
-def test_server_side_apply_status_logs_and_delete_through_the_api(project, tmp_path):
-    with KubeFake(token="s3cret") as fake:
-        deployer = KnativeDeployer(tmp_path, namespace="ml", registry=REGISTRY, builder=FixedBuilder(),
-                                   host=fake.url, token="s3cret")
-        status = deployer.apply(deployer.plan(project))
-        applies = fake.applies()
-        assert [r["path"].rsplit("/", 2)[-2:] for r in applies] == [
-            ["services", "shop-recommender-scorer"], ["services", "shop-recommender"],
-            ["pingsources", "shop-recommender-nightly"], ["pingsources", "shop-recommender-tick"]]
-        for request in applies:
-            assert request["headers"]["content-type"] == "application/apply-patch+yaml"
-            assert request["query"]["fieldManager"] == ["graphpack"] and request["query"]["force"] == ["true"]
-            assert "/namespaces/ml/" in request["path"]
-        body = applies[1]["body"]
-        assert body["spec"]["template"]["spec"]["containers"][0]["image"].startswith(
-            f"{REGISTRY}/shop/recommender@sha256:")
-        assert status["recommender"] == {"url": "http://shop-recommender.ml.example.com", "state": "ready",
-                                         "message": "", "name": "shop-recommender", "root": "recommender"}
-        assert not deployer.plan(project).changes
-        assert list(deployer.logs("scorer")) == ["[shop-recommender-scorer-00001-deployment-abc] started"]
-        assert sorted(deployer.delete()) == ["recommender", "scorer"]
-        assert fake.objects == {}
-        deletes = [r["path"].rsplit("/", 1)[-1] for r in fake.requests if r["method"] == "DELETE"]
-        assert deletes[-1] == "shop-recommender-scorer"  # the root (and its sources) go first
-
-
-def test_a_revision_that_fails_is_a_clear_error(project, tmp_path):
-    builder = FixedBuilder()
-    with KubeFake() as fake:
-        deployer = KnativeDeployer(tmp_path, registry=REGISTRY, builder=builder, host=fake.url, ready_timeout=5)
-        plan = deployer.plan(project)
-        fake.missing_images = {ref for ref in Images(registry=REGISTRY, builder=FixedBuilder()).resolve(
-            list(plan.artifacts), tmp_path / "b").values()}
-        with pytest.raises(GraphpackError) as info:
-            deployer.apply(plan)
-    assert "Knative Service 'shop-recommender-scorer' failed: RevisionMissing" in str(info.value)
-    assert "Unable to fetch image" in str(info.value)
-
-
-def test_wrong_credentials_and_unreachable_api_are_one_line_errors(project, tmp_path):
-    with KubeFake(token="right") as fake:
-        deployer = KnativeDeployer(tmp_path, registry=REGISTRY, builder=FixedBuilder(), host=fake.url, token="wrong")
-        with pytest.raises(GraphpackError, match=r"rejected the credentials \(401\)"):
-            deployer.plan(project)
-        assert fake.applies() == []
+def test_cli_deploy_dry_run_is_offline(project, tmp_path):
+    """The dry run reads no cluster: its kubeconfig points at a closed port, and it still plans."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    deployer = KnativeDeployer(tmp_path, registry=REGISTRY, builder=FixedBuilder(), host=f"http://127.0.0.1:{port}")
-    with pytest.raises(GraphpackError, match="cannot reach the Kubernetes API at http://127.0.0.1"):
-        deployer.plan(project)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "closed",
+        "clusters": [{"name": "closed", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+        "users": [{"name": "u", "user": {"token": "tok"}}],
+        "contexts": [{"name": "closed", "context": {"cluster": "closed", "user": "u"}}]}))
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "GRAPHPACK_REGISTRY": REGISTRY}
 
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "graphpack.cli", *args], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=120, env=env, check=False)
 
-def test_cli_deploy_dry_run_and_deploy_through_a_kubeconfig(project, tmp_path, monkeypatch):
-    with KubeFake(token="tok") as fake:
-        kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "fake",
-            "clusters": [{"name": "fake", "cluster": {"server": fake.url}}],
-            "users": [{"name": "u", "user": {"token": "tok"}}],
-            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "u"}}]}))
-        env = {"KUBECONFIG": str(kubeconfig), "GRAPHPACK_REGISTRY": REGISTRY, "PATH": "/usr/bin:/bin"}
-        import os
-
-        run = lambda *args: subprocess.run([sys.executable, "-m", "graphpack.cli", *args], cwd=tmp_path,
-                                           capture_output=True, text=True, timeout=120, env={**os.environ, **env}, check=False)
-        dry = run("deploy", "--target", "knative", "--dry-run", "--json")
-        assert dry.returncode == 0, dry.stderr
-        plan = json.loads(dry.stdout)
-        assert [(s["action"], s["function"]) for s in plan["steps"]] == [("apply", "scorer"), ("apply", "recommender")]
-        assert plan["steps"][1]["details"]["objects"] == [
-            "Service default/shop-recommender", "PingSource default/shop-recommender-nightly",
-            "PingSource default/shop-recommender-tick"]
-        assert plan["steps"][1]["details"]["image"].startswith(f"{REGISTRY}/shop/recommender:")
-        assert fake.applies() == [] and fake.requests == []  # offline: the API is not asked anything
-        unknown = run("deploy", "--target", "kubernetes")
-        assert unknown.returncode == 2 and "knative" in unknown.stderr and "nuclio" in unknown.stderr  # a usage error
-    # (a real deploy through the CLI would build with the daemonless builder: covered by the API tests)
+    dry = run("deploy", "--target", "knative", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    plan = json.loads(dry.stdout)
+    assert [(s["action"], s["function"]) for s in plan["steps"]] == [("apply", "scorer"), ("apply", "recommender")]
+    assert plan["steps"][1]["details"]["objects"] == [
+        "Service default/shop-recommender", "PingSource default/shop-recommender-nightly",
+        "PingSource default/shop-recommender-tick"]
+    assert plan["steps"][1]["details"]["image"].startswith(f"{REGISTRY}/shop/recommender:")
+    unknown = run("deploy", "--target", "kubernetes")
+    assert unknown.returncode == 2 and "knative" in unknown.stderr and "nuclio" in unknown.stderr  # a usage error
+    real = run("deploy", "--target", "knative")  # and the closed port is what a real deploy reports
+    assert real.returncode == 1
+    last = real.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and f"cannot reach the Kubernetes API at http://127.0.0.1:{port}" in last
 
 
 def test_get_deployer_knows_the_new_targets(tmp_path):

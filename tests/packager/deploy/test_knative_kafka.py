@@ -4,6 +4,9 @@ handling of the CloudEvents it delivers.
 Knative's own validation of KafkaSource (tests/knative) is not available here: its Go types live in
 knative.dev/eventing-kafka-broker, which the Go module proxy refuses on this machine (403), so the
 checker cannot import them; the Service manifests beside it still go through the checker.
+The KafkaSource lifecycle runs against MemoryKube, not the real API server: its CRD is in that same
+module, and no served registry ships it (npm @kubernetes-models/knative 4.0.0, Maven io.fabric8:knative-model
+7.4.0: neither has it); test_knative_apiserver.py checks that a cluster without it is a clear error.
 """
 from __future__ import annotations
 
