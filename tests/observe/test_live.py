@@ -201,6 +201,7 @@ def test_the_page_draws_the_graph_moves_and_shows_an_injected_failure_on_its_ste
         "return [...document.querySelectorAll('svg g[id^=\"step:\"]')].map(g => g.id.slice(5));")) or None,
         20, "the graph is drawn")
     assert drawn == expected
+    browser.execute_script("window.keptAcrossRefreshes = 42;")  # gone if the page ever reloads
     boxes = browser.execute_script("return [...document.querySelectorAll('svg g.cluster text')].map(t => t.textContent);")
     assert {"function recommender", "function auditor"} <= set(boxes)
 
@@ -242,6 +243,7 @@ def test_the_page_draws_the_graph_moves_and_shows_an_injected_failure_on_its_ste
     finally:
         audit_file.rmdir()
 
+    assert browser.execute_script("return window.keptAcrossRefreshes;") == 42  # figures moved without a reload
     # nothing came from anywhere but the page's own server
     sources = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name);")
     assert sources and all(s.startswith(ui) for s in sources), sources
