@@ -145,7 +145,9 @@ async function showErrors() {
   list.replaceChildren();
   for (const record of data.records) {
     const item = el("li");
-    item.append(el("span", `${record.time || ""} ${record.function || ""} `, "when"), el("span", record.error, "error"),
+    const when = record.time ? new Date(record.time).toLocaleTimeString() : "";
+    const where = record.worker !== undefined && record.worker !== null ? ` worker ${record.worker}` : "";
+    item.append(el("span", `${when}${where} `, "when"), el("span", record.error, "error"),
                 el("code", JSON.stringify(record.body)));
     list.append(item);
   }
@@ -180,5 +182,9 @@ async function tick() {
   }
 }
 
-tick();
-setInterval(tick, REFRESH_MS);
+async function loop() {  // the next refresh a second after this one ends: never two at once
+  await tick();
+  setTimeout(loop, REFRESH_MS);
+}
+
+loop();
