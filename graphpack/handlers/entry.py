@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import GraphpackError
 from ..runtime.deps import missing_in
-from ..runtime import tracing
+from ..runtime import otel, tracing
 from ..runtime.event import Event
 from ..runtime.tracing import current_event, current_trace_id, trace_id
 from ..runtime.server import GraphServer
@@ -155,18 +155,24 @@ def handler(context: Any, event: Any) -> Any:
     server = get_server(context)
     if server is None:
         return error_output(503, "the function is not initialised (init_context was not called)", context)
-    token = None
+    token = span = None
+    status = 500
     try:
         kind = trigger_kind(event, context)
         graph_event = from_nuclio(event, context, kind)
         token = current_event.set(graph_event)  # log lines name its trace
+        if otel.tracer is not None:
+            span = otel.start_event(graph_event, "consumer" if is_stream(kind) else "server")
         response, writes = _run(server, graph_event)
+        status = response.status_code
     except Exception as exc:  # noqa: BLE001 - never let the wrapper send a traceback
         _logger(server).error(f"graphpack: event handling failed: {type(exc).__name__}: {exc}")
         return error_output(500, f"{type(exc).__name__}: {exc}", context)
     finally:
         if token is not None:
             current_event.reset(token)
+        if span is not None:
+            otel.end_event(span, status)
     if writes is not None:
         if kind == "http" and getattr(context, "deferred_replies", False):
             reply: Future = Future()
@@ -274,10 +280,15 @@ def start_consumer(server: GraphServer, url: str, group: str) -> Any:
             event.trigger, event.stream_path = "queue", url
             event.offset, event.shard_id = item.offset, item.shard
             token = current_event.set(event)  # log lines name its trace
+            span = otel.start_event(event, "consumer") if otel.tracer is not None else None
+            status = 500
             try:
                 response, writes = server.run_deferred(event)
+                status = response.status_code
             finally:
                 current_event.reset(token)
+                if span is not None:
+                    otel.end_event(span, status)
             if response.status_code == 503 and "Retry-After" in (response.headers or {}):
                 raise StorageError(f"event {event.id}: {response.body.get('error')}")  # delivered again later
             if response.status_code >= 400:
@@ -316,6 +327,7 @@ def shutdown(timeout: float | None = 10) -> None:
     if server is not None:
         server.wait_for_completion(timeout)
         server.close()
+    otel.shutdown()  # export the spans still buffered
 
 
 def reset() -> None:

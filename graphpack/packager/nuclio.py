@@ -290,7 +290,8 @@ def _replicas(plan: FunctionPlan, spec: dict) -> None:
 def requirements_of(plan: FunctionPlan) -> list[str]:
     """What the function's part of the graph needs (pinned), then the user's own requirements."""
     queue = plan.input_queue.url if plan.input_queue is not None else None
-    return requirement_lines(needs_of(plan.spec, plan.triggers, plan.current_function, queue), plan.requirements)
+    return requirement_lines(needs_of(plan.spec, plan.triggers, plan.current_function, queue, plan.env),
+                             plan.requirements)
 
 
 def function_config(plan: FunctionPlan, target: str = "nuclio", http_workers: int = 1,

@@ -5,7 +5,9 @@ parser); the rest follows the
 graph: ``s3://`` queues, error streams and model paths need boto3; ``kafka://`` queues (or a
 topic with ``kafka_brokers=``) need confluent-kafka; ``v3io://`` queues,
 ``http(s)://`` model paths, RemoteStep and BatchHttpRequests need httpx; a cron ``schedule``
-needs croniter. The user's ``requirements=`` follow. Each requirement is pinned to the version
+needs croniter; an ``OTEL_EXPORTER_OTLP_ENDPOINT`` in the function's env needs the
+OpenTelemetry SDK and its OTLP/HTTP exporter (spans, the ``otel`` extra). Metrics need nothing:
+graphpack serve renders them itself. The user's ``requirements=`` follow. Each requirement is pinned to the version
 installed where the build runs (the version the tests ran against), else kept as a lower bound.
 """
 from __future__ import annotations
@@ -16,7 +18,9 @@ from typing import Any, Iterator
 
 # distribution -> the lower bound used when the building machine does not have it installed
 KNOWN = {"PyYAML": "6", "uvloop": "0.19", "httptools": "0.6", "boto3": "1.34", "httpx": "0.27", "croniter": "2",
-         "confluent-kafka": "2.3"}
+         "confluent-kafka": "2.3", "opentelemetry-sdk": "1.20", "opentelemetry-exporter-otlp-proto-http": "1.20"}
+OTEL = ("opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http")
+OTEL_ENVS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 PROCESSOR = ("PyYAML", "uvloop", "httptools")
 HTTP_CLASSES = {"RemoteStep", "BatchHttpRequests", "$remote"}
 _BARE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -42,9 +46,12 @@ def _url_need(url: str) -> str | None:
             "kafka": "confluent-kafka"}.get(_scheme(url))
 
 
-def needs_of(spec: dict, triggers: dict, current_function: str = "", input_queue: str | None = None) -> list[str]:
+def needs_of(spec: dict, triggers: dict, current_function: str = "", input_queue: str | None = None,
+             env: dict | None = None) -> list[str]:
     """The packages the function running ``current_function``'s part of ``spec`` needs, in a stable order."""
     found: list[str | None] = list(PROCESSOR)
+    if any((env or {}).get(name) for name in OTEL_ENVS):
+        found += OTEL
     for step, function in _steps(spec.get("graph") or {}):
         if step.get("kind") == "queue":  # the producing side and the consuming side both open it
             found.append(_url_need(step.get("path") or ""))

@@ -15,7 +15,7 @@ from . import json_codec
 from .context import GraphContext
 from .event import Event
 from ..queues.base import QueueError, RecordTooLarge, StorageError
-from . import durable, metrics
+from . import durable, metrics, otel
 from .deps import MissingDependency
 from .flow import AsyncEngine, EventState, QueuePusher, SyncEngine, build_nodes, drive, run_chain
 from .http_wire import normalise_path, query_fields
@@ -132,6 +132,8 @@ class GraphServer:
             resolve_handler(self.graph_initializer, namespaces, "graph_initializer")(self)
         nodes, starts, error_node = build_nodes(self.graph, namespaces, self.context, self.current_function)
         metrics.instrument(nodes)  # graphpack serve's metrics (a no-op when they are off)
+        if otel.wanted() and otel.setup(self._service_name(), getattr(self.context, "logger", None)) is not None:
+            otel.instrument(nodes)  # spans per step, exported over OTLP
         self._nodes = nodes
         self._pushers = any(isinstance(node.obj, QueuePusher) for node in nodes)
         engine = getattr(self.graph, "engine", None) if isinstance(self.graph, FlowStep) else "sync"
@@ -143,6 +145,13 @@ class GraphServer:
         post_init(nodes, self.load_mode or "sync")
         self._chain = self._engine.chain
         return self
+
+    def _service_name(self) -> str:
+        """The function's name for its spans: graphpack serve's name for it, else project-function."""
+        if metrics.recorder is not None:
+            return metrics.recorder.function
+        name = self.function_uri.replace("/", "-") or "graphpack"
+        return f"{name}-{self.current_function}" if self.current_function not in ("", "*") else name
 
     @property
     def engine(self) -> str:

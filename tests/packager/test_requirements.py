@@ -71,3 +71,12 @@ def test_the_users_requirements_follow_pinned_unless_they_say_otherwise(code):
     root = requirements(fn)["mine"]
     assert root[:3] == [f"{n}=={version(n)}" for n in ("PyYAML", "uvloop", "httptools")]
     assert root[3:] == ["boto3==1.30.0", f"pandas=={version('pandas')}", "requests>=2"]
+
+
+def test_an_otlp_endpoint_in_the_env_brings_the_opentelemetry_sdk(code):
+    fn = new_function("traced", "p", filename=code)
+    fn.set_topology("flow").to("Echo", name="e").respond()
+    assert "opentelemetry-sdk" not in names(requirements(fn)["traced"])  # spans off: nothing added
+    fn.set_env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")
+    assert names(requirements(fn)["traced"]) == ["PyYAML", "uvloop", "httptools", "opentelemetry-sdk",
+                                                 "opentelemetry-exporter-otlp-proto-http"]
