@@ -24,7 +24,7 @@ BUILD_ONLY_PACKAGES = {"click", "jinja2", "graphviz", "docker", "kubernetes", "n
 # third-party packages runtime code may import (each a derived requirement when a graph uses it)
 RUNTIME_PACKAGES = {"yaml", "uvloop", "httptools", "boto3", "botocore", "httpx", "croniter", "msgpack",
                     "nuclio_sdk", "numpy", "pandas", "sklearn", "cloudpickle", "joblib", "prometheus_client",
-                    "kafka", "confluent_kafka"}
+                    "kafka", "confluent_kafka", "opentelemetry"}
 
 CODE = '''
 class Echo:
