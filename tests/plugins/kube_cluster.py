@@ -36,6 +36,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -313,6 +314,45 @@ class Cluster:
         finally:
             stop.set()
             thread.join()
+
+    @contextmanager
+    def kubelet_stand_in(self, node: str, logs: dict[str, str]) -> Iterator[list[str]]:
+        """A Node whose kubelet is a small HTTPS server answering the API server's container-log
+        requests (``/containerLogs/<namespace>/<pod>/<container>``: ``logs["<pod>/<container>"]``);
+        no kubelet runs here (it needs a container runtime). Yields the paths requested."""
+        seen: list[str] = []
+
+        class Kubelet(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server interface
+                seen.append(self.path)
+                parts = self.path.split("?")[0].strip("/").split("/")
+                text = logs.get("/".join(parts[2:4])) if parts[0] == "containerLogs" else None
+                body = (text if text is not None else "not found").encode()
+                self.send_response(200 if text is not None else 404)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Kubelet)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.home / "server.crt", self.home / "server.key")
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            self.apply({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}})
+            self.request("PATCH", f"/api/v1/nodes/{node}/status", {"status": {
+                "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": server.server_address[1]}}}},
+                content_type="application/merge-patch+json")
+            yield seen
+        finally:
+            server.shutdown()
+            server.server_close()
 
     def delete_crd(self, name: str, timeout: float = 60.0) -> None:
         """Delete a CRD and wait until the server no longer has it."""

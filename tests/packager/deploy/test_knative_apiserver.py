@@ -333,6 +333,28 @@ def test_waiting_for_readiness_times_out_naming_what_it_waited_for(kube_cluster,
                                "from the Knative Serving controller)")
 
 
+# -- logs -------------------------------------------------------------------------------------------
+def test_logs_come_from_the_pods_through_the_api(kube_cluster, kube_namespace, tmp_path):
+    """Pods are found by Knative's service label and their logs read through the API server, which
+    asks the node's kubelet (a stand-in: no kubelet runs here)."""
+    ns = kube_namespace
+    project = make_project(tmp_path)
+    deployer = deployer_for(tmp_path, kube_cluster, ns)
+    deployer.apply(deployer.plan(project, ["scorer"]))
+    with pytest.raises(GraphpackError, match=rf"^no pods of Knative Service 'shop-recommender-scorer' in namespace "
+                                             rf"'{ns}' \(scaled to zero, or not started yet\): no logs to show$"):
+        list(deployer.logs("scorer"))
+    pod = "shop-recommender-scorer-00001-deployment-7d9f-x2k4q"
+    with kube_cluster.kubelet_stand_in(f"node-{ns}", {f"{pod}/function": "serving on :8080\nscored e-1\n"}) as seen:
+        for name, labels in ((pod, {"serving.knative.dev/service": "shop-recommender-scorer"}),
+                             ("unrelated", {"serving.knative.dev/service": "hand-made"})):
+            kube_cluster.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {
+                "name": name, "namespace": ns, "labels": labels},
+                "spec": {"nodeName": f"node-{ns}", "containers": [{"name": "function", "image": "x"}]}})
+        assert list(deployer.logs("scorer")) == [f"[{pod}] serving on :8080", f"[{pod}] scored e-1"]
+    assert seen == [f"/containerLogs/{ns}/{pod}/function"]
+
+
 # -- the command line, pointed at the cluster by a kubeconfig -----------------------------------------
 def test_the_cli_deploys_reports_and_removes_through_a_kubeconfig(kube_cluster, kube_namespace, tmp_path):
     from graphpack.packager.images.baseimage import build_base
@@ -365,6 +387,23 @@ def test_the_cli_deploys_reports_and_removes_through_a_kubeconfig(kube_cluster, 
         assert second.returncode == 0, second.stderr
         assert "nothing to change: 2 function(s) already deployed as planned" in second.stderr
         assert versions(kube_cluster, ns) == before
+        # another field manager owns the root's containers: one line, exit 1, nothing changed
+        kube_cluster.apply({"apiVersion": "serving.knative.dev/v1", "kind": "Service",
+                            "metadata": {"name": "shop-recommender", "namespace": ns},
+                            "spec": {"template": {"spec": {"containers": [{"name": "function", "image": tag}]}}}},
+                           manager="kubectl")
+        (tmp_path / "serving.py").write_text(ROOT_CODE.replace("True", "'yes'"))
+        before = versions(kube_cluster, ns)
+        conflict = run("deploy", "--target", "knative", *images)
+        assert conflict.returncode == 1
+        assert conflict.stderr.strip().splitlines()[-1] == (
+            "error: apply Service shop-recommender: field(s) .spec.template.spec.containers are managed by kubectl "
+            "(409 conflict): nothing was changed; rerun with --force to take them over")
+        assert versions(kube_cluster, ns) == before
+        with kube_cluster.controller_stand_in():
+            forced = run("deploy", "--target", "knative", "--force", *images)
+        assert forced.returncode == 0, forced.stderr
+        assert "deployed 1 change(s), 2 function(s) on knative" in forced.stdout
     assert container(objects(kube_cluster, ns)["Service/shop-recommender-scorer"])["image"] == \
         f"{registry.host}/shop/any@{digest}"
     env.pop("GRAPHPACK_NAMESPACE")  # status and down find the namespace in the deploy state
