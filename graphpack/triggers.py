@@ -167,7 +167,8 @@ def check_no_inline_secrets(attributes: Any, where: str, path: str = "") -> None
         field = f"{path}.{key}" if path else str(key)
         if isinstance(value, dict):
             check_no_inline_secrets(value, where, field)
-        elif str(key).replace("_", "").replace(".", "").lower() in SECRET_FIELDS and value:
+        elif (str(key).replace("_", "").replace(".", "").lower() in SECRET_FIELDS and value
+              and not str(value).startswith("$ref:")):  # Nuclio's reference to the function's secret
             raise GraphpackError(f"{where}: attribute {field!r} holds a credential inline; secrets never go into "
                                  "function.yaml: mount a Kubernetes secret and point 'secretPath' at it")
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import GraphpackError
 from ..triggers import KafkaTrigger, V3IOStreamTrigger, check_cron, check_interval
+from .kafka_auth import trigger_auth
 from .plan import FunctionPlan, QueueInput, nuclio_name
 from .requirements import needs_of, requirement_lines
 
@@ -194,19 +195,22 @@ def triggers_for(plan: FunctionPlan, http_workers: int, max_body_size: int) -> d
                                    read_batch_size=options.get("read_batch_size"))
         triggers["stream"] = normalize_trigger("stream", stream.to_dict("stream"), plan.where)
     elif queue is not None and queue.scheme == "kafka" and queue.url is not None:
-        triggers["kafka"] = normalize_trigger("kafka", kafka_trigger(queue), plan.where)
+        triggers["kafka"] = normalize_trigger("kafka", kafka_trigger(queue, plan), plan.where)
     return triggers
 
 
-def kafka_trigger(queue: QueueInput) -> dict:
-    """The ``kafka-cluster`` trigger of a child reading a Kafka queue (as MLRun names it: "kafka")."""
+def kafka_trigger(queue: QueueInput, plan: FunctionPlan) -> dict:
+    """The ``kafka-cluster`` trigger of a child reading a Kafka queue (as MLRun names it: "kafka"),
+    with SASL/TLS credentials as references (:mod:`graphpack.packager.kafka_auth`)."""
     from ..queues.kafka import parse_url
 
     brokers, topic = parse_url(queue.url or "", queue.options.get("kafka_brokers"))
     args = dict(queue.trigger_args)
     trigger = KafkaTrigger(brokers, [topic], group=queue.group,
                            initial_offset=args.pop("initial_offset", args.pop("initialOffset", "earliest")), **args)
-    return trigger.to_dict("kafka")
+    out = trigger.to_dict("kafka")
+    out["attributes"].update(trigger_auth(plan.where, queue.step, queue.options, plan.secret_sources, "kafka"))
+    return out
 
 
 # -- env, secrets, resources ----------------------------------------------------------------------

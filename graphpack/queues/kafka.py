@@ -41,6 +41,7 @@ from .base import LeaseLost, Queue, QueueError, QueueItem, StorageError
 
 logger = logging.getLogger("graphpack.queues.kafka")  # librdkafka's log lines go here
 ENV_PREFIX = "GRAPHPACK_KAFKA_"
+SECURITY_SETTINGS = ("security.", "sasl.", "ssl.")  # librdkafka settings every client of a queue shares
 COORDINATION_SUFFIX = ".graphpack-coordination"
 COORDINATION_RETENTION_MS = 6 * 3600 * 1000
 FLUSH_TIMEOUT = 120.0  # seconds a batch may wait for acknowledgements (message.timeout.ms fails it first)
@@ -102,13 +103,13 @@ class KafkaQueue(Queue):
 
     # -- clients -----------------------------------------------------------------------------------
     def _common(self) -> dict:
-        """Settings of every client: the brokers, the log, and ``GRAPHPACK_KAFKA_<OPTION>`` variables
-        (``GRAPHPACK_KAFKA_SASL_PASSWORD`` -> ``sasl.password``), how credentials reach the queue
-        from a secret without being written into the function's spec."""
+        """Settings of every client: the brokers, the log, the security settings of either options
+        (``security.protocol``, ``sasl.mechanism``, ...) and the credentials (see :func:`credentials`)."""
         config = {"bootstrap.servers": self.brokers, "client.id": f"graphpack-{self.topic}", "logger": logger}
-        for name, value in os.environ.items():
-            if name.startswith(ENV_PREFIX) and len(name) > len(ENV_PREFIX):
-                config[name[len(ENV_PREFIX):].lower().replace("_", ".")] = value
+        for options in (self.consumer_options, self.producer_options):
+            config.update({k: v for k, v in options.items() if k.startswith(SECURITY_SETTINGS)})
+        for name, value in credentials().items():
+            config[name[len(ENV_PREFIX):].lower().replace("_", ".")] = value
         return config
 
     def producer(self) -> Any:
@@ -148,9 +149,12 @@ class KafkaQueue(Queue):
                 client = self._groups[group] = self._consumer(group)
             return client
 
-    def _admin(self) -> Any:
-        return _kafka_admin().AdminClient({**self._common(), **{
-            k: v for k, v in self.producer_options.items() if k.startswith(("security.", "sasl.", "ssl."))}})
+    def _admin(self, errors: list | None = None) -> Any:
+        """An admin client; ``errors`` collects what librdkafka reports (a refused login, ...)."""
+        config = self._common()
+        if errors is not None:
+            config["error_cb"] = errors.append
+        return _kafka_admin().AdminClient(config)
 
     def _ensure_topic(self) -> None:
         if self._topic_ready:
@@ -286,6 +290,31 @@ class KafkaQueue(Queue):
         return {"kafka_producer_options": self.producer_options, "kafka_consumer_options": self.consumer_options}
 
 
+def credentials() -> dict[str, str]:
+    """``GRAPHPACK_KAFKA_<OPTION>`` settings (``GRAPHPACK_KAFKA_SASL_PASSWORD`` -> ``sasl.password``),
+    how credentials reach the queue from a secret without being written into the function's spec:
+    the environment (``with_secrets("env", [...])``, a Kubernetes secret's keys as variables) wins
+    over the function's secret files (``with_secrets("file", path)``, e.g. a mounted secret)."""
+    from ..errors import GraphpackError
+    from ..runtime.secrets import read_secret_file
+    from ..runtime.server import get_serving_spec
+
+    found: dict[str, str] = {}
+    try:
+        sources = get_serving_spec().get("secret_sources") or []
+    except (GraphpackError, OSError, ValueError):  # not inside a function (a script, a benchmark)
+        sources = []
+    for source in sources:
+        if source.get("kind") == "file":
+            try:
+                values = read_secret_file(str(source.get("source")))
+            except OSError:
+                continue
+            found.update({k: str(v) for k, v in values.items() if k.startswith(ENV_PREFIX) and len(k) > len(ENV_PREFIX)})
+    found.update({k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX) and len(k) > len(ENV_PREFIX)})
+    return found
+
+
 def _fetch(consumer: Any, count: int, wait: float) -> list:
     """Up to ``count`` messages: what is fetched already, else the first to arrive within ``wait``
     seconds and what came with it (``consume(n, wait)`` alone waits for all ``n``)."""
@@ -317,10 +346,16 @@ def _retry(queue: KafkaQueue, what: str, call: Callable[[], Any], attempts: int 
 def _create_topic(queue: KafkaQueue, topic: str, partitions: int, config: dict[str, str]) -> int:
     """Create ``topic`` when missing; returns its partition count. QueueError when the brokers fail."""
     kafka = _kafka()
-    admin = queue._admin()
+    reported: list = []
+    admin = queue._admin(reported)
     try:
         meta = admin.list_topics(timeout=5)  # all topics: asking for one would auto-create it
     except kafka.KafkaException as exc:
+        admin.poll(0)  # serves the errors librdkafka reported meanwhile
+        refused = [err for err in reported if err.code() == kafka.KafkaError._AUTHENTICATION]
+        if refused:
+            raise QueueError(f"queue {queue.url!r}: Kafka brokers {queue.brokers} refused the login: "
+                             f"{refused[-1].str()}") from None
         raise QueueError(f"queue {queue.url!r}: Kafka brokers {queue.brokers} unreachable: {exc}") from None
     found = meta.topics.get(topic)
     if found is not None and found.error is None:

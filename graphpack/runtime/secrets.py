@@ -32,7 +32,8 @@ def normalize_source(kind: str, source: Any) -> dict:
     return {"kind": "inline", "source": dict(source)}
 
 
-def _read_file(path: str) -> dict:
+def read_secret_file(path: str) -> dict:
+    """The keys and values of a secrets file (JSON or KEY=VALUE) or directory (one file per key)."""
     p = Path(path)
     if p.is_dir():
         return {f.name: f.read_text().rstrip("\n") for f in sorted(p.iterdir()) if f.is_file()}
@@ -72,7 +73,7 @@ class SecretsStore:
             elif kind == "file":
                 if value not in self._files:
                     try:
-                        self._files[value] = _read_file(value)
+                        self._files[value] = read_secret_file(value)
                     except OSError:
                         self._files[value] = {}
                 if key in self._files[value]:

@@ -8,7 +8,8 @@ be had); without them the Kafka tests skip, naming the exact failure.
 
 :func:`run_broker` formats storage in a temporary directory, starts the broker on a free port,
 waits until it serves metadata and yields a :class:`Broker` (``broker.bootstrap`` is
-``127.0.0.1:<port>``); it is stopped (SIGTERM) on the way out. The pytest fixture is in
+``127.0.0.1:<port>``; ``broker.sasl_bootstrap`` a second listener taking SASL/PLAIN logins of
+``broker.sasl_user`` / ``broker.sasl_password``); it is stopped (SIGTERM) on the way out. The pytest fixture is in
 tests/plugins/kafka.py; benchmarks and crash tests use this module directly.
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -93,7 +95,11 @@ class Broker:
         self.workdir = workdir
         self.port = free_port()
         self.controller_port = free_port()
+        self.sasl_port = free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
+        # a second listener that takes SASL/PLAIN logins (user graphpack, a random password)
+        self.sasl_bootstrap = f"127.0.0.1:{self.sasl_port}"
+        self.sasl_user, self.sasl_password = "graphpack", "pw-" + uuid.uuid4().hex
         self.proc: subprocess.Popen | None = None
         self.log_path = workdir / "broker.log"
         self.config = workdir / "server.properties"
@@ -101,8 +107,13 @@ class Broker:
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port},"
+            f"SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port},SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+            "listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN",
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain."
+            f'PlainLoginModule required user_{self.sasl_user}="{self.sasl_password}";',
             "controller.listener.names=CONTROLLER",
             "inter.broker.listener.name=PLAINTEXT",
             f"log.dirs={workdir / 'data'}",

@@ -4,6 +4,7 @@ The contract itself (tests/queues/test_contract.py) runs against the session's r
 """
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -115,3 +116,44 @@ def test_a_record_the_broker_refused_is_not_acknowledged_and_the_queue_goes_on(k
         queue.push([{"n": 1}, {"n": 2}])
         items = queue.read(0, "g", timeout=10)
     assert [item.record() for item in items] == [{"n": 1}, {"n": 2}]
+
+
+SASL_OPTIONS = {"kafka_consumer_options": {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN"}}
+
+
+def test_sasl_plain_credentials_from_the_environment(kafka_broker, monkeypatch):
+    """The broker's SASL/PLAIN listener: the login comes from GRAPHPACK_KAFKA_* variables (a
+    Kubernetes secret's keys as the function's variables), only the protocol from the options."""
+    monkeypatch.setenv("GRAPHPACK_KAFKA_SASL_USERNAME", kafka_broker.sasl_user)
+    monkeypatch.setenv("GRAPHPACK_KAFKA_SASL_PASSWORD", kafka_broker.sasl_password)
+    url = f"kafka://{kafka_broker.sasl_bootstrap}/sasl-{time.monotonic_ns()}"
+    with open_queue(url, **SASL_OPTIONS) as queue:
+        queue.push([{"n": 1}])
+        items = queue.read(0, "g", timeout=10)
+        queue.commit(0, "g", items[-1].offset)
+    assert [item.record() for item in items] == [{"n": 1}]
+
+
+def test_sasl_plain_credentials_from_a_secret_file(kafka_broker, monkeypatch, tmp_path):
+    """``with_secrets("file", dir)`` (a mounted secret, one file per key) gives the login too."""
+    secrets = tmp_path / "kafka-secret"
+    secrets.mkdir()
+    (secrets / "GRAPHPACK_KAFKA_SASL_USERNAME").write_text(kafka_broker.sasl_user)
+    (secrets / "GRAPHPACK_KAFKA_SASL_PASSWORD").write_text(kafka_broker.sasl_password + "\n")
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"secret_sources": [{"kind": "file", "source": str(secrets)}]}))
+    monkeypatch.setenv("GRAPHPACK_SPEC_FILE", str(spec))
+    url = f"kafka://{kafka_broker.sasl_bootstrap}/sasl-file-{time.monotonic_ns()}"
+    with open_queue(url, **SASL_OPTIONS) as queue:
+        queue.push([{"n": 2}])
+        assert [item.record() for item in queue.read(0, "g", timeout=10)] == [{"n": 2}]
+
+
+def test_a_wrong_sasl_password_is_a_one_line_error(kafka_broker, monkeypatch):
+    monkeypatch.setenv("GRAPHPACK_KAFKA_SASL_USERNAME", kafka_broker.sasl_user)
+    monkeypatch.setenv("GRAPHPACK_KAFKA_SASL_PASSWORD", "wrong")
+    with open_queue(f"kafka://{kafka_broker.sasl_bootstrap}/sasl-bad", **SASL_OPTIONS) as queue:
+        with pytest.raises(QueueError) as failure:
+            queue.check()
+    message = str(failure.value)
+    assert "\n" not in message and "uthentication" in message and "wrong" not in message, message

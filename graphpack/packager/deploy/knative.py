@@ -20,6 +20,8 @@ from typing import Any
 
 from ...errors import GraphpackError
 from ...runtime.cron import parse_duration
+from ..kafka_auth import knative_net
+from ..nuclio import secret_name
 from ..render import Images, context_digest, offline_plan, render_contexts
 from .base import Deployer, InvokeResult, Plan, Progress, Step, deployed, read_state, removal_order, write_state
 from .http import call
@@ -111,6 +113,9 @@ def kafka_source(context: Any, trigger_name: str, trigger: dict, service: str, n
     workers = trigger.get("numWorkers")
     if workers:
         spec["consumers"] = int(workers)
+    net = knative_net(trigger_name, attributes, secret_name(context.plan.project, context.plan.where))
+    if net:  # SASL/TLS by reference into the project's secret
+        spec["net"] = net
     name = f"{service}-{trigger_name}".replace("_", "-").lower()
     if len(name) > 63:
         raise GraphpackError(f"{context.plan.where}: KafkaSource name {name!r} is longer than 63 characters")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import GraphpackError
+from ..kafka_auth import resolve_refs
 from ..render import Images, context_digest, offline_plan, render_contexts
 from .base import Deployer, InvokeResult, Plan, Progress, Step, deployed, read_state, removal_order, write_state
 from .http import call
@@ -41,6 +42,8 @@ def deploy_config(context: Any, image: str, namespace: str | None = None, local_
     ``local_port`` (Nuclio's local platform on a host without bridge networking): the container runs on
     the host network without port publishing and graphpack serve listens on that port (``$PORT``).
     ``host_paths``: host directories mounted at the same path (e.g. where file queues live).
+    A Kafka trigger's credentials stay ``$ref:`` placeholders here (this config is also written
+    to files by :func:`graphpack.packager.render.render`); :meth:`NuclioDeployer.apply` fills them in the request only.
     """
     config = copy.deepcopy(context.config)
     config.pop("apiVersion", None)
@@ -371,6 +374,9 @@ class NuclioDeployer(Deployer):
             config = deploy_config(context, refs[step.function], self.namespace, step.details.get("port"),
                                    self.host_paths)
             progress(f"{'creating' if step.action == 'create' else 'updating'} Nuclio function {config['metadata']['name']}")
+            # Kafka credentials from this environment, in the request only: the dashboard keeps them
+            # in the function's Nuclio secret, the files keep the $ref: placeholders
+            config = resolve_refs(context.plan.where, config)
             if step.action == "create":
                 self.dashboard.create(config, plan.project)
             else:

@@ -31,7 +31,7 @@ from tests.knative import checker
 from .test_knative import CHILD_CODE, REGISTRY, ROOT_CODE
 
 
-def kafka_project(directory: Path, path="kafka://k1:9092,k2:9092/orders", **options):
+def kafka_project(directory: Path, path="kafka://k1:9092,k2:9092/orders", secrets=None, **options):
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "serving.py").write_text(ROOT_CODE)
     (directory / "child.py").write_text(CHILD_CODE)
@@ -40,8 +40,35 @@ def kafka_project(directory: Path, path="kafka://k1:9092,k2:9092/orders", **opti
     fn.set_topology("flow", engine="async").to(class_name="Pre", name="pre").respond() \
         .to(">>", "q1", path=path, **options).to(class_name="Score", name="score", function="scorer")
     fn.add_child_function("scorer", "child.py")
+    if secrets:
+        fn.with_secrets("env", secrets)
     project.save()
     return project
+
+
+def test_sasl_and_tls_of_the_kafka_source_are_secret_references(tmp_path, monkeypatch):
+    """spec.net takes the login, the SASL type and the certificates from the project's secret,
+    keyed by the variables the child's own clients read; no value is written."""
+    names = ["GRAPHPACK_KAFKA_SASL_USERNAME", "GRAPHPACK_KAFKA_SASL_PASSWORD", "GRAPHPACK_KAFKA_SSL_CA_PEM",
+             "GRAPHPACK_KAFKA_SSL_CERTIFICATE_PEM", "GRAPHPACK_KAFKA_SSL_KEY_PEM"]
+    for name in names:
+        monkeypatch.setenv(name, "value-of-" + name.lower())
+    project = kafka_project(tmp_path, secrets=names, kafka_consumer_options={
+        "security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-256"})
+    out = tmp_path / "out"
+    render(project, "knative", out, images=Images(registry=REGISTRY, builder=FixedBuilder()), namespace="ml")
+    text = (out / "shop-recommender-scorer.yaml").read_text()
+    assert "value-of-" not in text
+    source = [d for d in yaml.safe_load_all(text) if d][1]
+
+    def ref(key):
+        return {"secretKeyRef": {"name": "shop-secrets", "key": key}}
+
+    assert source["spec"]["net"] == {
+        "sasl": {"enable": True, "type": ref("GRAPHPACK_KAFKA_SASL_MECHANISM"),
+                 "user": ref("GRAPHPACK_KAFKA_SASL_USERNAME"), "password": ref("GRAPHPACK_KAFKA_SASL_PASSWORD")},
+        "tls": {"enable": True, "caCert": ref("GRAPHPACK_KAFKA_SSL_CA_PEM"),
+                "cert": ref("GRAPHPACK_KAFKA_SSL_CERTIFICATE_PEM"), "key": ref("GRAPHPACK_KAFKA_SSL_KEY_PEM")}}
 
 
 def test_the_child_gets_a_kafka_source_sinking_into_its_service(tmp_path):
