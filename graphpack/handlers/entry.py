@@ -155,24 +155,20 @@ def handler(context: Any, event: Any) -> Any:
     server = get_server(context)
     if server is None:
         return error_output(503, "the function is not initialised (init_context was not called)", context)
-    token = span = None
+    entered = None
     status = 500
     try:
         kind = trigger_kind(event, context)
         graph_event = from_nuclio(event, context, kind)
-        token = current_event.set(graph_event)  # log lines name its trace
-        if otel.tracer is not None:
-            span = otel.start_event(graph_event, "consumer" if is_stream(kind) else "server")
+        entered = _enter(graph_event, "consumer" if is_stream(kind) else "server")
         response, writes = _run(server, graph_event)
         status = response.status_code
     except Exception as exc:  # noqa: BLE001 - never let the wrapper send a traceback
         _logger(server).error(f"graphpack: event handling failed: {type(exc).__name__}: {exc}")
         return error_output(500, f"{type(exc).__name__}: {exc}", context)
     finally:
-        if token is not None:
-            current_event.reset(token)
-        if span is not None:
-            otel.end_event(span, status)
+        if entered is not None:
+            _leave(entered, status)
     if writes is not None:
         if kind == "http" and getattr(context, "deferred_replies", False):
             reply: Future = Future()
@@ -184,6 +180,19 @@ def handler(context: Any, event: Any) -> Any:
         _logger(server).error(f"graphpack: stream event {graph_event.id} failed "
                               f"({response.status_code}): {response.body}", trace_id=trace_id(graph_event.traceparent))
     return to_nuclio(_traced(response, graph_event), context)
+
+
+def _enter(event: Event, kind: str) -> tuple:
+    """Start running ``event`` here: log lines name its trace; with spans on, its span opens
+    (``kind``: "server" or "consumer"). Pair with :func:`_leave`."""
+    return current_event.set(event), (otel.start_event(event, kind) if otel.tracer is not None else None)
+
+
+def _leave(entered: tuple, status: int) -> None:
+    token, span = entered
+    current_event.reset(token)
+    if span is not None:
+        otel.end_event(span, status)
 
 
 def _traced(response: Any, event: Event) -> Any:
@@ -279,16 +288,12 @@ def start_consumer(server: GraphServer, url: str, group: str) -> Any:
             event = wire.unwrap(record, Event)
             event.trigger, event.stream_path = "queue", url
             event.offset, event.shard_id = item.offset, item.shard
-            token = current_event.set(event)  # log lines name its trace
-            span = otel.start_event(event, "consumer") if otel.tracer is not None else None
-            status = 500
+            entered, status = _enter(event, "consumer"), 500
             try:
                 response, writes = server.run_deferred(event)
                 status = response.status_code
             finally:
-                current_event.reset(token)
-                if span is not None:
-                    otel.end_event(span, status)
+                _leave(entered, status)
             if response.status_code == 503 and "Retry-After" in (response.headers or {}):
                 raise StorageError(f"event {event.id}: {response.body.get('error')}")  # delivered again later
             if response.status_code >= 400:
