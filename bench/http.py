@@ -7,7 +7,10 @@ of each (process start -> first 200, alternating, medians; goal: graphpack <= 1.
 server's; both with bytecode caches written, as for installed packages), the resident memory of a worker after start (goal <= 40 MB), and how req/s degrades
 when a CPU-bound neighbour process shares the machine (graphpack with 2 workers, the bare
 server). The machine's load average is printed at the start and the end: a ratio measured
-under load is not a quiet-machine figure.
+under load is not a quiet-machine figure. The cost of metrics (issue 18): graphpack serve with
+metrics on (the default) against ``--no-metrics`` in the same rounds (goal: >= 0.95x req/s), and
+what counting one request costs with graphpack's recorder and with prometheus-client's
+multiprocess mode (the reason graphpack records metrics itself).
 
     python bench/http.py                    # 5 s per round, 2 rounds, 16 connections
     python bench/http.py --seconds 2 --rounds 1 --connections 8
@@ -38,7 +41,7 @@ from _harness import ratio_line  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 BODY = '{"inputs": [1, 2, 3]}'
-GOALS = {"rps": 0.8, "p99": 1.5, "cold": 1.3, "rss_mb": 40.0}
+GOALS = {"rps": 0.8, "p99": 1.5, "cold": 1.3, "rss_mb": 40.0, "metrics": 0.95}
 NEIGHBOUR = "while True: pass"  # a CPU-bound process sharing the machine
 
 BARE_SERVER = textwrap.dedent('''
@@ -246,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
                 if name == "graphpack serve":
                     rss.append(mb)
 
-        loaded = {**servers, "front door only": [sys.executable, "front_door.py"]}
+        loaded = {**servers, "metrics off": servers["graphpack serve"][:-1] + ["--no-metrics", "--port"],
+                  "front door only": [sys.executable, "front_door.py"]}
         rounds: dict[str, list[dict]] = {name: [] for name in loaded}
         for _ in range(args.rounds):
             for name, argv_ in loaded.items():
@@ -294,6 +298,17 @@ def main(argv: list[str] | None = None) -> int:
     cold_ratio = cold_ms["graphpack serve"] / cold_ms["bare asyncio"]
     print(ratio_line("graphpack serve / bare asyncio (cold start)", cold_ratio, f"<= {GOALS['cold']:g}x",
                      cold_ratio <= GOALS["cold"]))
+    off = results["metrics off"]
+    print(ratio_line("graphpack serve, metrics on / metrics off (req/s)", ours["rps"] / off["rps"],
+                     f">= {GOALS['metrics']:g}x", ours["rps"] / off["rps"] >= GOALS["metrics"]))
+    print(ratio_line("metrics off / metrics on (server CPU per request)", off["cpu_us"] / ours["cpu_us"]))
+    from _metrics_cost import client_us, recorder_us
+
+    request_us = 1e6 / ours["rps"]
+    ours_us, client = recorder_us(), client_us()
+    print(f"counting one request: graphpack's recorder {ours_us:.2f} µs ({ours_us / request_us:.1%} of a request "
+          f"at graphpack serve's rate)" + ("" if client is None else
+          f", prometheus-client multiprocess mode {client:.2f} µs ({client / request_us:.1%})"))
     print(f"memory per worker: {rss_med:.1f} MB  (goal <= {GOALS['rss_mb']:.0f} MB)  "
           + ("MET" if rss_med <= GOALS["rss_mb"] else "MISSED"))
     print(f"load average after: {load_average()}")
