@@ -366,7 +366,7 @@ def serve(function_dir: str | Path, port: int | None = None, workers: int | None
     try:
         return _serve(function_dir, config, sock, host, port, count)
     finally:
-        if own_dir:  # the default directory goes with the function; a chosen one stays for inspection
+        if own_dir and metrics.wanted():  # the default directory goes with the function; a chosen one stays
             shutil.rmtree(os.environ[metrics_export.DIR_ENV], ignore_errors=True)
 
 
@@ -381,14 +381,17 @@ def _serve(function_dir: Path, config: dict, sock: socket.socket, host: str, por
 
 
 def _prepare_metrics(config: dict, function_dir: Path, port: int) -> None:
-    """Empty the function's metrics directory and tell the workers where it is."""
+    """Empty the function's metrics directory and tell the workers where it is; metrics are
+    turned off (with one line on stderr) when it cannot be written: the function runs anyway."""
     name = _function_name(config, function_dir)
     directory = Path(os.environ.get(metrics_export.DIR_ENV) or metrics_export.default_dir(name, port))
     try:
         metrics_export.prepare(directory)
     except OSError as exc:
-        raise GraphpackError(f"cannot prepare the metrics directory {str(directory)!r}: {exc.strerror or exc} "
-                             f"(set ${metrics_export.DIR_ENV}, or ${metrics.ENV}=0 to turn metrics off)") from None
+        print(f"graphpack serve: metrics off: cannot use the metrics directory {str(directory)!r}: "
+              f"{exc.strerror or exc} (set ${metrics_export.DIR_ENV})", file=sys.stderr, flush=True)
+        os.environ[metrics.ENV] = "0"
+        return
     os.environ[metrics_export.DIR_ENV] = str(directory)
     os.environ[metrics_export.SUPERVISOR_ENV] = str(os.getpid())
 

@@ -217,3 +217,12 @@ def test_metrics_off_leaves_the_path_to_the_graph(tmp_path, serve):
     response = httpx.get(server.url + "/metrics")
     assert "graphpack_step_events_total" not in response.text
     assert response.status_code == 500  # the graph ran: a GET has no body for pre() to read
+
+
+def test_an_unusable_metrics_directory_turns_metrics_off_not_the_function(tmp_path, serve):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the directory should be")
+    server = serve(build(tmp_path, workers=1), env={"GRAPHPACK_METRICS_DIR": str(blocker / "metrics")})
+    assert httpx.post(server.url + "/", json={"x": 2}).json() == {"x": 4}
+    assert "graphpack_step_events_total" not in httpx.get(server.url + "/metrics").text
+    assert f"metrics off: cannot use the metrics directory '{blocker}/metrics'" in server.stop()

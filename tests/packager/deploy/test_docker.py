@@ -4,6 +4,7 @@ import socket
 import time
 import uuid
 
+import httpx
 import pytest
 from click.testing import CliRunner
 
@@ -131,6 +132,11 @@ def test_root_and_child_joined_by_a_file_queue_in_a_bind_mount(tmp_path, docker_
                 break
             time.sleep(0.2)
         assert lines and "'n': 7" in lines[0] and "'tag': 'v1'" in lines[0]
+        # graphpack serve's /metrics in the containers (uid 10001): the root pushed, the child consumed
+        root = httpx.get(status["root"]["url"] + "/metrics", timeout=5).text
+        child = httpx.get(status["child"]["url"] + "/metrics", timeout=5).text
+        assert 'graphpack_queue_records_pushed_total{function="' in root and 'queue="q1"} 1' in root
+        assert 'graphpack_queue_records_consumed_total{' in child and 'shard="0"} 1' in child
     finally:
         deployer.delete(purge=True)
     assert deployer.status() == {}

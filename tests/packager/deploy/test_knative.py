@@ -156,6 +156,17 @@ def test_manifests_for_a_plain_function_pass_the_checker(tmp_path, knative_check
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+def test_metrics_turned_off_in_the_env_leave_no_scrape_annotations(tmp_path):
+    (tmp_path / "serving.py").write_text(ROOT_CODE)
+    project = graphpack.get_or_create_project("quiet", str(tmp_path))
+    fn = project.set_function("serving.py", name="echo")
+    fn.set_topology("flow").to(class_name="Pre", name="pre").respond()
+    fn.set_env("GRAPHPACK_METRICS", "off")
+    render(project, "knative", tmp_path / "out", images=images())
+    (service,) = docs(tmp_path / "out" / "quiet-echo.yaml")
+    assert not any(key.startswith("prometheus.io/") for key in service["spec"]["template"]["metadata"]["annotations"])
+
+
 @pytest.mark.parametrize("mutate, expected", [
     (lambda d: d["spec"]["template"]["spec"].update(containerConcurrency=5000), "containerConcurrency"),
     (lambda d: d["spec"]["template"]["spec"]["containers"][0].update(imagePullPolice="Always"), "imagePullPolice"),
