@@ -242,6 +242,19 @@ class KafkaQueue(Queue):
         part = kafka.TopicPartition(self.topic, shard, offset + 1)
         _retry(self, "commit", lambda: client.commit(offsets=[part], asynchronous=False))
 
+    def end_offset(self, shard: int) -> int | None:
+        """The partition's high watermark as this process's reader of it last fetched it (no round
+        trip: the consumer's lag gauge asks once a second); None before a reader fetched."""
+        kafka = _kafka()
+        for (_, reader_shard), reader in list(self._readers.items()):
+            if reader_shard == shard:
+                try:
+                    _, high = reader.get_watermark_offsets(kafka.TopicPartition(self.topic, shard), cached=True)
+                except kafka.KafkaException:
+                    return None
+                return high if high >= 0 else None
+        return None
+
     def committed(self, shard: int, group: str) -> int | None:
         kafka = _kafka()
         client = self._group_client(group)

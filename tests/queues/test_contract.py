@@ -237,17 +237,23 @@ def test_two_producers_on_one_shard(queue_factory):
 
 
 def test_end_offset_follows_pushes(queue_factory):
-    """The consumer's lag in records is end_offset - (offset handled + 1); file and memory tell it,
-    the others say None (no cheap way: no lag gauges for them)."""
+    """The consumer's lag in records is end_offset - (offset handled + 1); file and memory tell it
+    at any time, Kafka once this process read the partition (the high watermark of its last
+    fetch), s3 and v3io say None (no cheap way: no lag gauges for them)."""
     q = queue_factory()
-    if q.scheme not in ("file", "memory"):
+    if q.scheme in ("s3", "v3io"):
         assert q.end_offset(0) is None
         return
-    assert q.end_offset(0) == 0
-    q.push([{"n": n} for n in range(3)])
-    q.flush()
-    assert q.end_offset(0) == 3
+    if q.scheme != "kafka":
+        assert q.end_offset(0) == 0
+        q.push([{"n": n} for n in range(3)])
+        q.flush()
+        assert q.end_offset(0) == 3
+    else:
+        assert q.end_offset(0) is None  # nothing fetched yet
+        q.push([{"n": n} for n in range(3)])
+        q.flush()
     q.push([{"n": 3}])
     q.flush()
     items = drain(q, 0, "g", 4)
-    assert q.end_offset(0) == items[-1].offset + 1 == 4
+    assert q.end_offset(0) == items[-1].offset + 1
