@@ -11,8 +11,11 @@ runs events back to back with ``run_deferred`` and at most ``--concurrency`` eve
 - ``fsync-each`` (file only): the old file queue, one blocking write + fsync per event.
 
 The child (a subprocess) runs graphpack's Consumer on the queue and reports when the last event
-arrived. Printed per case: acknowledged events/s at the root, delivered events/s root -> child,
-acknowledgement latency p50/p99, and for S3 the requests per event (root + child).
+arrived. Each case first runs 1,000 events unmeasured (connections, a Kafka producer's id). Printed
+per case: acknowledged events/s at the root, delivered events/s root -> child, acknowledgement
+latency p50/p99, for S3 the requests per event (root + child), and the CPU time per event of the
+root, the child and (when this run started it, or --broker-pid names it) the Kafka broker: their
+sum says how many events/s the machine's cores allow at most, whatever the load of the moment.
 Goals (issue 13): file >= 10,000 acknowledged events/s; S3 >= 10,000 events/s at <= 0.01
 requests/event.
 
@@ -28,6 +31,7 @@ import argparse
 import importlib.util
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -51,6 +55,7 @@ emit_result, ratio_line, read_result = _harness.emit_result, _harness.ratio_line
 
 GOAL_EVENTS_PER_S = 10_000
 GOAL_REQUESTS_PER_EVENT = 0.01
+WARM_UP = 1_000  # events each case runs before it is measured (the child gets them first)
 GOAL_KAFKA_EVENTS_PER_S = 50_000  # issue 19, root -> child with at-least-once delivery
 
 
@@ -74,12 +79,46 @@ def child(args: argparse.Namespace) -> None:
     consumer = Consumer(queue, "child", handler, batch_size=args.batch, poll_interval=args.poll,
                         max_poll_interval=args.poll)
     print("ready", flush=True)
+    cpu = cpu_seconds()
     while not done.is_set():
         if consumer.run_once() == 0:
             time.sleep(args.poll)
     consumer.close()
-    emit_result({"received": received[0], "last": received[1], "requests": getattr(queue, "requests", 0)})
+    emit_result({"received": received[0], "last": received[1], "requests": getattr(queue, "requests", 0),
+                 "cpu_s": cpu_seconds() - cpu})
     queue.close()
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system, every thread) of this process, or of process ``pid`` (/proc)."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def warm_broker(bootstrap: str, records: int = 100_000) -> None:
+    """Produce and consume ``records`` through a fresh broker first: its JIT compiles the paths the
+    cases use, so they measure a broker in its steady state, as a long-running one is."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True})
+    for n in range(records):
+        producer.produce("bench-warm-up", b'{"n":%d}' % n, partition=0)
+        if n % 1000 == 999:
+            producer.flush()
+    producer.flush()
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-warm-up", "enable.auto.commit": False})
+    consumer.assign([TopicPartition("bench-warm-up", 0, 0)])
+    seen = 0
+    while seen < records:
+        batch = consumer.consume(1000, 5)
+        if not batch:
+            break
+        seen += len(batch)
+        consumer.commit(batch[-1], asynchronous=False)
+    consumer.close()
 
 
 class Tag:
@@ -172,17 +211,23 @@ def run_case(args: argparse.Namespace, backend: str, mode: str, workdir: Path) -
 
     check_queue_url(url, **child_options)
     cmd = [sys.executable, __file__, "--role", "child", "--url", url, "--options", json.dumps(child_options),
-           "--events", str(events), "--batch", str(args.batch), "--poll", str(args.poll)]
+           "--events", str(events + WARM_UP), "--batch", str(args.batch), "--poll", str(args.poll)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         server = root_server(url, options)
+        drive(server, mode, WARM_UP, concurrency)  # connections, a Kafka producer's id (~0.5 s), caches
+        cpu = cpu_seconds()
+        broker_cpu = cpu_seconds(args.broker_pid) if backend == "kafka" and args.broker_pid else None
         result = drive(server, mode, events, concurrency)
         queue = next(n.obj._queue for n in server._nodes if getattr(n.obj, "_queue", None) is not None)
         root_requests = getattr(queue, "requests", 0)
         batches = queue._committer.batches if queue._committer is not None else 0
         server.wait_for_completion()
+        root_cpu = cpu_seconds() - cpu
         out, _ = proc.communicate(timeout=max(120, events / 500))
+        if broker_cpu is not None:
+            broker_cpu = cpu_seconds(args.broker_pid) - broker_cpu
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -196,6 +241,8 @@ def run_case(args: argparse.Namespace, backend: str, mode: str, workdir: Path) -
         "p50_ms": result["p50_ms"], "p99_ms": result["p99_ms"],
         "writes": batches, "records_per_write": events / batches if batches else 1.0,
         "requests": requests, "requests_per_event": requests / events if backend == "s3" else None,
+        "root_cpu_us": root_cpu / events * 1e6, "child_cpu_us": child_result["cpu_s"] / events * 1e6,
+        "broker_cpu_us": broker_cpu / events * 1e6 if broker_cpu is not None else None,
     }
 
 
@@ -205,6 +252,9 @@ def report(case: dict) -> str:
             f"p99 {case['p99_ms']:7.2f} ms   {case['records_per_write']:7.1f} events/write")
     if case["requests_per_event"] is not None:
         line += f"   {case['requests_per_event']:.4f} S3 requests/event"
+    line += f"   CPU us/event: root {case['root_cpu_us']:.1f} child {case['child_cpu_us']:.1f}"
+    if case["broker_cpu_us"] is not None:
+        line += f" broker {case['broker_cpu_us']:.1f}"
     return line
 
 
@@ -227,6 +277,7 @@ def main() -> None:
     parser.add_argument("--linger", type=float, default=None, help="group-commit window, s (queue default)")
     parser.add_argument("--poll", type=float, default=0.02, help="consumer poll interval, s")
     parser.add_argument("--dir", help="directory for file queues (default: a temporary one)")
+    parser.add_argument("--broker-pid", type=int, help="with --kafka: the broker's process, to count its CPU time")
     args = parser.parse_args()
     if args.role == "child":
         child(args)
@@ -247,7 +298,8 @@ def main() -> None:
                 from tests.plugins.kafka_broker import run_broker
 
                 with run_broker() as broker:
-                    args.kafka = broker.bootstrap
+                    args.kafka, args.broker_pid = broker.bootstrap, broker.proc.pid
+                    warm_broker(broker.bootstrap)
                     cases += [run_case(args, "kafka", mode, workdir) for mode in ("durable", "early")]
         if args.backend in ("s3", "both", "all"):
             if args.endpoint:
@@ -274,6 +326,12 @@ def main() -> None:
         print(ratio_line("kafka: durable root -> child events/s vs goal",
                          kafka["delivered_per_s"] / GOAL_KAFKA_EVENTS_PER_S, f">= {GOAL_KAFKA_EVENTS_PER_S:,}/s",
                          kafka["delivered_per_s"] >= GOAL_KAFKA_EVENTS_PER_S))
+    if kafka is not None and kafka["broker_cpu_us"] is not None:  # what the machine allows
+        total = kafka["root_cpu_us"] + kafka["child_cpu_us"] + kafka["broker_cpu_us"]
+        cores = os.cpu_count() or 1
+        print(f"kafka durable: {total:.1f} CPU us/event (root {kafka['root_cpu_us']:.1f}, child "
+              f"{kafka['child_cpu_us']:.1f}, broker {kafka['broker_cpu_us']:.1f}): {cores} idle cores would "
+              f"allow at most {cores * 1e6 / total:,.0f} events/s root -> child")
     for backend in ("file", "s3", "kafka"):
         durable = next((c for c in cases if c["backend"] == backend and c["mode"] == "durable"), None)
         early = next((c for c in cases if c["backend"] == backend and c["mode"] == "early"), None)
