@@ -76,6 +76,14 @@ def child(args: argparse.Namespace) -> None:
             received[1] = time.time()
             done.set()
 
+    commits = [0]
+    commit = queue.commit
+
+    def counted_commit(shard: int, group: str, offset: int) -> None:
+        commits[0] += 1
+        commit(shard, group, offset)
+
+    queue.commit = counted_commit  # type: ignore[method-assign]
     consumer = Consumer(queue, "child", handler, batch_size=args.batch, poll_interval=args.poll,
                         max_poll_interval=args.poll)
     print("ready", flush=True)
@@ -85,7 +93,7 @@ def child(args: argparse.Namespace) -> None:
             time.sleep(args.poll)
     consumer.close()
     emit_result({"received": received[0], "last": received[1], "requests": getattr(queue, "requests", 0),
-                 "cpu_s": cpu_seconds() - cpu})
+                 "cpu_s": cpu_seconds() - cpu, "commits": commits[0]})
     queue.close()
 
 
@@ -241,6 +249,7 @@ def run_case(args: argparse.Namespace, backend: str, mode: str, workdir: Path) -
         "p50_ms": result["p50_ms"], "p99_ms": result["p99_ms"],
         "writes": batches, "records_per_write": events / batches if batches else 1.0,
         "requests": requests, "requests_per_event": requests / events if backend == "s3" else None,
+        "events_per_commit": (events + WARM_UP) / max(child_result["commits"], 1),
         "root_cpu_us": root_cpu / events * 1e6, "child_cpu_us": child_result["cpu_s"] / events * 1e6,
         "broker_cpu_us": broker_cpu / events * 1e6 if broker_cpu is not None else None,
     }
@@ -249,7 +258,8 @@ def run_case(args: argparse.Namespace, backend: str, mode: str, workdir: Path) -
 def report(case: dict) -> str:
     line = (f"  {case['backend']:5} {case['mode']:10} <= {case['concurrency']:4} in flight: acknowledged {case['acked_per_s']:9,.0f}/s   "
             f"root -> child {case['delivered_per_s']:9,.0f}/s   ack p50 {case['p50_ms']:6.2f} ms "
-            f"p99 {case['p99_ms']:7.2f} ms   {case['records_per_write']:7.1f} events/write")
+            f"p99 {case['p99_ms']:7.2f} ms   {case['records_per_write']:7.1f} events/write   "
+            f"{case['events_per_commit']:6.1f} events/commit")
     if case["requests_per_event"] is not None:
         line += f"   {case['requests_per_event']:.4f} S3 requests/event"
     line += f"   CPU us/event: root {case['root_cpu_us']:.1f} child {case['child_cpu_us']:.1f}"

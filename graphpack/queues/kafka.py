@@ -44,6 +44,10 @@ ENV_PREFIX = "GRAPHPACK_KAFKA_"
 SECURITY_SETTINGS = ("security.", "sasl.", "ssl.")  # librdkafka settings every client of a queue shares
 COORDINATION_SUFFIX = ".graphpack-coordination"
 COORDINATION_RETENTION_MS = 6 * 3600 * 1000
+# how long the broker holds a fetch that finds nothing new (new records answer it at once): an idle
+# consumer's polls cost the broker ~0.5 ms of CPU each, so they are few
+FETCH_WAIT_MS = 500
+READ_LINGER = 0.02  # seconds a read waits for its batch to fill once it has a record
 FLUSH_TIMEOUT = 120.0  # seconds a batch may wait for acknowledgements (message.timeout.ms fails it first)
 RETRIABLE = ("NOT_COORDINATOR", "COORDINATOR_LOAD_IN_PROGRESS", "COORDINATOR_NOT_AVAILABLE", "_TIMED_OUT",
              "_TRANSPORT", "REQUEST_TIMED_OUT", "UNKNOWN_TOPIC_OR_PART", "LEADER_NOT_AVAILABLE")
@@ -88,6 +92,7 @@ class KafkaQueue(Queue):
         kafka_producer_options: dict | None = None,
         kafka_consumer_options: dict | None = None,
         poll_interval: float = 0.05,
+        read_linger: float = READ_LINGER,
         **options: Any,
     ) -> None:
         self.brokers, self.topic = parse_url(url, kafka_brokers)
@@ -95,6 +100,7 @@ class KafkaQueue(Queue):
         self.producer_options = dict(kafka_producer_options or {})
         self.consumer_options = dict(kafka_consumer_options or {})
         self.poll_interval = float(poll_interval)
+        self.read_linger = float(read_linger)
         self._producer: Any = None
         self._readers: dict[tuple[str, int], Any] = {}  # (group, shard) -> consumer assigned to it
         self._groups: dict[str, Any] = {}  # group -> consumer used for commits and committed()
@@ -135,7 +141,7 @@ class KafkaQueue(Queue):
     def _consumer(self, group: str) -> Any:
         config = {**self._common(), "group.id": group, "enable.auto.commit": False,
                   "enable.auto.offset.store": False, "auto.offset.reset": "earliest",
-                  "fetch.wait.max.ms": 10, "fetch.queue.backoff.ms": 0,
+                  "fetch.wait.max.ms": FETCH_WAIT_MS, "fetch.queue.backoff.ms": 0,
                   "fetch.error.backoff.ms": 50, "topic.metadata.refresh.fast.interval.ms": 20,
                   "fetch.message.max.bytes": max(self.max_record_size + 4096, 1_048_576)}
         config.update(self.consumer_options)
@@ -196,6 +202,8 @@ class KafkaQueue(Queue):
 
     # -- consuming ---------------------------------------------------------------------------------
     def read(self, shard: int, group: str, max_records: int = 100, timeout: float = 0.0) -> list[QueueItem]:
+        """Up to ``max_records`` items; once one is there, up to ``read_linger`` seconds more for the
+        batch to fill: a batch is one offset commit, which costs the broker far more than a record."""
         self._check_shard(shard)
         deadline = time.monotonic() + max(timeout, 0.0)
         with self._read_lock:
@@ -203,18 +211,23 @@ class KafkaQueue(Queue):
             items: list[QueueItem] = []
             while True:
                 wait = max(min(deadline - time.monotonic(), self.poll_interval), 0.0)
-                for msg in _fetch(reader, max_records - len(items), wait):
-                    err = msg.error()
-                    if err is not None:
-                        if err.fatal():
-                            raise StorageError(f"queue {self.url!r}: consumer failed: {err}")
-                        continue  # transient (broker restarting): librdkafka retries by itself
-                    items.append(QueueItem(shard, msg.offset(), msg.value() or b""))
+                self._take(_fetch(reader, max_records - len(items), wait), shard, items)
                 if items or time.monotonic() >= deadline or self.closed:
                     break
+            if items and len(items) < max_records and self.read_linger > 0:
+                self._take(reader.consume(max_records - len(items), self.read_linger), shard, items)
             if items:
                 self._cursors[(group, shard)] = items[-1].offset + 1
         return items
+
+    def _take(self, messages: list, shard: int, items: list[QueueItem]) -> None:
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                if err.fatal():
+                    raise StorageError(f"queue {self.url!r}: consumer failed: {err}")
+                continue  # transient (broker restarting): librdkafka retries by itself
+            items.append(QueueItem(shard, msg.offset(), msg.value() or b""))
 
     def _reader(self, shard: int, group: str) -> Any:
         """The consumer of ``(group, shard)``, (re)assigned to start after the cursor or the checkpoint."""
@@ -434,7 +447,7 @@ class _Coordination:
             kafka = _kafka()
             reader = kafka.Consumer({**self.queue._common(), "group.id": f"graphpack-coord-{uuid.uuid4().hex}",
                                      "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                                     "fetch.wait.max.ms": 10, "fetch.queue.backoff.ms": 0,
+                                     "fetch.wait.max.ms": FETCH_WAIT_MS, "fetch.queue.backoff.ms": 0,
                                      "topic.metadata.refresh.fast.interval.ms": 20})
             reader.assign([kafka.TopicPartition(self.topic, 0, 0)])  # 0, not OFFSET_BEGINNING: no ListOffsets round
             # acknowledged one by one with their offsets; a duplicated entry changes nothing, so no

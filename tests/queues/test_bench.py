@@ -38,5 +38,6 @@ def test_bench_kafka_smoke(kafka_broker, tmp_path):
     assert set(cases) == {("file", "durable"), ("kafka", "durable"), ("kafka", "early")}
     for case in cases.values():
         assert case["events"] == 1500 and case["delivered_per_s"] > 0 and case["p50_ms"] <= case["p99_ms"]
+        assert case["root_cpu_us"] > 0 and case["child_cpu_us"] > 0 and case["events_per_commit"] >= 1
     assert cases[("kafka", "durable")]["records_per_write"] > 1  # group commit: one produce batch per window
     assert "ratio kafka vs file queue" in out and "goal >= 50,000/s" in out
