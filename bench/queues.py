@@ -125,7 +125,7 @@ def warm_broker(bootstrap: str, records: int = 100_000) -> None:
         if not batch:
             break
         seen += len(batch)
-        consumer.commit(batch[-1], asynchronous=False)
+        consumer.commit(message=batch[-1], asynchronous=False)
     consumer.close()
 
 
@@ -308,7 +308,7 @@ def main() -> None:
                 from tests.plugins.kafka_broker import run_broker
 
                 with run_broker() as broker:
-                    args.kafka, args.broker_pid = broker.bootstrap, broker.proc.pid
+                    args.kafka, args.broker_pid = broker.bootstrap, broker.proc.pid if broker.proc else None
                     warm_broker(broker.bootstrap)
                     cases += [run_case(args, "kafka", mode, workdir) for mode in ("durable", "early")]
         if args.backend in ("s3", "both", "all"):
