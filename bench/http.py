@@ -1,19 +1,25 @@
 """HTTP benchmark: a 1-step graph through `graphpack serve` (1 worker) vs a bare asyncio HTTP
-server answering the same body, with the same load generator (wrk) on loopback, same run.
+server doing the same work for the same request (request line and headers parsed, routed on
+method and path, JSON body in and out, the same response headers), with the same load generator
+(wrk) on loopback, in the same run.
 
-Prints req/s and p50/p99 latency for both (rounds alternate between the two servers, medians
-reported) and the ratios (goals: req/s >= 0.8x the bare server, p99 <= 1.5x), the cold start
-of each (process start -> first 200, alternating, medians; goal: graphpack <= 1.3x the bare
-server's; both with bytecode caches written, as for installed packages), the resident memory of a worker after start (goal <= 40 MB), and how req/s degrades
-when a CPU-bound neighbour process shares the machine (graphpack with 2 workers, the bare
-server). The machine's load average is printed at the start and the end: a ratio measured
-under load is not a quiet-machine figure. The cost of metrics (issue 18): graphpack serve with
-metrics on (the default) against ``--no-metrics`` in the same rounds (goal: >= 0.95x req/s), and
-what counting one request costs with graphpack's recorder and with prometheus-client's
-multiprocess mode (the reason graphpack records metrics itself).
+Measures req/s and p50/p99 latency of each (rounds alternate between the servers; medians), the
+cold start of each (process start -> first 200, alternating, medians; both with bytecode caches
+written, as for installed packages), the resident memory of a worker after start, and how req/s
+degrades when a CPU-bound neighbour process shares the machine (graphpack with 2 workers, the
+bare server). Information rows: graphpack's HTTP server alone with the bare server's app, and the
+minimal echo server that was the baseline before (Content-Length only, no routing). The cost of
+metrics (issue 18): graphpack serve with metrics on (the default) against ``--no-metrics`` in the
+same rounds (goal: >= 0.95x req/s), and what counting one request costs with graphpack's recorder
+and with prometheus-client's multiprocess mode (the reason graphpack records metrics itself).
+Ends with a summary, one line per goal (req/s >= 0.8x bare, p99 <= 1.5x, cold start <= 1.3x,
+memory <= 40 MB, metrics >= 0.95x): measured ratio, goal, MET/MISSED. The load average is printed
+before and after: a ratio measured under load is not a quiet-machine figure; compare ratios of
+one run only.
 
     python bench/http.py                    # 5 s per round, 2 rounds, 16 connections
     python bench/http.py --seconds 2 --rounds 1 --connections 8
+    python bench/http.py --markdown         # also the README's performance rows
 """
 from __future__ import annotations
 
@@ -45,10 +51,66 @@ GOALS = {"rps": 0.8, "p99": 1.5, "cold": 1.3, "rss_mb": 40.0, "metrics": 0.95}
 NEIGHBOUR = "while True: pass"  # a CPU-bound process sharing the machine
 
 BARE_SERVER = textwrap.dedent('''
+    import asyncio, json, sys, time
+
+    def echo(body, headers):
+        return json.dumps(json.loads(body)).encode()
+
+    ROUTES = {("POST", "/"): echo}
+    _date = [0, b""]
+
+    def date_line():
+        now = int(time.time())
+        if now != _date[0]:
+            _date[:] = [now, time.strftime("Date: %a, %d %b %Y %H:%M:%S GMT\\r\\n", time.gmtime(now)).encode()]
+        return _date[1]
+
+    class Echo(asyncio.Protocol):
+        """The least an HTTP/1.1 server does for an app: the request line and every header parsed
+        (a dict), Content-Length bodies, keep-alive, routing on method and path (404 otherwise), the
+        response headers graphpack sends (Content-Type, Content-Length, Date, Server). No framing
+        checks, limits, chunked bodies or pipelining order: what graphpack does on top."""
+        def connection_made(self, transport):
+            self.transport, self.buffer = transport, b""
+        def data_received(self, data):
+            self.buffer += data
+            while True:
+                end = self.buffer.find(b"\\r\\n\\r\\n")
+                if end < 0:
+                    return
+                lines = self.buffer[:end].decode("latin-1").split("\\r\\n")
+                method, target, _ = lines[0].split(" ", 2)
+                headers = {}
+                for line in lines[1:]:
+                    name, _, value = line.partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                length = int(headers.get("content-length", 0))
+                if len(self.buffer) < end + 4 + length:
+                    return
+                body = self.buffer[end + 4:end + 4 + length]
+                self.buffer = self.buffer[end + 4 + length:]
+                route = ROUTES.get((method, target.partition("?")[0]))
+                if route is None:
+                    status, out = b"404 Not Found", b'{"error": "not found"}'
+                else:
+                    status, out = b"200 OK", route(body, headers)
+                self.transport.write(b"HTTP/1.1 %s\\r\\nContent-Type: application/json\\r\\nContent-Length: %d\\r\\n%s"
+                                     b"Server: bare\\r\\n\\r\\n%s" % (status, len(out), date_line(), out))
+
+    async def main(port):
+        server = await asyncio.get_running_loop().create_server(Echo, "127.0.0.1", port)
+        print("ready", flush=True)
+        await server.serve_forever()
+
+    asyncio.run(main(int(sys.argv[1])))
+''')
+
+#: the baseline before it parsed and routed, kept as an information row (Content-Length only)
+MINIMAL_SERVER = textwrap.dedent('''
     import asyncio, json, sys
 
     class Echo(asyncio.Protocol):
-        """Minimal HTTP/1.1: headers, Content-Length body, keep-alive; answers the JSON body."""
+        """Finds Content-Length and answers the JSON body: no request line, headers dict or routing."""
         def connection_made(self, transport):
             self.transport, self.buffer = transport, b""
         def data_received(self, data):
@@ -219,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--cold-starts", type=int, default=7, help="cold starts to time per server (median)")
     parser.add_argument("--no-neighbour", action="store_true", help="skip the CPU-bound neighbour runs")
+    parser.add_argument("--markdown", action="store_true", help="also print the README's performance rows")
     args = parser.parse_args(argv)
     if not shutil.which("wrk"):
         raise SystemExit("bench/http.py needs wrk: apt-get install -y wrk")
@@ -228,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         (work / "project.py").write_text(PROJECT)
         (work / "bare.py").write_text(BARE_SERVER)
+        (work / "minimal.py").write_text(MINIMAL_SERVER)
         (work / "front_door.py").write_text(FRONT_DOOR)
         script = work / "post.lua"
         script.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(BODY)}\n'
@@ -250,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
                     rss.append(mb)
 
         loaded = {**servers, "metrics off": servers["graphpack serve"][:-1] + ["--no-metrics", "--port"],
-                  "front door only": [sys.executable, "front_door.py"]}
+                  "front door only": [sys.executable, "front_door.py"], "minimal echo": [sys.executable, "minimal.py"]}
         rounds: dict[str, list[dict]] = {name: [] for name in loaded}
         for _ in range(args.rounds):
             for name, argv_ in loaded.items():
@@ -270,9 +334,10 @@ def main(argv: list[str] | None = None) -> int:
                     neighbour.wait()
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    load_after = load_average()
 
     print(f"http bench: 1-step graph, 1 worker, wrk -t1 -c{args.connections} -d{args.seconds:g}s POST {BODY}, "
-          f"{args.rounds} round(s) each, load average before: {load_before}")
+          f"{args.rounds} round(s) each (medians), load average before: {load_before}, after: {load_after}")
     for name, r in results.items():
         print(f"  {name:<16} {r['rps']:>10,.0f} req/s   p50 {r['p50_ms']:.2f} ms   p99 {r['p99_ms']:.2f} ms   "
               f"server CPU {r['cpu_us']:.1f} µs/request"
@@ -285,34 +350,81 @@ def main(argv: list[str] | None = None) -> int:
     for name, (alone, busy) in crowded.items():
         print(f"  {name} with a CPU-bound neighbour: {alone['rps']:,.0f} -> {busy['rps']:,.0f} req/s "
               f"({busy['rps'] / alone['rps']:.2f}x), p99 {alone['p99_ms']:.2f} -> {busy['p99_ms']:.2f} ms")
+
     ours, bare = results["graphpack serve"], results["bare asyncio"]
-    print(ratio_line("graphpack's HTTP server with the bare server's app, same asyncio loop / bare (req/s)",
-                     results["front door only"]["rps"] / bare["rps"]))
-    ratio = ours["rps"] / bare["rps"]
-    print(ratio_line("graphpack serve / bare asyncio (req/s)", ratio, f">= {GOALS['rps']:g}x", ratio >= GOALS["rps"]))
-    print(ratio_line("bare asyncio / graphpack serve (server CPU per request; steadier on a busy machine)",
-                     bare["cpu_us"] / ours["cpu_us"]))
-    p99_ratio = ours["p99_ms"] / bare["p99_ms"]
-    print(ratio_line("graphpack serve / bare asyncio (p99 latency)", p99_ratio, f"<= {GOALS['p99']:g}x",
-                     p99_ratio <= GOALS["p99"]))
+    front, minimal = results["front door only"], results["minimal echo"]
+    rps, p99 = ours["rps"] / bare["rps"], ours["p99_ms"] / bare["p99_ms"]
     cold_ratio = cold_ms["graphpack serve"] / cold_ms["bare asyncio"]
-    print(ratio_line("graphpack serve / bare asyncio (cold start)", cold_ratio, f"<= {GOALS['cold']:g}x",
-                     cold_ratio <= GOALS["cold"]))
+    print("summary (graphpack serve / bare asyncio, this run):")
+    print("  " + ratio_line("req/s", rps, f">= {GOALS['rps']:g}x", rps >= GOALS["rps"]))
+    print("  " + ratio_line("p99 latency", p99, f"<= {GOALS['p99']:g}x", p99 <= GOALS["p99"]))
+    print("  " + ratio_line("cold start", cold_ratio, f"<= {GOALS['cold']:g}x", cold_ratio <= GOALS["cold"]))
     off = results["metrics off"]
-    print(ratio_line("graphpack serve, metrics on / metrics off (req/s)", ours["rps"] / off["rps"],
-                     f">= {GOALS['metrics']:g}x", ours["rps"] / off["rps"] >= GOALS["metrics"]))
-    print(ratio_line("metrics off / metrics on (server CPU per request)", off["cpu_us"] / ours["cpu_us"]))
+    print("  " + ratio_line("req/s, metrics on / metrics off", ours["rps"] / off["rps"],
+                            f">= {GOALS['metrics']:g}x", ours["rps"] / off["rps"] >= GOALS["metrics"]))
+    print(f"  memory per worker: {rss_med:.1f} MB  (goal <= {GOALS['rss_mb']:.0f} MB)  "
+          + ("MET" if rss_med <= GOALS["rss_mb"] else "MISSED"))
+    print("  " + ratio_line("server CPU per request (bare / graphpack; steadier on a busy machine)",
+                            bare["cpu_us"] / ours["cpu_us"]))
+    print("  " + ratio_line("req/s of graphpack's HTTP server alone with the bare app", front["rps"] / bare["rps"]))
+    print("  " + ratio_line("req/s against the minimal echo server (the baseline before)", ours["rps"] / minimal["rps"]))
+    print("  " + ratio_line("server CPU per request, metrics off / metrics on", off["cpu_us"] / ours["cpu_us"]))
+    for name, (alone, busy) in crowded.items():
+        print("  " + ratio_line(f"req/s with a CPU-bound neighbour / alone, {name}", busy["rps"] / alone["rps"]))
     from _metrics_cost import client_us, recorder_us
 
     request_us = 1e6 / ours["rps"]
     ours_us, client = recorder_us(), client_us()
-    print(f"counting one request: graphpack's recorder {ours_us:.2f} µs ({ours_us / request_us:.1%} of a request "
+    print(f"  counting one request: graphpack's recorder {ours_us:.2f} µs ({ours_us / request_us:.1%} of a request "
           f"at graphpack serve's rate)" + ("" if client is None else
           f", prometheus-client multiprocess mode {client:.2f} µs ({client / request_us:.1%})"))
-    print(f"memory per worker: {rss_med:.1f} MB  (goal <= {GOALS['rss_mb']:.0f} MB)  "
-          + ("MET" if rss_med <= GOALS["rss_mb"] else "MISSED"))
-    print(f"load average after: {load_average()}")
+    if args.markdown:
+        print(markdown_rows(results, cold_ms, rss_med, crowded, args.connections, load_before, load_after))
     return 0
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "missed"
+
+
+def markdown_rows(results: dict, cold_ms: dict, rss: float, crowded: dict, connections: int,
+                  load_before: str, load_after: str) -> str:
+    """The README performance table's bench/http.py rows for this run."""
+    ours, bare, front = results["graphpack serve"], results["bare asyncio"], results["front door only"]
+    minimal = results["minimal echo"]
+    rps, p99 = ours["rps"] / bare["rps"], ours["p99_ms"] / bare["p99_ms"]
+    cold = cold_ms["graphpack serve"] / cold_ms["bare asyncio"]
+    load = f"load {load_before.split()[0]} -> {load_after.split()[0]}"
+    rows = [
+        f"| `bench/http.py`: 1-step graph, `graphpack serve`, 1 worker, wrk -c{connections} ({load}) "
+        f"| {ours['rps']:,.0f} req/s, p99 {ours['p99_ms']:.2f} ms, server CPU {ours['cpu_us']:.1f} µs/request "
+        f"| bare asyncio server (parses, routes, same headers) {bare['rps']:,.0f} req/s, p99 {bare['p99_ms']:.2f} ms, "
+        f"{bare['cpu_us']:.1f} µs/request "
+        f"| {rps:.2f}x req/s, {p99:.2f}x p99, {ours['cpu_us'] / bare['cpu_us']:.1f}x the CPU per request "
+        f"| >= 0.8x req/s ({_verdict(rps >= GOALS['rps'])}), p99 <= 1.5x ({_verdict(p99 <= GOALS['p99'])}) |",
+        f"| same, graphpack's HTTP server alone (httptools; the bare server's app, same asyncio loop) "
+        f"| {front['rps']:,.0f} req/s, {front['cpu_us']:.1f} µs/request | same bare server "
+        f"| {front['rps'] / bare['rps']:.2f}x req/s | |",
+        f"| same, against the minimal echo server (Content-Length only, no routing: the baseline before) "
+        f"| {ours['rps']:,.0f} req/s | {minimal['rps']:,.0f} req/s, {minimal['cpu_us']:.1f} µs/request "
+        f"| {ours['rps'] / minimal['rps']:.2f}x req/s | |",
+    ]
+    if crowded:
+        (two_alone, two_busy), (bare_alone, bare_busy) = crowded["graphpack serve, 2 workers"], crowded["bare asyncio"]
+        rows.append(
+            f"| same, 2 workers, then with a CPU-bound neighbour process "
+            f"| {two_alone['rps']:,.0f} -> {two_busy['rps']:,.0f} req/s ({two_busy['rps'] / two_alone['rps']:.2f}x), "
+            f"p99 {two_alone['p99_ms']:.1f} -> {two_busy['p99_ms']:.1f} ms "
+            f"| bare server alone -> with the neighbour: {bare_alone['rps']:,.0f} -> {bare_busy['rps']:,.0f} req/s "
+            f"({bare_busy['rps'] / bare_alone['rps']:.2f}x) | | |")
+    rows += [
+        f"| `bench/http.py`: cold start (process start -> first 200, `python -m graphpack.serve`) "
+        f"| {cold_ms['graphpack serve']:.0f} ms | bare asyncio server {cold_ms['bare asyncio']:.0f} ms "
+        f"| {cold:.2f}x | <= 1.3x ({_verdict(cold <= GOALS['cold'])}) |",
+        f"| `bench/http.py`: resident memory per worker after start | {rss:.1f} MB | | "
+        f"| <= 40 MB ({_verdict(rss <= GOALS['rss_mb'])}) |",
+    ]
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":

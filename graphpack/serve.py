@@ -6,15 +6,20 @@ is one line on stderr and exit code 1.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from .errors import GraphpackError
 from .runtime.deps import missing_in
 
+if TYPE_CHECKING:
+    import argparse
 
-def parser() -> argparse.ArgumentParser:
+
+def parser() -> "argparse.ArgumentParser":
+    import argparse
+
     out = argparse.ArgumentParser(prog="python -m graphpack.serve",
                                   description="Run a built function with graphpack's own processor.")
     out.add_argument("function_dir", help="the function's directory (function.yaml, entry module, spec)")
@@ -55,9 +60,43 @@ def run(function_dir: str, port: int | None = None, workers: int | None = None, 
         return 1
 
 
+#: option -> (argument name, type) of the command lines ``_plain_args`` reads
+_OPTIONS = {"--port": ("port", int), "--workers": ("workers", int), "--host": ("host", str), "--workdir": ("workdir", str)}
+
+
+def _plain_args(argv: list[str]) -> dict | None:
+    """``FUNCTION_DIR [--port N] [--workers N] [--host H] [--workdir D] [--[no-]metrics]`` read
+    without argparse (a few ms of a cold start); None for anything else (help, errors, ...), which
+    argparse reads."""
+    args: dict = {"function_dir": None, "port": None, "workers": None, "host": "127.0.0.1", "workdir": None,
+                  "metrics": None}
+    words = list(argv)
+    while words:
+        word = words.pop(0)
+        name, sep, value = word.partition("=")
+        if word in ("--metrics", "--no-metrics"):
+            args["metrics"] = word == "--metrics"
+        elif name in _OPTIONS:
+            if not sep:
+                if not words:
+                    return None
+                value = words.pop(0)
+            key, kind = _OPTIONS[name]
+            if not value or value.startswith("-") or (kind is int and not value.isdecimal()):
+                return None
+            args[key] = kind(value)
+        elif word.startswith("-") or args["function_dir"] is not None:
+            return None
+        else:
+            args["function_dir"] = word
+    return args if args["function_dir"] is not None else None
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    return run(args.function_dir, args.port, args.workers, args.host, args.workdir, args.metrics)
+    args = _plain_args(sys.argv[1:] if argv is None else argv)
+    if args is None:
+        args = vars(parser().parse_args(argv))
+    return run(args["function_dir"], args["port"], args["workers"], args["host"], args["workdir"], args["metrics"])
 
 
 if __name__ == "__main__":

@@ -12,12 +12,13 @@ This module runs inside the image: it imports graphpack's runtime only.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import json
 import os
 import threading
-from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from typing import Any
 
 from ..errors import GraphpackError
@@ -26,8 +27,8 @@ from ..runtime import otel, tracing
 from ..runtime.event import Event
 from ..runtime.tracing import current_event, current_trace_id, trace_id
 from ..runtime.server import GraphServer
-from .events import from_nuclio, is_stream, trigger_kind
-from .responses import error_output, to_nuclio
+from .events import from_http, from_nuclio, is_stream, trigger_kind
+from .responses import error_output, error_response, http_reply, to_nuclio
 
 SPEC_FILE = "spec.json"
 SPEC_FILE_ENV = "GRAPHPACK_SPEC_FILE"
@@ -204,6 +205,52 @@ def _traced(response: Any, event: Event) -> Any:
     return response
 
 
+def http_app(context: Any) -> Callable[[Any], tuple | Future | None]:
+    """``handler`` for the requests of graphpack's own http trigger (``graphpack serve``) on the
+    worker ``context`` was initialised for, without the Nuclio-shaped event and response objects:
+    a function of a parsed request that gives the same answer as (status, content type, headers,
+    body bytes), or a Future of it while the event's queue writes complete. It gives None when the
+    request needs ``handler`` (a Knative KafkaSource CloudEvent). A Future fails if its answer
+    cannot be encoded (the processor answers 500, as for ``handler``)."""
+    server = get_server(context)
+    if server is None:
+        not_ready = http_reply(error_response(503, "the function is not initialised (init_context was not called)"))
+        return lambda request: not_ready
+    run = functools.partial(_run, server) if server.sync_with_async_steps else server.run_deferred
+    logger = _logger(server)
+
+    def answer(request: Any) -> tuple | Future | None:
+        entered = None
+        status = 500
+        try:
+            graph_event = from_http(request)
+            if graph_event is None:
+                return None
+            entered = _enter(graph_event, "server")
+            response, writes = run(graph_event)
+            status = response.status_code
+        except Exception as exc:  # noqa: BLE001 - never send a traceback
+            logger.error(f"graphpack: event handling failed: {type(exc).__name__}: {exc}")
+            return http_reply(error_response(500, f"{type(exc).__name__}: {exc}"))
+        finally:
+            if entered is not None:
+                _leave(entered, status)
+        if writes is None:
+            return http_reply(_traced(response, graph_event))
+        reply: Future = Future()
+
+        def send(failure: Any) -> None:
+            try:
+                reply.set_result(http_reply(_traced(server.settle(response, failure), graph_event)))
+            except Exception as exc:  # noqa: BLE001 - the processor answers 500
+                reply.set_exception(exc)
+
+        writes.when_done(send)
+        return reply
+
+    return answer
+
+
 def _run(server: GraphServer, event: Event) -> Any:
     """``server.run_deferred(event)``; a sync graph with async steps runs on a helper thread when
     the caller is inside a running event loop (Nuclio's wrapper calls sync handlers from its loop)."""
@@ -214,6 +261,8 @@ def _run(server: GraphServer, event: Event) -> Any:
             return server.run_deferred(event)
         with _lock:
             if _state.get("executor") is None:
+                from concurrent.futures import ThreadPoolExecutor  # here: rarely needed, slower to import
+
                 _state["executor"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="graphpack-handler")
             executor = _state["executor"]
         return executor.submit(server.run_deferred, event).result()

@@ -12,6 +12,9 @@ Nuclio's http trigger hands every event of a worker the same id (it reuses one e
 and assigns an id only when it is empty); an id that repeats the previous event's is replaced by
 a fresh one, so that responses, logs and queue records never share ids. A caller's own id
 (the graphpack-/mlrun-event-id headers) is kept as given.
+
+``from_http`` builds the same graph event straight from a request of graphpack's own http trigger,
+without the Nuclio-shaped event in between (the processor's fast path; tests/handlers compare them).
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..queues import record as wire
-from ..runtime import tracing
+from ..runtime import json_codec, tracing
 from ..runtime.event import Event, new_event_id
 
 #: Nuclio trigger kinds whose events are stream / queue records.
@@ -161,6 +164,50 @@ def from_nuclio(event: Any, context: Any = None, kind: str | None = None) -> Eve
             graph_event.time = when
     graph_event.trigger = kind
     return graph_event
+
+
+def from_http(request: Any) -> Event | None:
+    """What ``from_nuclio`` makes of the Nuclio-shaped event graphpack's processor builds for
+    ``request`` (a parsed request of its http trigger), without building that event; None for a
+    Knative KafkaSource CloudEvent (a queue record: ``from_nuclio`` handles it)."""
+    headers = request.headers
+    event_id = path = traceparent = ce_type = None
+    for key, value in headers.items():  # one pass for what _overrides and _kafka_cloudevent look for
+        first = key[:1]
+        if first in "gGmMtT":
+            if value:
+                lower = key.lower()
+                if lower in EVENT_ID_HEADERS and (event_id is None or lower == EVENT_ID_HEADERS[0]):
+                    event_id = value
+                elif lower in EVENT_PATH_HEADERS and (path is None or lower == EVENT_PATH_HEADERS[0]):
+                    path = value
+                elif lower == tracing.HEADER:
+                    traceparent = tracing.valid(value)
+        elif first in "cC" and key[:3] in ("ce-", "Ce-", "CE-") and ce_type is None and key.lower() == "ce-type":
+            ce_type = value
+    if ce_type == KAFKA_CLOUDEVENT:
+        return None
+    body: Any = request.body
+    content_type = request.content_type
+    if not body:
+        body = None
+    elif content_type.split(";")[0].strip() == "application/json":
+        try:  # as nuclio-sdk: a JSON body is decoded, and kept as bytes when that fails
+            body = json_codec.loads(body)
+        except ValueError:
+            pass
+    else:
+        body = decode_text(body, content_type)
+    event = Event(body, event_id, path or request.path or "/", request.method, headers)
+    if traceparent is not None:
+        event.traceparent = traceparent
+    if content_type:
+        event.content_type = content_type
+    if request.query:
+        event.fields = dict(request.query)
+    event.time = datetime.now(timezone.utc)
+    event.trigger = "http"
+    return event
 
 
 def decode_text(body: bytes | bytearray, content_type: str) -> Any:

@@ -1,6 +1,7 @@
 """Build contexts: one directory per function, written whole or not at all.
 
-``DIR/<function>/`` holds function.yaml, the entry module (graphpack_entry.py), the user's code,
+``DIR/<function>/`` holds function.yaml (and the same config as JSON, which graphpack serve reads
+without importing PyYAML), the entry module (graphpack_entry.py), the user's code,
 requirements.txt, spec.json, a Dockerfile, graphpack's runtime (``graphpack/`` without the build side:
 see BUILD_SIDE) and ``wheels/`` (the wheels the Dockerfile installs offline).
 Files are rendered in memory first; a build writes them into a temporary directory next to the
@@ -22,6 +23,7 @@ from typing import Any
 import yaml
 
 from ..errors import GraphpackError
+from ..runtime.function_config import CONFIG_JSON, config_json
 from . import nuclio
 from .plan import FunctionPlan, plan_function
 from .schema import validate
@@ -94,8 +96,10 @@ def render(plan: FunctionPlan, target: str = "nuclio", http_workers: int = 1,
         "base_image": plan.image, "commands": list(plan.build_commands), "entry_file": entry_file,
         "code_files": code_files,
     }
+    config_yaml = dump_yaml(config)
     files: dict[str, tuple[bytes, bool]] = {
-        "function.yaml": (dump_yaml(config).encode(), False),
+        "function.yaml": (config_yaml.encode(), False),
+        CONFIG_JSON: (config_json(config, config_yaml).encode(), False),  # read by graphpack serve
         nuclio.SPEC_FILE: (spec_text.encode(), False),
         entry_file: (env.get_template("entry.py.j2").render(values).encode(), False),
         "Dockerfile": (env.get_template("Dockerfile.j2").render(values).encode(), False),

@@ -23,7 +23,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -68,7 +67,7 @@ class Consumer:
         self.max_attempts = int(max_attempts)
         self.dead_letter = dead_letter
         self.on_error = on_error
-        self.owner = owner or f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.owner = owner or f"{os.uname().nodename}-{os.getpid()}-{os.urandom(3).hex()}"
         self.lease_ttl = float(lease_ttl)
         self.poll_interval = float(poll_interval)
         self.max_poll_interval = max(float(max_poll_interval), self.poll_interval)

@@ -46,6 +46,10 @@ class _Stop(Exception):
     """Raised in a parser callback: the connection reads no further requests."""
 
 
+def _size(fields: list[tuple[bytes, bytes]]) -> int:
+    return sum(len(name) + len(value) + 4 for name, value in fields)
+
+
 class HttpProtocol(asyncio.Protocol):
     """One client connection."""
 
@@ -60,20 +64,22 @@ class HttpProtocol(asyncio.Protocol):
         self.continue_due = False
         self.write_paused = False  # the transport's write buffer is full
         self.reading = True
-        self.in_head = True  # between the start of a request and the end of its headers
-        self.head_seen = 0  # bytes received while in_head (bounds what the parser buffers)
+        self.keep_alive = True
+        self.head = False
         self._start()
 
     def _start(self) -> None:
+        """Ready for the next request (set at the end of the previous one: the parser's
+        message-begin callback, one more Python call per request, is not used)."""
+        self.in_head = True  # until the end of the next request's headers
+        self.head_seen = 0  # bytes received while in_head (bounds what the parser buffers)
         self.url = b""
-        self.headers: dict[str, str] = {}
+        self.raw: list[tuple[bytes, bytes]] = []  # header fields (trailer fields after the body)
         self.head_size = 0
-        self.body: list[bytes] = []
+        self.body: list[bytes] | None = None  # the body's parts, when it has any
         self.body_size = 0
         self.content_type = ""
         self.request: Request | None = None
-        self.keep_alive = True
-        self.head = False
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -129,7 +135,10 @@ class HttpProtocol(asyncio.Protocol):
         except Exception as exc:  # noqa: BLE001 - a bug of ours must not kill the worker or leak a traceback
             self._broken(exc)
         else:
-            if self.in_head and self.head_seen > MAX_HEADER_BYTES:
+            if self.in_head:
+                if self.head_seen > MAX_HEADER_BYTES:
+                    self.fail(431, f"request header section exceeds the limit of {MAX_HEADER_BYTES} bytes")
+            elif self.raw and self.head_size + _size(self.raw) > MAX_HEADER_BYTES:  # trailer fields
                 self.fail(431, f"request header section exceeds the limit of {MAX_HEADER_BYTES} bytes")
 
     def _broken(self, exc: BaseException | None) -> None:
@@ -145,69 +154,78 @@ class HttpProtocol(asyncio.Protocol):
         return bool(self.pending)  # True keeps the connection open for the pending answers
 
     # -- parser callbacks -----------------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        if self.closing:
-            raise _Stop()
-        self.in_head = True
-        self.head_seen = 0
-        self._start()
-
     def on_url(self, url: bytes) -> None:
+        if self.closing:
+            raise _Stop()  # a request after the last one (Connection: close, half-closed, an error)
         self.url += url
         if len(self.url) > MAX_HEADER_BYTES:
             raise Reject(431, f"request target exceeds the limit of {MAX_HEADER_BYTES} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.head_size += len(name) + len(value) + 4
-        if self.head_size > MAX_HEADER_BYTES:  # also bounds trailers, which come after the body
-            raise Reject(431, f"request header section exceeds the limit of {MAX_HEADER_BYTES} bytes")
-        key, text = name.decode("latin-1"), value.decode("latin-1").strip()
-        self.headers[key] = text
-        if key[:1] in "cCeEtT":  # the headers the server itself reads
-            lower = key.lower()
-            if lower == "content-type":
-                self.content_type = text
-            elif lower == "content-length" and text.isdigit() and int(text) > self.server.max_body_size:
-                raise self._too_large(int(text))
-            elif lower == "transfer-encoding" and text.lower() != "chunked":
-                if text.lower().rpartition(",")[2].strip() == "chunked":
-                    raise Reject(501, f"transfer coding not supported: {text}")
-                raise Reject(400, f"malformed request: the body's length is unknown (Transfer-Encoding: {text})")
-            elif lower == "expect":
-                if text.lower() != "100-continue":
-                    raise Reject(417, f"expectation not supported: {text}")
-                self.continue_due = True
+        self.raw.append((name, value))  # read at the end of the head (one Python call per header less)
 
     def on_headers_complete(self) -> None:
         self.in_head = False
         parser = self.parser
-        if len(self.url) + self.head_size > MAX_HEADER_BYTES:
+        raw, self.raw = self.raw, []
+        headers: dict[str, str] = {}
+        size = 0
+        for name, value in raw:
+            size += len(name) + len(value) + 4
+            if size > MAX_HEADER_BYTES:
+                raise Reject(431, f"request header section exceeds the limit of {MAX_HEADER_BYTES} bytes")
+            key = name.decode("latin-1")
+            text = headers[key] = value.decode("latin-1").strip()
+            if key[:1] in "cCeEtT":  # the headers the server itself reads
+                self._read_header(key.lower(), text)
+        size += len(self.url)
+        if size > MAX_HEADER_BYTES:
             raise Reject(431, f"request header section exceeds the limit of {MAX_HEADER_BYTES} bytes")
+        self.head_size = size
         version = parser.get_http_version()
-        if version[:2] != "1.":
-            raise Reject(505, f"HTTP/{version} is not supported (HTTP/1.1 is)")
-        if version == "1.0" and any(k.lower() == "transfer-encoding" for k in self.headers):
-            raise Reject(400, "malformed request: Transfer-Encoding in an HTTP/1.0 request")
+        if version != "1.1":
+            if version[:2] != "1.":
+                raise Reject(505, f"HTTP/{version} is not supported (HTTP/1.1 is)")
+            if version == "1.0" and any(k.lower() == "transfer-encoding" for k in headers):
+                raise Reject(400, "malformed request: Transfer-Encoding in an HTTP/1.0 request")
         raw_method = parser.get_method()
         method = _METHODS.get(raw_method) or raw_method.decode("latin-1")
+        url = self.url
         try:
-            path, query = split_target(self.url)
+            path, query = split_target(url)
         except ValueError as exc:
             raise Reject(400, f"malformed request: {exc}") from None
         self.keep_alive = version == "1.1" and parser.should_keep_alive()
         self.head = method == "HEAD"
-        self.request = Request(method, path, query, self.headers, b"", self.url.decode("latin-1"),
-                               self.content_type)
+        self.request = Request(method, path, query, headers, b"", url.decode("latin-1"), self.content_type)
         if self.continue_due:
             self.continue_due = version == "1.1"
             self._send_continue()
 
+    def _read_header(self, lower: str, text: str) -> None:
+        """Check and note a header the server itself reads (``lower``: its lower-case name)."""
+        if lower == "content-type":
+            self.content_type = text
+        elif lower == "content-length" and text.isdigit() and int(text) > self.server.max_body_size:
+            raise self._too_large(int(text))
+        elif lower == "transfer-encoding" and text.lower() != "chunked":
+            if text.lower().rpartition(",")[2].strip() == "chunked":
+                raise Reject(501, f"transfer coding not supported: {text}")
+            raise Reject(400, f"malformed request: the body's length is unknown (Transfer-Encoding: {text})")
+        elif lower == "expect":
+            if text.lower() != "100-continue":
+                raise Reject(417, f"expectation not supported: {text}")
+            self.continue_due = True
+
     def on_body(self, body: bytes) -> None:
         self.continue_due = False  # the client sent its body without waiting
-        self.body_size += len(body)
-        if self.body_size > self.server.max_body_size:
+        size = self.body_size = self.body_size + len(body)
+        if size > self.server.max_body_size:
             raise self._too_large(None)
-        self.body.append(body)
+        if self.body is None:
+            self.body = [body]
+        else:
+            self.body.append(body)
 
     def on_message_complete(self) -> None:
         request = self.request
@@ -215,8 +233,13 @@ class HttpProtocol(asyncio.Protocol):
             return
         self.continue_due = False
         body = self.body
-        request.body = body[0] if len(body) == 1 else b"".join(body)
-        self._dispatch(request, self.keep_alive, self.head)
+        if body is not None:
+            request.body = body[0] if len(body) == 1 else b"".join(body)
+        for name, value in self.raw:  # trailer fields join the header fields
+            request.headers[name.decode("latin-1")] = value.decode("latin-1").strip()
+        keep_alive, head = self.keep_alive, self.head
+        self._start()
+        self._dispatch(request, keep_alive, head)
 
     def _too_large(self, length: int | None) -> Reject:
         limit = self.server.max_body_size
@@ -242,14 +265,18 @@ class HttpProtocol(asyncio.Protocol):
             self._mark_used()
         if not keep_alive:
             self.closing = True
-        reply = server.intercept(request)
-        if reply is None and not self.pending and server.can_run_inline():
-            reply = server.run_inline(server.app, request)  # the common case: no task, no future
-        if isinstance(reply, concurrent.futures.Future):  # sent once the event's writes are durable
+        reply: Any = None  # a reply tuple, a concurrent future of one, or None (not run yet)
+        internal = server.internal.get(request.path)
+        if internal is not None:
+            reply = internal(request)
+        if reply is None and not self.pending:
+            reply = server.run_now(request)  # the common case: no task, no future; None if it cannot
+        if reply.__class__ is tuple:
+            if not self.pending:
+                self._write(reply, keep_alive, head)
+                return
+        elif reply is not None:  # a future: sent once the event's writes are durable
             self._queue(asyncio.wrap_future(reply), keep_alive, head)
-            return
-        if reply is not None and not self.pending:
-            self._write(reply, keep_alive, head)
             return
         future: asyncio.Future
         if reply is not None:

@@ -14,7 +14,6 @@ import asyncio
 import collections
 import concurrent.futures
 import errno
-import mmap
 import queue
 import socket
 import sys
@@ -27,6 +26,7 @@ from .http_wire import Request
 
 __all__ = ["AcceptGate", "HttpServer", "HandlerThread", "Request"]
 
+_clock = time.perf_counter
 GATE_TICK = 0.02  # how often a busy worker rechecks whether every worker is busy
 INLINE_LIMIT = 0.002  # events faster than this run inline on the event loop
 ACCEPT_BACKOFF = (0.05, 1.0)  # first and longest pause after accept() fails (EMFILE, ENFILE, ...)
@@ -74,16 +74,17 @@ def _resolve(future: asyncio.Future, result: Any) -> None:
 
 
 class HttpServer:
-    """Serves ``app`` on a listening socket; ``intercept`` answers internal paths first."""
+    """Serves ``app`` on a listening socket; ``internal`` answers its paths (``/__health``) first
+    (a handler there that gives None leaves the request to ``app``)."""
 
     def __init__(self, app: App, max_body_size: int = 32 * 1024 * 1024, availability_timeout: float = 10.0,
-                 intercept: Callable[[Request], Reply | None] | None = None,
+                 internal: dict[str, Callable[[Request], Reply | None]] | None = None,
                  log: Callable[[str], Any] | None = None) -> None:
         self.app = app
         self.log = log or _stderr
         self.max_body_size = max_body_size
         self.availability_timeout = availability_timeout
-        self.intercept = intercept or (lambda request: None)
+        self.internal = dict(internal or {})
         self.connections: set[HttpProtocol] = set()
         self.worker: HandlerThread | None = None
         self.in_flight = 0
@@ -95,7 +96,8 @@ class HttpServer:
         self._gate: AcceptGate | None = None
         self._worker_free = True
         self._waiting: collections.deque = collections.deque()
-        self._slow = 0.0  # decaying maximum of event durations (seconds)
+        self._slow = 0.0  # moving average of event durations (seconds): one preempted event does
+        # not move the next ones to the handler thread, an event of 10 * INLINE_LIMIT or more does
         self._backoff = 0.0  # current pause after a failed accept(); 0 when accepting normally
         self._resume: asyncio.TimerHandle | None = None
         self._accept_errors = 0  # failed accept() calls not logged yet
@@ -182,25 +184,24 @@ class HttpServer:
             return await asyncio.wrap_future(reply)
         return reply
 
-    def can_run_inline(self) -> bool:
-        """The worker is free, nobody waits for it and events are fast: run the next one now."""
-        return self._worker_free and not self._waiting and self._slow < INLINE_LIMIT
-
-    def run_inline(self, fn: Callable[[Any], Any], arg: Any) -> Any:
-        """``run`` for the case ``can_run_inline`` allows, without a task or a future."""
+    def run_now(self, request: Request) -> Any:
+        """The app's reply to ``request``, run at once on the loop (no task, no future) when the
+        worker is free, nobody waits for it and events are fast; else None (``handle`` it)."""
+        if not self._worker_free or self._waiting or self._slow >= INLINE_LIMIT:
+            return None
         self.in_flight += 1
         self._worker_free = False
-        if self._gate is not None:
+        gate = self._gate
+        if gate is not None:
             self._update()
-        started = time.perf_counter()
+        started = _clock()
         try:
-            return fn(arg)
+            return self.app(request)
         finally:
-            elapsed = time.perf_counter() - started
-            self._slow = elapsed if elapsed > self._slow else 0.9 * self._slow + 0.1 * elapsed
+            self._slow += 0.1 * (_clock() - started - self._slow)
             self._worker_free = True
             self.in_flight -= 1
-            if self._gate is not None:
+            if gate is not None:
                 self._update()
 
     async def run(self, fn: Callable[[Any], Any], arg: Any, busy_reply: Any = None) -> Any:
@@ -233,7 +234,7 @@ class HttpServer:
                 return await self.worker.submit(fn, arg)  # type: ignore[union-attr]
             finally:
                 elapsed = time.perf_counter() - started
-                self._slow = elapsed if elapsed > self._slow else 0.9 * self._slow + 0.1 * elapsed
+                self._slow += 0.1 * (elapsed - self._slow)
                 self._worker_free = True
                 while self._waiting:
                     waiter = self._waiting.popleft()
@@ -278,6 +279,8 @@ class AcceptGate:
     """One busy flag per worker process in shared memory (created before the workers fork)."""
 
     def __init__(self, workers: int) -> None:
+        import mmap  # here: one worker needs no gate
+
         self.flags = mmap.mmap(-1, workers)
         self.index = 0
 

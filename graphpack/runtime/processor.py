@@ -1,9 +1,11 @@
 """graphpack's own processor (``graphpack serve DIR``): runs a built function the way
 Nuclio's processor + Python wrapper would, without Nuclio.
 
-It reads ``DIR/function.yaml``, imports ``spec.handler`` (``module:function``) from DIR,
+It reads ``DIR/function.yaml`` (function_config.py), imports ``spec.handler`` (``module:function``) from DIR,
 calls ``init_context(context)`` once per worker and ``handler(context, event)`` per event
-with nuclio-sdk-shaped objects, and runs the function's triggers: ``http`` (N worker
+with nuclio-sdk-shaped objects (an entry module that defines ``http_app(context)``, as graphpack's
+generated ones do, answers HTTP requests through the function it returns instead: the same answers
+without those objects), and runs the function's triggers: ``http`` (N worker
 processes sharing one socket, 413/503, ``/__health``), ``cron`` (schedule or interval) and
 ``kafka-cluster`` (one topic, read by graphpack's queue consumer in every worker).
 Queue consumers are started by the entry module's ``init_context``, as under Nuclio.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import importlib
 import inspect
 import json
@@ -30,39 +33,23 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
-
-import yaml
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import GraphpackError
 from . import deps, json_codec, metrics, metrics_export
-from .cron import Clock, run_schedule, trigger_schedule
+from .function_config import load_config
 from .http_server import AcceptGate, HttpServer, Request
 from .logger import Logger
 from .nuclio_shim import Context, Event, Platform, Response, TriggerInfo, to_http
+
+if TYPE_CHECKING:
+    from .cron import Clock
 
 DEFAULT_PORT = 8080
 HEALTH_PATH = "/__health"
 RESTART_WINDOW = 2.0  # a worker dying sooner than this after its start is restarted with a growing delay
 RESTART_DELAY_MAX = 5.0
 RESTARTS_FILE_ENV = "GRAPHPACK_WORKER_RESTARTS_FILE"  # set by the local deploy: `graphpack status` counts its lines
-
-
-def load_config(function_dir: str | Path) -> dict:
-    """The function's config (function.yaml) with the fields the processor needs checked."""
-    path = Path(function_dir) / "function.yaml"
-    try:
-        config = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise GraphpackError(f"cannot read {str(path)!r}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise GraphpackError(f"{str(path)!r} is not valid YAML: {exc}") from None
-    if not isinstance(config, dict) or not isinstance(config.get("spec"), dict):
-        raise GraphpackError(f"{str(path)!r}: not a function config (no spec)")
-    handler = config["spec"].get("handler", "")
-    if ":" not in handler:
-        raise GraphpackError(f"{str(path)!r}: spec.handler must be 'module:function', got {handler!r}")
-    return config
 
 
 class FunctionHost:
@@ -85,6 +72,8 @@ class FunctionHost:
         if not callable(handler):
             raise GraphpackError(f"function {self.name!r}: {module_name}.{func_name} is not a function")
         self.handler: Callable = handler
+        http_app = getattr(module, "http_app", None)
+        self._http_app: Callable | None = http_app if callable(http_app) else None
         self.platform = Platform("local")
         self.logger = Logger(f"graphpack.{self.name}")
         self.contexts: dict[str, Context] = {}
@@ -120,6 +109,28 @@ class FunctionHost:
         except Exception as exc:  # noqa: BLE001 - like Nuclio's wrapper, but no traceback to the caller
             return self._failed(exc)
 
+    def http_answerer(self, context: Context, trigger: str) -> Callable[[Request], Any]:
+        """What answers the http trigger's requests: the reply tuple (or a future of it) for a
+        request, through the entry module's ``http_app`` when it has one, else through ``invoke``."""
+
+        def through_handler(request: Request) -> Any:
+            return self.invoke(context, self.http_event(request, trigger))
+
+        if self._http_app is None:
+            return through_handler
+        direct, failed = self._http_app(context), self._failed
+
+        def answer(request: Request) -> Any:
+            try:
+                out = direct(request)
+            except Exception as exc:  # noqa: BLE001 - as invoke
+                return failed(exc)
+            if out.__class__ is tuple:
+                return out
+            return through_handler(request) if out is None else _later(out, failed, _same)
+
+        return answer
+
     def _failed(self, exc: BaseException) -> tuple:
         self.logger.error(f"handler failed: {type(exc).__name__}: {exc}")
         return 500, "text/plain", {}, f"Exception caught in handler - {type(exc).__name__}: {exc}".encode()
@@ -138,13 +149,18 @@ class FunctionHost:
                      size=len(request.body), url=request.url)
 
 
-def _later(output: concurrent.futures.Future, failed: Callable[[BaseException], tuple]) -> concurrent.futures.Future:
+def _same(reply: tuple) -> tuple:
+    return reply
+
+
+def _later(output: concurrent.futures.Future, failed: Callable[[BaseException], tuple],
+           convert: Callable[[Any], tuple] = to_http) -> concurrent.futures.Future:
     """A future of the reply tuple for a future of the handler's output."""
     reply: concurrent.futures.Future = concurrent.futures.Future()
 
     def done(future: concurrent.futures.Future) -> None:
         try:
-            reply.set_result(to_http(future.result()))
+            reply.set_result(convert(future.result()))
         except Exception as exc:  # noqa: BLE001 - answered 500, as a handler that raised
             reply.set_result(failed(exc))
 
@@ -189,6 +205,8 @@ def _consume_kafka_trigger(config: dict) -> None:
 
 async def _cron_loop(host: FunctionHost, server: HttpServer, name: str, trigger: dict, stop: asyncio.Event,
                      clock: Clock | None = None) -> None:
+    from .cron import run_schedule, trigger_schedule  # here: most functions have no cron trigger
+
     attributes = trigger.get("attributes") or {}
     event_spec = attributes.get("event") or {}
     body = event_spec.get("body", "")
@@ -236,23 +254,28 @@ async def _worker_main(function_dir: Path, config: dict, sock: socket.socket, wo
     ready_at = time.time()
     metrics_dir = os.environ.get(metrics_export.DIR_ENV, "")
 
-    def intercept(request: Request) -> tuple | None:
-        if request.path == HEALTH_PATH:
-            failed = deps.failures()
-            body = json.dumps({"status": "failed" if failed else "ready", "function": host.name,
-                               "worker": worker_id, "pid": os.getpid(), "since": ready_at,
-                               **({"errors": failed} if failed else {})}).encode()
-            return 503 if failed else 200, "application/json", _INTERNAL, body
-        if recorder is not None and request.path == metrics_export.METRICS_PATH and request.method in ("GET", "HEAD"):
-            body = metrics_export.exposition(recorder, metrics_dir, metrics_export.supervisor_pids())
-            return 200, metrics_export.CONTENT_TYPE, _INTERNAL, body
-        return None
+    def health(request: Request) -> tuple:
+        failed = deps.failures()
+        body = json.dumps({"status": "failed" if failed else "ready", "function": host.name,
+                           "worker": worker_id, "pid": os.getpid(), "since": ready_at,
+                           **({"errors": failed} if failed else {})}).encode()
+        return 503 if failed else 200, "application/json", _INTERNAL, body
+
+    def exposition(request: Request) -> tuple | None:
+        if request.method not in ("GET", "HEAD"):
+            return None  # the graph's
+        body = metrics_export.exposition(recorder, metrics_dir, metrics_export.supervisor_pids())
+        return 200, metrics_export.CONTENT_TYPE, _INTERNAL, body
+
+    internal: dict = {HEALTH_PATH: health}
+    if recorder is not None:
+        internal[metrics_export.METRICS_PATH] = exposition
 
     server = HttpServer(
-        lambda request: host.invoke(context, host.http_event(request, trigger_name)),
+        host.http_answerer(context, trigger_name),
         max_body_size=int(attributes.get("maxRequestBodySize") or 32 * 1024 * 1024),
         availability_timeout=float(http.get("workerAvailabilityTimeoutMilliseconds") or 10000) / 1000,
-        intercept=intercept,
+        internal=internal,
         log=host.logger.warn,
     )
     await server.start(sock, gate)
@@ -271,6 +294,7 @@ async def _worker_main(function_dir: Path, config: dict, sock: socket.socket, wo
             if (trigger or {}).get("kind") == "cron":
                 tasks.append(asyncio.ensure_future(_cron_loop(host, server, name, trigger, stop)))
     host.logger.info(f"worker {worker_id} ready", function=host.name, pid=os.getpid())
+    gc.freeze()  # what init built lives as long as the worker: collections no longer walk it (p99)
     await stop.wait()
     host.logger.info(f"worker {worker_id} stopping: draining in-flight events")
     for task in tasks:

@@ -12,6 +12,7 @@ from graphpack import new_function
 from graphpack.errors import GraphpackError
 from graphpack.packager import plan_and_render
 from graphpack.runtime import processor
+from graphpack.runtime.cron import Clock
 from graphpack.triggers import CronTrigger
 
 UTC = timezone.utc
@@ -66,7 +67,7 @@ def built_function(tmp_path, attributes):
     return write_contexts(contexts, tmp_path / "build")[0]
 
 
-class FakeClock(processor.Clock):
+class FakeClock(Clock):
     def __init__(self, now):
         self.time = now
 
