@@ -262,7 +262,7 @@ async def _worker_main(function_dir: Path, config: dict, sock: socket.socket, wo
         return 503 if failed else 200, "application/json", _INTERNAL, body
 
     def exposition(request: Request) -> tuple | None:
-        if request.method not in ("GET", "HEAD"):
+        if recorder is None or request.method not in ("GET", "HEAD"):
             return None  # the graph's
         body = metrics_export.exposition(recorder, metrics_dir, metrics_export.supervisor_pids())
         return 200, metrics_export.CONTENT_TYPE, _INTERNAL, body
