@@ -102,10 +102,13 @@ def docker_engine():
     """A docker-py client of the running engine (scripts/test.sh starts dockerd); skips naming why not."""
     import docker
 
+    client = None
     try:
         client = docker.from_env(timeout=300)
         client.ping()
     except Exception as exc:  # noqa: BLE001
+        if client is not None:
+            client.close()  # its socket would otherwise surface as a ResourceWarning in a later test
         pytest.skip(f"the Docker engine is not reachable ({exc}); scripts/test.sh starts dockerd")
     yield client
     client.close()
