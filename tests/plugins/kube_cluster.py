@@ -18,6 +18,7 @@ rights, installs the CRDs and yields a :class:`Cluster`; the pytest fixture is i
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
 import re
@@ -35,7 +36,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -208,7 +209,6 @@ class Cluster:
     admin_token: str
     nobody_token: str
     home: Path
-    processes: list = field(default_factory=list)
 
     def kubeconfig(self, path: Path, token: str | None = None, namespace: str | None = None) -> Path:
         """Write a kubeconfig for this cluster (admin unless ``token``) and return its path."""
@@ -243,11 +243,10 @@ class Cluster:
             raise ApiError(exc.code, decoded) from None
         return json.loads(text) if text.strip().startswith(b"{") else {"text": text.decode()}
 
-    def apply(self, obj: dict, manager: str = "graphpack-test", force: bool = True, subresource: str = "") -> dict:
-        """Server-side apply of ``obj`` (``subresource="status"`` writes its status) as ``manager``."""
-        return self.request("PATCH", self.path_of(obj) + (f"/{subresource}" if subresource else "")
-                            + f"?fieldManager={manager}&force={'true' if force else 'false'}",
-                            obj, content_type="application/apply-patch+yaml")
+    def apply(self, obj: dict, manager: str = "graphpack-test") -> dict:
+        """Server-side apply of ``obj`` as ``manager``, taking over fields others own (force)."""
+        return self.request("PATCH", self.path_of(obj) + f"?fieldManager={manager}&force=true", obj,
+                            content_type="application/apply-patch+yaml")
 
     @staticmethod
     def path_of(obj: dict) -> str:
@@ -266,9 +265,16 @@ class Cluster:
 
     def install_crds(self, crds: list[dict], timeout: float = 60.0) -> None:
         """Apply CRDs and wait until each is Established (served)."""
-        for crd in crds:
-            self.apply(crd)
         deadline = time.monotonic() + timeout
+        for crd in crds:
+            while True:
+                try:
+                    self.apply(crd)
+                    break
+                except (ApiError, OSError) as exc:  # a server just started may still refuse a moment
+                    if time.monotonic() > deadline or (isinstance(exc, ApiError) and exc.code < 429):
+                        raise
+                    time.sleep(0.2)
         for crd in crds:
             while True:
                 current = self.request("GET", self.path_of(crd))
@@ -385,7 +391,7 @@ def _wait(what: str, proc: subprocess.Popen, log: Path, check: Callable[[], bool
         try:
             if check():
                 return
-        except (OSError, ApiError):
+        except (OSError, ApiError, http.client.HTTPException):
             pass
         time.sleep(0.1)
     raise Unavailable(f"{what} not ready in {timeout:.0f}s (log: {log})")
@@ -408,7 +414,7 @@ def _stop(procs: list[subprocess.Popen]) -> None:
 
 
 @contextmanager
-def run_cluster(install_crds: bool = True) -> Iterator[Cluster]:
+def run_cluster() -> Iterator[Cluster]:
     """etcd + kube-apiserver on free loopback ports, Knative's CRDs installed; stopped on exit.
     The binaries must be prepared already (``python -m tests.plugins.kube_cluster``, minutes cold):
     a test never waits for that build."""
@@ -416,7 +422,7 @@ def run_cluster(install_crds: bool = True) -> Iterator[Cluster]:
         raise Unavailable(f"kube-apiserver {KUBE_VERSION} is not built yet at {APISERVER}: run `python -m "
                           "tests.plugins.kube_cluster` (scripts/test.sh's kube step does; ~10 minutes cold)")
     apiserver, etcd = APISERVER, etcd_binary()
-    crds = load_crds() if install_crds else []
+    crds = load_crds()
     home = Path(tempfile.mkdtemp(prefix="graphpack-kube-"))
     procs: list[subprocess.Popen] = []
     try:
@@ -441,11 +447,10 @@ def run_cluster(install_crds: bool = True) -> Iterator[Cluster]:
             "--disable-admission-plugins=ServiceAccount", "--allow-privileged=true",
             # 1.37 refuses a loopback advertise address with the default endpoint reconciler
             "--endpoint-reconciler-type=none"], home / "apiserver.log"))
-        cluster = Cluster(f"https://127.0.0.1:{secure}", home / "ca.crt", admin, nobody, home, procs)
+        cluster = Cluster(f"https://127.0.0.1:{secure}", home / "ca.crt", admin, nobody, home)
         _wait("kube-apiserver", procs[1], home / "apiserver.log",
               lambda: cluster.request("GET", "/readyz", timeout=5).get("text") == "ok", 120)
-        if crds:
-            cluster.install_crds(crds)
+        cluster.install_crds(crds)
         yield cluster
     finally:
         _stop(procs)

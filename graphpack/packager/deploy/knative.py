@@ -4,9 +4,9 @@ queue (its kafka-cluster trigger), applied with server-side apply.
 
 The remote state sits behind one small object (:class:`~.kube.KubeApi`: get / list / apply /
 delete, in kube.py); :class:`~.kube.MemoryKube` is its in-memory fake for planner tests and users'
-own tests. A trigger
-Knative cannot express (a sub-minute interval, custom cron headers, a Kafka/v3io/... trigger) is
-a one-line error at plan time, before anything changes.
+own tests. A trigger Knative cannot express (a sub-minute interval, custom cron headers, a
+Kafka/v3io/... trigger) is a one-line error at plan time, before anything changes; so is a kind
+the cluster does not serve, and the server checks every object (dry run) before any is applied.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from ..nuclio import secret_name
 from ..render import Images, context_digest, offline_plan, render_contexts
 from .base import Deployer, InvokeResult, Plan, Progress, Step, deployed, read_state, removal_order, write_state
 from .http import call
-from .kube import DEFAULT_NAMESPACE, KubeApi, MemoryKube, not_served
+from .kube import DEFAULT_NAMESPACE, KubeApi, MemoryKube, context_namespace, not_served  # noqa: F401 - KubeApi, MemoryKube: public here
 
 PROJECT_LABEL = "graphpack.io/project"
 FUNCTION_LABEL = "graphpack.io/function"
@@ -252,8 +252,11 @@ class KnativeDeployer(Deployer):
         self.root = Path(project_dir).resolve()
         self.state_path = self.root / ".graphpack" / "knative.json"
         self.build_dir = self.root / ".graphpack" / "build-knative"
-        # the namespace: given, else $GRAPHPACK_NAMESPACE, else where this project was deployed
+        # the namespace: given, else $GRAPHPACK_NAMESPACE, else where this project was deployed, else
+        # the kubeconfig context's (as kubectl), else "default"
         self.namespace = (namespace or os.environ.get("GRAPHPACK_NAMESPACE") or self._state().get("namespace")
+                          or (None if api is not None or kube.get("host") else
+                              context_namespace(kube.get("kubeconfig"), kube.get("context")))
                           or DEFAULT_NAMESPACE)
         self._api = api
         self._kube = kube

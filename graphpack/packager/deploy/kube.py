@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 from typing import Any, List
 
@@ -40,6 +41,19 @@ def conflict_line(status: dict) -> str:
             "(409 conflict): nothing was changed; rerun with --force to take them over")
 
 
+def context_namespace(kubeconfig: str | None = None, context: str | None = None) -> str | None:
+    """The namespace of the kubeconfig's context (the current one unless named), as kubectl reads
+    it; None when it sets none or there is no readable kubeconfig."""
+    try:
+        from kubernetes import config
+
+        contexts, active = config.list_kube_config_contexts(config_file=kubeconfig or os.environ.get("KUBECONFIG"))
+    except Exception:  # noqa: BLE001 - no kubeconfig (yet), or not readable: the caller's default applies
+        return None
+    chosen = next((c for c in contexts if c.get("name") == context), None) if context else active
+    return ((chosen or {}).get("context") or {}).get("namespace") or None
+
+
 class KubeApi:
     """The Kubernetes API for Knative objects (kubernetes Python client); errors become GraphpackError."""
 
@@ -59,7 +73,8 @@ class KubeApi:
             api_client = client.ApiClient(configuration)
         else:
             try:
-                api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
+                api_client = config.new_client_from_config(
+                    config_file=kubeconfig or os.environ.get("KUBECONFIG"), context=context)
             except Exception as exc:  # noqa: BLE001 - kubeconfig missing or malformed: any error
                 raise GraphpackError(f"cannot load kubeconfig: {exc}") from None
         self.host = api_client.configuration.host

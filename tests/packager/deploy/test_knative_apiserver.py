@@ -21,7 +21,7 @@ import yaml
 from graphpack import GraphpackError
 from graphpack.packager.deploy.knative import KnativeDeployer, manifests
 from graphpack.packager.images import FixedBuilder
-from graphpack.packager.render import Images, render, render_contexts
+from graphpack.packager.render import Images, render
 from tests.plugins.kube_cluster import ApiError, Cluster
 
 from .test_knative import CHILD_CODE, REGISTRY, ROOT_CODE, make_project
@@ -253,6 +253,21 @@ def test_rbac_denial_is_a_clear_error_and_changes_nothing(kube_cluster, kube_nam
                                              r'cannot patch resource "services"'):
         nobody.apply(plan)
     assert objects(kube_cluster, ns) == {}
+
+
+def test_the_namespace_is_the_kubeconfig_contexts_unless_given(kube_cluster, kube_namespace, tmp_path, monkeypatch):
+    monkeypatch.delenv("GRAPHPACK_NAMESPACE", raising=False)
+    kubeconfig = kube_cluster.kubeconfig(tmp_path / "kubeconfig", namespace=kube_namespace)
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    deployer = KnativeDeployer(tmp_path, registry=REGISTRY, builder=FixedBuilder(), wait=False)
+    assert deployer.namespace == kube_namespace
+    deployer.apply(deployer.plan(make_project(tmp_path), ["scorer"]))
+    assert list(objects(kube_cluster, kube_namespace)) == ["Service/shop-recommender-scorer"]
+    monkeypatch.setenv("GRAPHPACK_NAMESPACE", "elsewhere")
+    assert KnativeDeployer(tmp_path).namespace == "elsewhere"
+    monkeypatch.delenv("GRAPHPACK_NAMESPACE")
+    monkeypatch.setenv("KUBECONFIG", str(kube_cluster.kubeconfig(tmp_path / "other", namespace="other")))
+    assert KnativeDeployer(tmp_path).namespace == kube_namespace  # where the project is deployed
 
 
 def test_wrong_credentials_are_one_line(kube_cluster, kube_namespace, tmp_path):
