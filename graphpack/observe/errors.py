@@ -60,10 +60,6 @@ class ErrorLog:
         found.sort(key=lambda rec: str(rec.get("time") or ""), reverse=True)
         return found[:limit]
 
-    def counts(self) -> dict[str, int]:
-        """How many records each step has here (at most ``keep``)."""
-        return {step: len(recs) for step, recs in self.by_step.items()}
-
     def close(self) -> None:
         self._reader.close()
 

@@ -73,18 +73,21 @@ class Observer:
         deployment = self.sampler.last_deployment
         for root, graph in snapshot["graphs"].items():
             url = graph["error_stream"]
-            log = self.error_logs.get(root)
-            if url and (log is None or log.url != url):
-                if log is not None:
-                    log.close()
-                log = self.error_logs[root] = ErrorLog(url)
             if not url:
                 graph["error_note"] = NO_ERROR_STREAM
                 continue
-            assert log is not None
+            log = self.error_logs.get(root)
+            if log is None or log.url != url:
+                if log is not None:
+                    log.close()
+                try:
+                    log = self.error_logs[root] = ErrorLog(url)
+                except GraphpackError as exc:  # e.g. a backend whose package is not installed here
+                    self.error_logs.pop(root, None)
+                    graph["error_note"] = f"cannot read the error stream {url!r}: {exc}"
+                    continue
             log.poll()
             graph["error_note"] = log.error
-            graph["error_records"] = log.counts()
         with self._lock:
             self.snapshot, self.deployment = snapshot, deployment
 
