@@ -2,7 +2,7 @@
 driven in a real headless Chromium (Debian's chromium + chromium-driver, through selenium): every
 step and queue is drawn, the figures move while events flow, a failure injected into the child's
 `audit` step shows on that step and in its recent errors. The screenshot is kept as an artifact
-($GRAPHPACK_ARTIFACTS, else the test's tmp directory; its path is in the junit XML)."""
+($GRAPHPACK_ARTIFACTS, else the test's tmp directory; the test prints its path)."""
 from __future__ import annotations
 
 import json
