@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,3 +100,28 @@ def test_static_files_policy_unknown_paths_and_foreign_hosts(served) -> None:
     assert httpx.get(base + "/graph.svg?root=other").json() == {"error": "no deployed graph 'other'"}
     rebound = httpx.get(base + "/api/snapshot", headers={"Host": "attacker.example:80"})
     assert rebound.status_code == 403
+
+
+def test_the_page_says_what_it_cannot_show(served, browser) -> None:
+    """In the browser: no error stream, unreachable functions, an error handler's dashed edge."""
+    from selenium.webdriver.common.by import By
+
+    base, _, _ = served
+    browser.get(base + "/")
+    script = "return [...document.querySelectorAll('.errors-note')].map(p => p.textContent);"
+    deadline = time.monotonic() + 20
+    while browser.execute_script(script) != [NO_ERROR_STREAM] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert browser.execute_script(script) == [NO_ERROR_STREAM]
+    problem = browser.find_element(By.ID, "problem")
+    assert problem.is_displayed() and "api: http://127.0.0.1:" in problem.text and "/metrics" in problem.text
+    assert browser.execute_script("return document.getElementById('step:parse').querySelectorAll('text')[1]"
+                                  ".textContent;") == "no events yet"
+    dashed = browser.execute_script("return [...document.querySelectorAll('svg g.edge')].filter(e => "
+                                    "e.querySelector('path[stroke-dasharray]')).map(e => e.textContent.trim());")
+    assert any("error" in text for text in dashed), dashed  # parse -> catch
+    browser.find_element(By.ID, "step:parse").click()
+    deadline = time.monotonic() + 10
+    while NO_ERROR_STREAM not in browser.find_element(By.ID, "errors-hint").text and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert browser.find_element(By.ID, "errors-hint").text == f"0 error(s) counted; {NO_ERROR_STREAM}"
