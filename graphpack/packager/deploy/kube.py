@@ -105,6 +105,8 @@ class KubeApi:
                 raise not_served(kind, self.host) from None  # the resource type itself is unknown
             if exc.status == 404:
                 raise KeyError(what) from None
+            if exc.status == 422:  # the CRD's schema or the API's validation refused the object
+                raise GraphpackError(f"{what}: invalid (422): {reason}") from None
             if exc.status == 409 and body.get("reason") == "Conflict":
                 raise GraphpackError(f"{what}: {conflict_line(body)}") from None
             raise GraphpackError(f"{what}: Kubernetes API answered {exc.status}: {reason}") from None

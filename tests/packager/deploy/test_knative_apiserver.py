@@ -222,6 +222,20 @@ def test_a_cluster_without_knative_eventing_names_the_pingsource_crd(kube_cluste
         kube_cluster.install_crds([crd])
 
 
+def test_an_object_the_crd_schema_refuses_is_one_line_and_changes_nothing(kube_cluster, kube_namespace, tmp_path):
+    def bad_cpu(fn):
+        fn.spec.resources = {"limits": {"cpu": "lots"}}
+
+    deployer = deployer_for(tmp_path, kube_cluster, kube_namespace)
+    with pytest.raises(GraphpackError) as info:
+        deployer.apply(deployer.plan(make_project(tmp_path, bad_cpu)))
+    message = str(info.value)
+    assert message.startswith("apply Service shop-recommender-scorer: invalid (422): Service.serving.knative.dev "
+                              '"shop-recommender-scorer" is invalid: spec.template.spec.containers[0].resources.limits'
+                              '.cpu: Invalid value: "lots"'), message
+    assert "\n" not in message and objects(kube_cluster, kube_namespace) == {}
+
+
 def test_rbac_denial_is_a_clear_error_and_changes_nothing(kube_cluster, kube_namespace, tmp_path):
     ns = kube_namespace
     project = make_project(tmp_path)
