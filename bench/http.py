@@ -316,8 +316,8 @@ def main(argv: list[str] | None = None) -> int:
         loaded = {**servers, "metrics off": servers["graphpack serve"][:-1] + ["--no-metrics", "--port"],
                   "front door only": [sys.executable, "front_door.py"], "minimal echo": [sys.executable, "minimal.py"]}
         rounds: dict[str, list[dict]] = {name: [] for name in loaded}
-        for _ in range(args.rounds):
-            for name, argv_ in loaded.items():
+        for turn in range(args.rounds):  # every other round in reverse: no server always runs after the same one
+            for name, argv_ in list(loaded.items())[::1 if turn % 2 == 0 else -1]:
                 rounds[name].append(load(argv_, work, args.seconds, args.connections, script))
         results = {name: median_of(runs) for name, runs in rounds.items()}
 
