@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -230,15 +231,21 @@ class Sampler:
 
         self.load = load
         self.client = httpx.Client(timeout=timeout)
+        self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="graphpack-scrape")
         self.before: dict[str, Scrape] = {}
         self.last_deployment: Deployment | None = None
 
     def sample(self) -> dict:
+        """Scrape every function at once (one that does not answer delays the others by its timeout
+        at most) and compare with the last sample."""
         deployment = self.last_deployment = self.load()
-        now = {name: scrape(self.client, f.url) for name, f in deployment.functions.items()}
+        names = list(deployment.functions)
+        scrapes = self.pool.map(lambda name: scrape(self.client, deployment.functions[name].url), names)
+        now = dict(zip(names, scrapes))
         snapshot = figures(deployment, now, self.before)
         self.before = now
         return snapshot
 
     def close(self) -> None:
+        self.pool.shutdown(wait=True)
         self.client.close()

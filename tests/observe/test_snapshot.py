@@ -125,3 +125,49 @@ def test_quantile_as_prometheus_histogram_quantile(q: float, buckets: dict, expe
 def test_parse_rejects_what_is_not_the_text_format() -> None:
     with pytest.raises(ValueError):
         parse('{"not": "metrics"}\n')
+
+
+def test_sampler_scrapes_every_function_at_once_and_names_one_that_does_not_answer() -> None:
+    """Real sockets: one function serves its exposition, two accept connections and never answer."""
+    import socket
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from graphpack.observe.snapshot import Sampler
+
+    served = FakeFunction("root")
+    served.run("enrich", 0.003, n=5)
+
+    class Metrics(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            body = generate_latest(served.registry)
+            self.send_response(200 if self.path == "/metrics" else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    silent = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
+    functions = {"root": Function("root", f"http://127.0.0.1:{server.server_address[1]}", "root")}
+    for i, sock in enumerate(silent):
+        functions[f"stuck{i}"] = Function(f"stuck{i}", f"http://127.0.0.1:{sock.getsockname()[1]}", "root")
+    sampler = Sampler(lambda: Deployment(Path("/p"), "local", functions, {"root": {}}), timeout=1.0)
+    try:
+        started = time.monotonic()
+        snap = sampler.sample()
+        took = time.monotonic() - started
+    finally:
+        sampler.close()
+        server.shutdown()
+        server.server_close()
+        for sock in silent:
+            sock.close()
+    assert took < 1.8, took  # the two silent ones waited side by side, not one after the other
+    assert snap["functions"]["root"]["up"] and snap["graphs"]["root"]["steps"]["enrich"]["events"] == 5
+    for name in ("stuck0", "stuck1"):
+        assert not snap["functions"][name]["up"] and "/metrics" in snap["functions"][name]["error"]
