@@ -19,6 +19,7 @@ from typing import Any, Callable
 from .deployment import Deployment
 
 METRICS_PATH = "/metrics"
+METRICS_OFF = "(served with metrics off: --no-metrics or GRAPHPACK_METRICS=0?)"
 STEP_EVENTS = "graphpack_step_events_total"
 STEP_ERRORS = "graphpack_step_errors_total"
 STEP_DURATION = "graphpack_step_duration_seconds_bucket"
@@ -66,11 +67,11 @@ def scrape(client: Any, url: str) -> Scrape:
     except httpx.HTTPError as exc:
         return Scrape(at, error=f"{target}: {exc or type(exc).__name__}")
     if response.status_code != 200:
-        return Scrape(at, error=f"{target} answered {response.status_code}")
+        return Scrape(at, error=f"{target} answered {response.status_code} {METRICS_OFF}")
     try:
         return Scrape(at, parse(response.text))
     except ValueError as exc:
-        return Scrape(at, error=f"{target}: not the Prometheus text format ({exc})")
+        return Scrape(at, error=f"{target}: not the Prometheus text format ({exc}) {METRICS_OFF}")
 
 
 def quantile(q: float, buckets: dict[float, float]) -> float | None:

@@ -153,7 +153,8 @@ def test_sampler_scrapes_every_function_at_once_and_names_one_that_does_not_answ
     server = ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     silent = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
-    functions = {"root": Function("root", f"http://127.0.0.1:{server.server_address[1]}", "root")}
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    functions = {"root": Function("root", base, "root"), "off": Function("off", base + "/graph", "root")}
     for i, sock in enumerate(silent):
         functions[f"stuck{i}"] = Function(f"stuck{i}", f"http://127.0.0.1:{sock.getsockname()[1]}", "root")
     sampler = Sampler(lambda: Deployment(Path("/p"), "local", functions, {"root": {}}), timeout=1.0)
@@ -171,3 +172,4 @@ def test_sampler_scrapes_every_function_at_once_and_names_one_that_does_not_answ
     assert snap["functions"]["root"]["up"] and snap["graphs"]["root"]["steps"]["enrich"]["events"] == 5
     for name in ("stuck0", "stuck1"):
         assert not snap["functions"][name]["up"] and "/metrics" in snap["functions"][name]["error"]
+    assert snap["functions"]["off"]["error"].startswith(f"{base}/graph/metrics answered 404 (served with metrics off")
