@@ -471,6 +471,9 @@ def prepare() -> str:
     """Build or find everything the cluster needs; a one-line summary."""
     start = time.monotonic()
     cached = APISERVER.exists()
+    if not cached:
+        print(f"building kube-apiserver {KUBE_VERSION} from the k8s.io/kubernetes Go module into {APISERVER.parent} "
+              "(about 10 minutes of both cores, once) ...", flush=True)
     apiserver = build_apiserver()
     took = time.monotonic() - start
     etcd = etcd_binary()

@@ -1,6 +1,7 @@
-"""The Knative target: manifests checked by Knative's own Go code and CRD schemas (tests/knative)
-and the planner against the in-memory fake (MemoryKube). The apply path against a real Kubernetes
-API server is in test_knative_apiserver.py."""
+"""The Knative target offline: manifests checked by Knative's own Go code and CRD schemas
+(tests/knative), what Knative cannot express refused before anything changes, dry runs. Planning
+and applying against a real Kubernetes API server are in test_knative_apiserver.py; MemoryKube
+(the public in-memory fake) stands in here only where no server may be contacted."""
 from __future__ import annotations
 
 import json
@@ -254,49 +255,7 @@ def test_offline_render_writes_tags_and_says_what_is_left(tmp_path, knative_chec
         render(project, "knative", tmp_path / "out2", images=Images(build=True))
 
 
-# -- planner (in-memory remote state) -------------------------------------------------------------
-def test_plan_children_first_then_keep_then_update_only_what_changed(project, tmp_path):
-    kube = MemoryKube()
-    builder = FixedBuilder()
-    deployer = KnativeDeployer(tmp_path, api=kube, registry=REGISTRY, builder=builder)
-    plan = deployer.plan(project)
-    assert [(s.action, s.function) for s in plan.steps] == [("create", "scorer"), ("create", "recommender")]
-    assert kube.calls == [] and builder.builds == []  # planning changes nothing and builds nothing
-    status = deployer.apply(plan)
-    assert [c for c in kube.calls] == [("apply", "Service", "shop-recommender-scorer"),
-                                       ("apply", "Service", "shop-recommender"),
-                                       ("apply", "PingSource", "shop-recommender-nightly"),
-                                       ("apply", "PingSource", "shop-recommender-tick")]
-    assert status["recommender"]["state"] == "ready" and status["scorer"]["state"] == "ready"
-    assert not deployer.plan(project).changes
-
-    (tmp_path / "child.py").write_text(CHILD_CODE.replace("= 1", "= 2"))
-    plan = deployer.plan(project)
-    assert [(s.action, s.function) for s in plan.steps] == [("update", "scorer"), ("keep", "recommender")]
-
-    # a removed cron trigger: its PingSource is deleted on the next apply
-    del project.get_function("recommender").spec.triggers["tick"]
-    plan = deployer.plan(project)
-    root_step = plan.steps[1]
-    assert root_step.action == "update" and root_step.details["stale_pings"] == ["shop-recommender-tick"]
-    kube.calls.clear()
-    deployer.apply(plan)
-    assert ("delete", "PingSource", "shop-recommender-tick") in kube.calls
-    assert kube.get("PingSource", "shop-recommender-tick") is None
-
-    removed = deployer.delete()
-    assert sorted(removed) == ["recommender", "scorer"] and kube.objects == {}
-
-
-def test_name_clash_with_a_service_graphpack_did_not_deploy(project, tmp_path):
-    kube = MemoryKube()
-    kube.objects[("Service", "shop-recommender")] = {"metadata": {"name": "shop-recommender", "labels": {}}}
-    deployer = KnativeDeployer(tmp_path, api=kube, registry=REGISTRY, builder=FixedBuilder())
-    with pytest.raises(GraphpackError, match="exists and was not deployed by graphpack"):
-        deployer.plan(project)
-    assert kube.calls == []
-
-
+# -- remote state -------------------------------------------------------------------------------
 def test_service_state_from_conditions():
     assert service_state(None) == ("missing", "")
     assert service_state({"status": {"conditions": [{"type": "Ready", "status": "True"}]}})[0] == "ready"

@@ -35,8 +35,8 @@ def deployer_for(tmp_path: Path, cluster: Cluster, namespace: str, token: str | 
                  **options) -> KnativeDeployer:
     kubeconfig = cluster.kubeconfig(tmp_path / f"kubeconfig-{token or 'admin'}", token)
     options.setdefault("wait", False)
-    return KnativeDeployer(tmp_path, namespace=namespace, registry=REGISTRY, builder=FixedBuilder(),
-                           kubeconfig=str(kubeconfig), **options)
+    options.setdefault("builder", FixedBuilder())
+    return KnativeDeployer(tmp_path, namespace=namespace, registry=REGISTRY, kubeconfig=str(kubeconfig), **options)
 
 
 def objects(cluster: Cluster, namespace: str) -> dict[str, dict]:
@@ -91,15 +91,22 @@ def test_create_update_in_place_keep_and_delete_only_what_graphpack_made(kube_cl
                         "spec": {"schedule": "* * * * *", "sink": {"uri": "http://example.com"}}}, manager="kubectl")
     neighbours = versions(kube_cluster, ns)
 
-    deployer = deployer_for(tmp_path, kube_cluster, ns)
+    builder = FixedBuilder()
+    deployer = deployer_for(tmp_path, kube_cluster, ns, builder=builder)
     plan = deployer.plan(project)
     assert [(s.action, s.function) for s in plan.steps] == [("create", "scorer"), ("create", "recommender")]
+    assert versions(kube_cluster, ns) == neighbours and builder.builds == []  # planning changes and builds nothing
     status = deployer.apply(plan)
     assert {k: v["state"] for k, v in status.items()} == {"scorer": "deploying", "recommender": "deploying"}
     found = objects(kube_cluster, ns)
     assert sorted(found) == ["PingSource/shop-recommender-nightly", "PingSource/shop-recommender-other",
                              "PingSource/shop-recommender-tick", "Service/hand-made", "Service/shop-recommender",
                              "Service/shop-recommender-scorer"]
+    # children first: the order of the server's (etcd) revisions is the order of the writes
+    order = sorted(found, key=lambda key: int(found[key]["metadata"]["resourceVersion"]))
+    assert [k for k in order if k not in neighbours] == [
+        "Service/shop-recommender-scorer", "Service/shop-recommender", "PingSource/shop-recommender-nightly",
+        "PingSource/shop-recommender-tick"]
     root = found["Service/shop-recommender"]
     assert [(m["manager"], m["operation"]) for m in root["metadata"]["managedFields"]] == [("graphpack", "Apply")]
     assert container(root)["image"].startswith(f"{REGISTRY}/shop/recommender@sha256:")
@@ -132,8 +139,31 @@ def test_create_update_in_place_keep_and_delete_only_what_graphpack_made(kube_cl
     after = versions(kube_cluster, ns)
     assert after["Service/shop-recommender"] == before["Service/shop-recommender"]  # the root was not touched
 
+    # a cron trigger removed from the graph: its PingSource goes on the next apply, nothing else does
+    del project.get_function("recommender").spec.triggers["tick"]
+    plan = deployer.plan(project)
+    assert [(s.action, s.reason, s.details.get("stale_pings")) for s in plan.steps] == [
+        ("keep", "deploying at None", None), ("update", "code or config changed", ["shop-recommender-tick"])]
+    deployer.apply(plan)
+    assert "PingSource/shop-recommender-tick" not in objects(kube_cluster, ns)
+    assert "PingSource/shop-recommender-other" in objects(kube_cluster, ns)
+
     assert sorted(deployer.delete()) == ["recommender", "scorer"]
     assert versions(kube_cluster, ns) == neighbours  # only graphpack's objects went, the others are untouched
+    assert deployer.status() == {}
+
+
+def test_a_service_graphpack_did_not_deploy_is_never_taken_over(kube_cluster, kube_namespace, tmp_path):
+    kube_cluster.apply({"apiVersion": "serving.knative.dev/v1", "kind": "Service",
+                        "metadata": {"name": "shop-recommender", "namespace": kube_namespace},
+                        "spec": {"template": {"spec": {"containers": [{"image": "registry.test/x@sha256:"
+                                                                       + "4" * 64}]}}}}, manager="kubectl")
+    before = versions(kube_cluster, kube_namespace)
+    deployer = deployer_for(tmp_path, kube_cluster, kube_namespace)
+    with pytest.raises(GraphpackError, match=rf"^Knative Service 'shop-recommender' in namespace '{kube_namespace}' "
+                                             r"exists and was not deployed by graphpack for shop/recommender: "):
+        deployer.plan(make_project(tmp_path))
+    assert versions(kube_cluster, kube_namespace) == before
 
 
 def test_delete_leaves_an_object_graphpack_did_not_make(kube_cluster, kube_namespace, tmp_path):
