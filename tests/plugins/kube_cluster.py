@@ -113,6 +113,11 @@ def etcd_binary() -> Path:
     for candidate in (shutil.which("etcd"), "/usr/bin/etcd"):
         if candidate and Path(candidate).exists():
             return Path(candidate)
+    return build_etcd()
+
+
+def build_etcd() -> Path:
+    """etcd built from its Go module into the cache when missing (~1 minute)."""
     if ETCD_BUILT.exists():
         return ETCD_BUILT
     env = go_env("gocache-etcd")
