@@ -101,7 +101,11 @@ class KubeApi:
             if exc.status == 403:
                 raise GraphpackError(f"{what}: forbidden (403) for the kubeconfig's user in namespace "
                                      f"{self.namespace!r}: {reason}") from None
-            if exc.status == 404 and kind and not (body.get("details") or {}).get("name"):
+            details = body.get("details") or {}
+            if exc.status == 404 and details.get("kind") == "namespaces":
+                raise GraphpackError(f"{what}: namespace {self.namespace!r} does not exist in the cluster at "
+                                     f"{self.host}: create it, or choose another with $GRAPHPACK_NAMESPACE") from None
+            if exc.status == 404 and kind and not details.get("name"):
                 raise not_served(kind, self.host) from None  # the resource type itself is unknown
             if exc.status == 404:
                 raise KeyError(what) from None
@@ -171,8 +175,11 @@ class KubeApi:
                                  "to zero, or not started yet): no logs to show")
         lines: list[str] = []
         for pod in pods.items:
-            text = self._call(f"logs of {pod.metadata.name}", self.core.read_namespaced_pod_log, pod.metadata.name,
-                              self.namespace, container="function")
+            try:
+                text = self._call(f"logs of {pod.metadata.name}", self.core.read_namespaced_pod_log,
+                                  pod.metadata.name, self.namespace, container="function")
+            except KeyError:  # the pod went away since the listing (scaled down)
+                continue
             lines += [f"[{pod.metadata.name}] {line}" for line in str(text or "").splitlines()]
         return lines
 

@@ -266,6 +266,16 @@ def test_an_object_the_crd_schema_refuses_is_one_line_and_changes_nothing(kube_c
     assert "\n" not in message and objects(kube_cluster, kube_namespace) == {}
 
 
+def test_a_namespace_that_does_not_exist_is_one_line(kube_cluster, tmp_path):
+    deployer = deployer_for(tmp_path, kube_cluster, "no-such-namespace")
+    plan = deployer.plan(make_project(tmp_path))  # reads find nothing there
+    with pytest.raises(GraphpackError) as info:
+        deployer.apply(plan)
+    assert str(info.value) == (f"apply Service shop-recommender-scorer: namespace 'no-such-namespace' does not exist "
+                               f"in the cluster at {kube_cluster.url}: create it, or choose another with "
+                               "$GRAPHPACK_NAMESPACE")
+
+
 def test_rbac_denial_is_a_clear_error_and_changes_nothing(kube_cluster, kube_namespace, tmp_path):
     ns = kube_namespace
     project = make_project(tmp_path)
