@@ -177,7 +177,11 @@ class HttpProtocol(asyncio.Protocol):
             key = name.decode("latin-1")
             text = headers[key] = value.decode("latin-1").strip()
             if key[:1] in "cCeEtT":  # the headers the server itself reads
-                self._read_header(key.lower(), text)
+                lower = key.lower()
+                if lower == "content-type":
+                    self.content_type = text
+                elif lower != "content-length" or not text.isdigit() or int(text) > self.server.max_body_size:
+                    self._read_header(lower, text)
         size += len(self.url)
         if size > MAX_HEADER_BYTES:
             raise Reject(431, f"request header section exceeds the limit of {MAX_HEADER_BYTES} bytes")
@@ -203,10 +207,9 @@ class HttpProtocol(asyncio.Protocol):
             self._send_continue()
 
     def _read_header(self, lower: str, text: str) -> None:
-        """Check and note a header the server itself reads (``lower``: its lower-case name)."""
-        if lower == "content-type":
-            self.content_type = text
-        elif lower == "content-length" and text.isdigit() and int(text) > self.server.max_body_size:
+        """Check and note a header the server itself reads (``lower``: its lower-case name; the
+        common cases, a Content-Type or a Content-Length within the limit, are read inline)."""
+        if lower == "content-length" and text.isdigit() and int(text) > self.server.max_body_size:
             raise self._too_large(int(text))
         elif lower == "transfer-encoding" and text.lower() != "chunked":
             if text.lower().rpartition(",")[2].strip() == "chunked":

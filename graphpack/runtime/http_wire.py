@@ -63,14 +63,23 @@ def query_fields(query: str) -> dict:
     return dict(parse_qsl(query, keep_blank_values=True, errors="replace"))
 
 
+_PLAIN_PATHS: dict[bytes, str] = {}  # request targets seen that are plain paths (bounded: targets come from clients)
+
+
 def split_target(target: bytes) -> tuple[str, dict]:
     """The normalised path and query fields of a request target (origin or absolute form).
 
     Raises ValueError for a target that is not a URL (authority form, ``*``, a broken URL).
     """
+    path = _PLAIN_PATHS.get(target)
+    if path is not None:
+        return path, {}
     if target[:1] == b"/" and b"?" not in target and b"%" not in target and b"/." not in target \
-            and b"//" not in target and b"#" not in target:
-        return target.decode("latin-1"), {}  # the common case
+            and b"//" not in target and b"#" not in target:  # the common case: nothing to decode
+        path = target.decode("latin-1")
+        if len(_PLAIN_PATHS) < 1024:
+            _PLAIN_PATHS[target] = path
+        return path, {}
     import httptools  # here: the mock server imports this module and needs no parser
 
     try:
