@@ -413,7 +413,7 @@ def markdown_rows(results: dict, cold_ms: dict, rss: float, crowded: dict, conne
                   load_before: str, load_after: str) -> str:
     """The README performance table's bench/http.py rows for this run."""
     ours, bare, front = results["graphpack serve"], results["bare asyncio"], results["front door only"]
-    minimal = results["minimal echo"]
+    minimal, off = results["minimal echo"], results["metrics off"]
     rps, p99 = ours["rps"] / bare["rps"], ours["p99_ms"] / bare["p99_ms"]
     cold = cold_ms["graphpack serve"] / cold_ms["bare asyncio"]
     load = f"load {load_before.split()[0]} -> {load_after.split()[0]}"
@@ -424,6 +424,9 @@ def markdown_rows(results: dict, cold_ms: dict, rss: float, crowded: dict, conne
         f"{bare['cpu_us']:.1f} µs/request "
         f"| {rps:.2f}x req/s, {p99:.2f}x p99, {ours['cpu_us'] / bare['cpu_us']:.1f}x the CPU per request "
         f"| >= 0.8x req/s ({_verdict(rps >= GOALS['rps'])}), p99 <= 1.5x ({_verdict(p99 <= GOALS['p99'])}) |",
+        f"| same, metrics off (`--no-metrics`) | {off['rps']:,.0f} req/s, {off['cpu_us']:.1f} µs/request "
+        f"| graphpack serve with metrics on (the default), same rounds | metrics on: {ours['rps'] / off['rps']:.2f}x req/s "
+        f"| >= 0.95x ({_verdict(ours['rps'] / off['rps'] >= GOALS['metrics'])}) |",
         f"| same, graphpack's HTTP server alone (httptools; the bare server's app, same asyncio loop) "
         f"| {front['rps']:,.0f} req/s, {front['cpu_us']:.1f} µs/request | same bare server "
         f"| {front['rps'] / bare['rps']:.2f}x req/s | |",

@@ -191,7 +191,7 @@ def from_http(request: Any) -> Event | None:
     content_type = request.content_type
     if not body:
         body = None
-    elif content_type.split(";")[0].strip() == "application/json":
+    elif content_type == "application/json" or content_type.split(";")[0].strip() == "application/json":
         try:  # as nuclio-sdk: a JSON body is decoded, and kept as bytes when that fails
             body = json_codec.loads(body)
         except ValueError:

@@ -94,21 +94,23 @@ def split_target(target: bytes) -> tuple[str, dict]:
 
 
 _STATUS_LINES: dict = {}  # (status, content type) -> the response's first lines, encoded
-_date: tuple[int, bytes] = (0, b"")  # (second, its Date line)
+_date: tuple[float, bytes, bytes] = (0.0, b"", b"")  # (when it expires, the Date line, Date + Server lines)
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-def _date_line() -> bytes:
-    """The Date header line (IMF-fixdate), computed once per second."""
+def _dated() -> tuple[float, bytes, bytes]:
+    """(when it expires, the Date header line (IMF-fixdate), Date + Server lines), made once per second."""
     global _date
-    now = int(time.time())
-    if now != _date[0]:
-        t = time.gmtime(now)
+    now = time.time()
+    if now >= _date[0]:
+        second = int(now)
+        t = time.gmtime(second)
         text = (f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
                 f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")
-        _date = (now, f"Date: {text}\r\n".encode())
-    return _date[1]
+        line = f"Date: {text}\r\n".encode()
+        _date = (second + 1.0, line, line + _SERVER_LINE)
+    return _date
 
 
 def _header_lines(headers: dict) -> tuple[bytes, bool, bool]:
@@ -139,11 +141,11 @@ def render(status: int, content_type: str, headers: dict, body: bytes, keep_aliv
     if headers:
         extra, has_date, has_server = _header_lines(headers)
         if not has_date:
-            extra += _date_line()
+            extra += _dated()[1]
         if not has_server:
             extra += _SERVER_LINE
     else:
-        extra = _date_line() + _SERVER_LINE
+        extra = _dated()[2]
     if not keep_alive:
         extra += b"Connection: close\r\n"
     return b"%sContent-Length: %d\r\n%s\r\n%s" % (start, len(body), extra, b"" if head else body)
