@@ -380,6 +380,8 @@ class GraphServer:
 
     def _to_response(self, event: Event, result: Event | None) -> Response:
         body = self._result_body(event, result)
+        if body.__class__ is dict or body.__class__ is list:  # the common case
+            return Response(body=body, content_type="application/json")
         if isinstance(body, Response):
             return body
         if _looks_like_response(body):  # e.g. nuclio_sdk.Response from context.Response
