@@ -71,15 +71,15 @@ def split_target(target: bytes) -> tuple[str, dict]:
 
     Raises ValueError for a target that is not a URL (authority form, ``*``, a broken URL).
     """
-    path = _PLAIN_PATHS.get(target)
-    if path is not None:
-        return path, {}
+    plain = _PLAIN_PATHS.get(target)
+    if plain is not None:
+        return plain, {}
     if target[:1] == b"/" and b"?" not in target and b"%" not in target and b"/." not in target \
             and b"//" not in target and b"#" not in target:  # the common case: nothing to decode
-        path = target.decode("latin-1")
+        plain = target.decode("latin-1")
         if len(_PLAIN_PATHS) < 1024:
-            _PLAIN_PATHS[target] = path
-        return path, {}
+            _PLAIN_PATHS[target] = plain
+        return plain, {}
     import httptools  # here: the mock server imports this module and needs no parser
 
     try:
