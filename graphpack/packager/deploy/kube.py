@@ -54,6 +54,19 @@ def context_namespace(kubeconfig: str | None = None, context: str | None = None)
     return ((chosen or {}).get("context") or {}).get("namespace") or None
 
 
+def unreachable(exc: BaseException) -> str:
+    """Why a connection to the API failed, in a few words (urllib3 wraps the cause in MaxRetryError)."""
+    cause = getattr(exc, "reason", None) or exc
+    text = str(cause)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        detail = text.split("certificate verify failed:")[-1].split("(_ssl")[0].strip(" ')")
+        return (f"its TLS certificate is not trusted ({detail}): check the kubeconfig's "
+                "certificate-authority for this cluster")
+    if "Connection refused" in text or isinstance(cause, ConnectionRefusedError):
+        return "connection refused"
+    return type(cause).__name__
+
+
 class KubeApi:
     """The Kubernetes API for Knative objects (kubernetes Python client); errors become GraphpackError."""
 
@@ -117,7 +130,7 @@ class KubeApi:
         except Exception as exc:  # urllib3 connection errors and the like
             if type(exc).__module__.startswith(("urllib3", "socket", "ssl")) or isinstance(exc, OSError):
                 raise GraphpackError(f"{what}: cannot reach the Kubernetes API at {self.host}: "
-                                     f"{type(exc).__name__}") from None
+                                     f"{unreachable(exc)}") from None
             raise
 
     def served(self, kind: str) -> bool:

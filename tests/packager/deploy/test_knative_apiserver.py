@@ -332,6 +332,20 @@ def test_wrong_credentials_are_one_line(kube_cluster, kube_namespace, tmp_path):
     assert "\n" not in str(info.value)
 
 
+def test_an_untrusted_server_certificate_is_one_line(kube_cluster, kube_namespace, tmp_path):
+    kubeconfig = kube_cluster.kubeconfig(tmp_path / "kubeconfig")
+    config = json.loads(kubeconfig.read_text())
+    del config["clusters"][0]["cluster"]["certificate-authority-data"]  # the system's CAs do not know it
+    kubeconfig.write_text(json.dumps(config))
+    deployer = KnativeDeployer(tmp_path, namespace=kube_namespace, registry=REGISTRY, builder=FixedBuilder(),
+                               kubeconfig=str(kubeconfig))
+    with pytest.raises(GraphpackError) as info:
+        deployer.plan(make_project(tmp_path))
+    assert str(info.value).endswith(f"cannot reach the Kubernetes API at {kube_cluster.url}: its TLS certificate is "
+                                    "not trusted (unable to get local issuer certificate): check the kubeconfig's "
+                                    "certificate-authority for this cluster"), str(info.value)
+
+
 def test_rendered_manifests_are_accepted_whole_by_the_crd_schemas(kube_cluster, kube_namespace, tmp_path):
     """render's files, applied with strict field validation (an unknown or pruned field is an error),
     come back from the server exactly as written."""
