@@ -19,6 +19,7 @@ SERVICE = ("serving.knative.dev", "v1", "services", "Service")
 PING = ("sources.knative.dev", "v1", "pingsources", "PingSource")
 KAFKA = ("sources.knative.dev", "v1", "kafkasources", "KafkaSource")
 KINDS = {"Service": SERVICE, "PingSource": PING, "KafkaSource": KAFKA}
+REQUEST_TIMEOUT = 30.0  # seconds for one API call: a cluster that does not answer is an error, not a hang
 CRD_SOURCES = {"Service": "Knative Serving", "PingSource": "Knative Eventing",
                "KafkaSource": "Knative's Kafka source (eventing-kafka-broker)"}
 
@@ -54,7 +55,7 @@ def context_namespace(kubeconfig: str | None = None, context: str | None = None)
     return ((chosen or {}).get("context") or {}).get("namespace") or None
 
 
-def unreachable(exc: BaseException) -> str:
+def unreachable(exc: BaseException, timeout: float) -> str:
     """Why a connection to the API failed, in a few words (urllib3 wraps the cause in MaxRetryError)."""
     cause = getattr(exc, "reason", None) or exc
     text = str(cause)
@@ -64,6 +65,8 @@ def unreachable(exc: BaseException) -> str:
                 "certificate-authority for this cluster")
     if "Connection refused" in text or isinstance(cause, ConnectionRefusedError):
         return "connection refused"
+    if "timed out" in text or isinstance(cause, TimeoutError):
+        return f"no answer within {timeout:g} s"
     return type(cause).__name__
 
 
@@ -71,7 +74,8 @@ class KubeApi:
     """The Kubernetes API for Knative objects (kubernetes Python client); errors become GraphpackError."""
 
     def __init__(self, namespace: str = DEFAULT_NAMESPACE, kubeconfig: str | None = None,
-                 context: str | None = None, host: str | None = None, token: str | None = None) -> None:
+                 context: str | None = None, host: str | None = None, token: str | None = None,
+                 timeout: float = REQUEST_TIMEOUT) -> None:
         try:
             from kubernetes import client, config
         except ImportError:
@@ -95,12 +99,13 @@ class KubeApi:
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
         self._served: dict[str, bool] = {}
+        self.timeout = timeout
 
     def _call(self, what: str, fn: Any, *args: Any, kind: str = "", **kwargs: Any) -> Any:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            return fn(*args, **kwargs)
+            return fn(*args, _request_timeout=self.timeout, **kwargs)
         except ApiException as exc:
             try:
                 body = json.loads(exc.body or "")
@@ -130,7 +135,7 @@ class KubeApi:
         except Exception as exc:  # urllib3 connection errors and the like
             if type(exc).__module__.startswith(("urllib3", "socket", "ssl")) or isinstance(exc, OSError):
                 raise GraphpackError(f"{what}: cannot reach the Kubernetes API at {self.host}: "
-                                     f"{unreachable(exc)}") from None
+                                     f"{unreachable(exc, self.timeout)}") from None
             raise
 
     def served(self, kind: str) -> bool:

@@ -300,6 +300,17 @@ def test_cli_deploy_dry_run_is_offline(project, tmp_path):
     assert last.startswith("error: ") and f"cannot reach the Kubernetes API at http://127.0.0.1:{port}" in last
 
 
+def test_a_cluster_that_never_answers_is_an_error_not_a_hang(project, tmp_path):
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"https://127.0.0.1:{silent.getsockname()[1]}"
+        deployer = KnativeDeployer(tmp_path, registry=REGISTRY, builder=FixedBuilder(), host=url)
+        deployer.api.timeout = 0.5
+        with pytest.raises(GraphpackError, match=rf"cannot reach the Kubernetes API at {url}: no answer within 0.5 s$"):
+            deployer.plan(project)
+
+
 def test_get_deployer_knows_the_new_targets(tmp_path):
     deployer = get_deployer("knative", tmp_path, api=MemoryKube(), registry=REGISTRY)
     assert isinstance(deployer, KnativeDeployer) and deployer.status() == {}
