@@ -284,7 +284,7 @@ class Cluster:
         for crd in crds:
             while True:
                 current = self.request("GET", self.path_of(crd))
-                conditions = {c["type"]: c["status"] for c in current.get("status", {}).get("conditions", [])}
+                conditions = {c["type"]: c["status"] for c in (current.get("status") or {}).get("conditions") or []}
                 if conditions.get("Established") == "True":
                     break
                 if time.monotonic() > deadline:
