@@ -41,6 +41,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
@@ -190,6 +191,12 @@ def drive(server, mode: str, events: int, concurrency: int) -> dict:  # type: ig
             "p99_ms": latencies[max(int(len(latencies) * 0.99) - 1, 0)] * 1000}
 
 
+def _writes(server: Any) -> int:
+    """Durable writes the root's queue made so far (group-commit batches)."""
+    queue = next(n.obj._queue for n in server._nodes if getattr(n.obj, "_queue", None) is not None)
+    return queue._committer.batches if queue._committer is not None else 0
+
+
 def run_case(args: argparse.Namespace, backend: str, mode: str, workdir: Path) -> dict:
     concurrency = args.concurrency or (256 if backend == "file" else 1024)
     options: dict = {}
@@ -225,12 +232,13 @@ def run_case(args: argparse.Namespace, backend: str, mode: str, workdir: Path) -
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         server = root_server(url, options)
         drive(server, mode, WARM_UP, concurrency)  # connections, a Kafka producer's id (~0.5 s), caches
+        warm_writes = _writes(server)
         cpu = cpu_seconds()
         broker_cpu = cpu_seconds(args.broker_pid) if backend == "kafka" and args.broker_pid else None
         result = drive(server, mode, events, concurrency)
         queue = next(n.obj._queue for n in server._nodes if getattr(n.obj, "_queue", None) is not None)
         root_requests = getattr(queue, "requests", 0)
-        batches = queue._committer.batches if queue._committer is not None else 0
+        batches = _writes(server) - warm_writes  # the measured events' writes, not the warm-up's
         server.wait_for_completion()
         root_cpu = cpu_seconds() - cpu
         out, _ = proc.communicate(timeout=max(120, events / 500))
