@@ -25,6 +25,8 @@ import time
 from bisect import bisect_left
 from typing import Any, Callable
 
+from ..errors import HTTPError, StepError
+
 ENV = "GRAPHPACK_METRICS"  # "0", "off", "false" or "no" turns metrics off in graphpack serve
 #: upper bounds of the latency histogram's buckets (seconds); +Inf follows
 BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -54,10 +56,7 @@ class StepStats:
 
     def failed(self, exc: BaseException) -> None:
         """Count ``exc`` unless it is another step's failure passing through or a deliberate answer."""
-        if exc.__class__.__name__ == "StepError":
-            return
-        status = getattr(exc, "status_code", None)
-        if isinstance(status, int) and status < 500:
+        if isinstance(exc, StepError) or (isinstance(exc, HTTPError) and exc.status_code < 500):
             return
         self.errors += 1
 
@@ -101,7 +100,6 @@ class Recorder:
         self.busy = 0
         self.in_flight: Callable[[], int] = lambda: 0
         self.collectors: list[Callable[[], None]] = []  # run before a snapshot (lag, gauges)
-        self.changed = True
 
     def step(self, name: str) -> StepStats:
         stats = self.steps.get(name)
