@@ -6,7 +6,8 @@ Each worker writes a snapshot of its :class:`~graphpack.runtime.metrics.Recorder
 when it stops; the worker answering a scrape uses its own live figures and the other workers'
 latest snapshots, so another worker's counts are at most a second old. The directory belongs
 to one served function: ``graphpack serve`` empties it at start (``$GRAPHPACK_METRICS_DIR``, by
-default ``<tmp>/graphpack-metrics/<function>-<port>``). Counters of a worker that died stay in
+default ``<tmp>/graphpack-metrics/<function>-<port>``, removed when the function stops, and by
+the next start of any function when its supervisor was killed). Counters of a worker that died stay in
 the sum (its snapshot file stays), gauges (requests in flight, queue lag) count live workers
 only. ``process_*`` are summed over the supervisor and its live workers, as prometheus-client's
 process collector reads them from ``/proc``.
@@ -28,6 +29,7 @@ SUPERVISOR_ENV = "GRAPHPACK_METRICS_SUPERVISOR"  # pid of `graphpack serve`'s su
 INTERVAL = 1.0  # seconds between two snapshots of a worker
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 METRICS_PATH = "/metrics"
+OWNER_FILE = "supervisor.pid"
 
 _HELP = {
     "graphpack_step_events_total": ("counter", "Events a step processed."),
@@ -56,10 +58,23 @@ def default_dir(function: str, port: int) -> Path:
 
 
 def prepare(directory: Path) -> Path:
-    """Empty (or create) the function's metrics directory; call once, before workers start."""
+    """Empty (or create) the function's metrics directory, owned by this process (the supervisor);
+    call once, before workers start."""
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True, exist_ok=True)
+    (directory / OWNER_FILE).write_text(str(os.getpid()))
     return directory
+
+
+def prune(parent: Path) -> None:
+    """Remove the metrics directories under ``parent`` whose supervisor is gone (it was killed)."""
+    for directory in parent.glob("*"):
+        try:
+            owner = int((directory / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # not one of ours, or being created
+        if not _alive(owner):
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def write_snapshot(recorder: Recorder, directory: str | Path) -> dict:

@@ -410,6 +410,8 @@ def _prepare_metrics(config: dict, function_dir: Path, port: int) -> None:
     name = _function_name(config, function_dir)
     directory = Path(os.environ.get(metrics_export.DIR_ENV) or metrics_export.default_dir(name, port))
     try:
+        if not os.environ.get(metrics_export.DIR_ENV):  # the default place: left over by killed functions too
+            metrics_export.prune(directory.parent)
         metrics_export.prepare(directory)
     except OSError as exc:
         print(f"graphpack serve: metrics off: cannot use the metrics directory {str(directory)!r}: "

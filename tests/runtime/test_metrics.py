@@ -226,3 +226,18 @@ def test_an_unusable_metrics_directory_turns_metrics_off_not_the_function(tmp_pa
     assert httpx.post(server.url + "/", json={"x": 2}).json() == {"x": 4}
     assert "graphpack_step_events_total" not in httpx.get(server.url + "/metrics").text
     assert f"metrics off: cannot use the metrics directory '{blocker}/metrics'" in server.stop()
+
+
+def test_the_default_directory_goes_with_the_function_and_a_killed_ones_with_the_next_start(tmp_path, serve):
+    parent = tmp_path / "graphpack-metrics"  # the default place under $TMPDIR
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale, foreign = parent / "gone-1234", parent / "not-ours"
+    for directory in (stale, foreign):
+        directory.mkdir(parents=True)
+    (stale / "supervisor.pid").write_text(str(dead.pid))
+    server = serve(build(tmp_path, workers=1), env={"TMPDIR": str(tmp_path)})
+    mine = parent / f"metrics-shop-{server.port}"
+    assert mine.is_dir() and not stale.exists() and foreign.exists()
+    server.stop()
+    assert not mine.exists() and foreign.exists()
