@@ -310,3 +310,21 @@ class Later:
         assert set(body_of(response)) == {"id"} and {"v": value} not in done
         callback()
         assert {"v": value} in done
+
+
+def test_under_nuclio_the_callers_traceparent_names_the_log_lines_and_the_response(function_dir):
+    """Nuclio's logger gets the trace as a structured field; the processor's own metrics are its
+    business: the entry module records none (graphpack.runtime.metrics stays off)."""
+    from graphpack.runtime import metrics
+
+    directory, module = function_dir(flow_spec())
+    context, stream = make_context()
+    entry.init_context(context, modules=[module], spec_dir=str(directory))
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    response = call(entry, context, body=b'{"op": "fail"}', content_type=JSON, headers={"traceparent": traceparent})
+    assert response["status_code"] == 500 and response["headers"]["traceparent"] == traceparent
+    failures = [json.loads(line) for line in stream.getvalue().splitlines() if "failed" in line]
+    assert failures and all(f["with"]["trace_id"] == traceparent[3:35] for f in failures), stream.getvalue()
+    plain = call(entry, context, body=b'{"a": 1}', content_type=JSON)
+    assert "traceparent" not in plain["headers"]  # nothing used a trace: none made, none sent
+    assert metrics.recorder is None
