@@ -167,8 +167,9 @@ def tail(path: Path, lines: int = 20) -> str:
 
 def with_default_queues(project: Any, queues_dir: Path) -> Any:
     """A copy of the project where queues with an empty path use durable file queues under
-    ``queues_dir`` and a relative file queue path is made absolute against the project directory
-    (every process and container of the project then opens the same queue)."""
+    ``queues_dir`` and a relative file queue or error stream path is made absolute against the
+    project directory (every process and container of the project, and the deploy-time check
+    run from any working directory, then open the same queue)."""
     originals = _functions(project)
     root = Path(getattr(project, "context", None) or ".")
     project = copy.copy(project)
@@ -185,15 +186,25 @@ def with_default_queues(project: Any, queues_dir: Path) -> Any:
                 elif step.path and "://" not in step.path and not os.path.isabs(step.path) \
                         and not (step.options or {}).get("kafka_brokers"):  # a bare Kafka topic, not a file
                     step.path = str((root / step.path).resolve())
+        stream = clone.spec.error_stream
+        if stream and "://" not in stream and not os.path.isabs(stream):
+            clone.spec.error_stream = str((root / stream).resolve())
         project.functions[name] = clone
     return project
 
 
 def file_queue_dirs(contexts: Iterable[Any]) -> list[str]:
-    """The directories of the file queues the functions read (absolute paths)."""
-    return sorted({str(Path(c.plan.input_queue.url).parent) for c in contexts
-                   if c.plan.input_queue is not None and c.plan.input_queue.scheme == "file"
-                   and c.plan.input_queue.url and os.path.isabs(c.plan.input_queue.url)})
+    """The directories of the file queues the functions read and of their file error streams
+    (absolute paths)."""
+    paths = set()
+    for c in contexts:
+        queue = c.plan.input_queue
+        if queue is not None and queue.scheme == "file" and queue.url:
+            paths.add(queue.url)
+        stream = c.plan.spec.get("error_stream") or ""
+        if stream.startswith("file://") or (stream and "://" not in stream):
+            paths.add(stream.removeprefix("file://"))
+    return sorted({str(Path(path).parent) for path in paths if os.path.isabs(path)})
 
 
 def _functions(project: Any) -> dict:

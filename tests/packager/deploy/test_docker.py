@@ -172,3 +172,29 @@ def test_file_secret_is_mounted_read_only_at_run_time(tmp_path, docker_engine):
         assert not [p for p in build.rglob("*") if p.is_file() and value.encode() in p.read_bytes()]
     finally:
         deployer.delete(purge=True)
+
+
+def test_a_file_error_stream_is_bind_mounted(tmp_path, docker_engine):
+    """A relative file error stream is the project directory's, in the container too (it was
+    written inside the container, lost with it)."""
+    from graphpack.queues import open_queue
+
+    (tmp_path / "serving.py").write_text('''
+class Fail:
+    def do(self, body):
+        raise ValueError("refused")
+''')
+    project = graphpack.get_or_create_project("e" + uuid.uuid4().hex[:6], str(tmp_path))
+    fn = project.set_function("serving.py", name="root")
+    fn.set_topology("flow", engine="sync").to(class_name="Fail", name="fail")
+    fn.spec.error_stream = "errors"
+    fn.with_http(workers=1, port=free_port())
+    deployer = get_deployer("docker", str(tmp_path))
+    try:
+        deployer.apply(deployer.plan(project))
+        assert deployer.invoke("root", "/", {"n": 1}).status_code == 500
+        with open_queue(str(tmp_path / "errors")) as errors:
+            failures = [item.record() for item in errors.read(0, "inspect", max_records=10)]
+        assert [f["step"] for f in failures] == ["fail"]
+    finally:
+        deployer.delete(purge=True)

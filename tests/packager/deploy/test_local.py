@@ -276,3 +276,39 @@ def test_a_killed_child_comes_back_with_deploy_function_and_logs_outlive_down(pr
     gone = run("logs", "child")
     assert gone.returncode == 1 and gone.stderr.startswith("error: function 'child' is not deployed")
     assert not (tmp_path / ".graphpack" / "logs").exists()
+
+
+def test_a_relative_error_stream_is_the_project_directorys_whatever_the_working_directory(
+        tmp_path, monkeypatch):
+    """Found by the ui work: the deploy-time check opened a relative error stream against the
+    CLI's working directory while the functions opened it against the project directory."""
+    import httpx
+
+    from graphpack.queues import open_queue
+
+    (tmp_path / "serving.py").write_text(CODE + '''
+class Fail:
+    def do(self, body):
+        raise ValueError("refused")
+''')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    project = graphpack.get_or_create_project("errs", str(tmp_path))
+    fn = project.set_function("serving.py", name="root")
+    fn.set_topology("flow", engine="sync").to(class_name="Fail", name="fail")
+    fn.spec.error_stream = "errors"
+    fn.with_http(workers=1, port=free_port())
+    try:
+        project.deploy_function("root")
+        answer = httpx.post(project.deployer().status()["root"]["url"] + "/", json={"n": 1})
+        assert answer.status_code == 500
+        assert not (elsewhere / "errors").exists()
+        with open_queue(str(tmp_path / "errors")) as errors:
+            deadline = time.time() + 10
+            while not (failures := [i.record() for i in errors.read(0, "inspect", max_records=10)]) \
+                    and time.time() < deadline:
+                time.sleep(0.05)
+        assert [f["step"] for f in failures] == ["fail"]
+    finally:
+        project.down(purge=True)
