@@ -256,7 +256,7 @@ def run_case(args: argparse.Namespace, backend: str, mode: str, workdir: Path) -
         "delivered_per_s": events / (child_result["last"] - result["start"]),
         "p50_ms": result["p50_ms"], "p99_ms": result["p99_ms"],
         "writes": batches, "records_per_write": events / batches if batches else 1.0,
-        "requests": requests, "requests_per_event": requests / events if backend == "s3" else None,
+        "requests": requests, "requests_per_event": requests / (events + WARM_UP) if backend == "s3" else None,  # both count the warm-up
         "events_per_commit": (events + WARM_UP) / max(child_result["commits"], 1),
         "root_cpu_us": root_cpu / events * 1e6, "child_cpu_us": child_result["cpu_s"] / events * 1e6,
         "broker_cpu_us": broker_cpu / events * 1e6 if broker_cpu is not None else None,
