@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+import yaml
 
 import graphpack
 from graphpack import GraphpackError
@@ -104,3 +105,37 @@ def test_sigkill_of_child_and_broker_loses_nothing_acknowledged(tmp_path, monkey
               f"{resent} answers not 200 sent again, 0 lost, {duplicates} duplicates (bound {bound})")
         assert status.get("restarts", 0) >= 2, status
         assert duplicates <= bound, f"{duplicates} duplicates for kills {kills}"
+
+
+def test_root_to_child_over_sasl_with_credentials_from_the_secret(tmp_path, monkeypatch, kafka_broker):
+    """The broker's SASL/PLAIN listener between deployed functions: the login reaches graphpack
+    serve's producer and consumer from the secret (the environment here, as the local target
+    runs), the files graphpack wrote hold references only."""
+    (tmp_path / "serving.py").write_text(CODE)
+    (tmp_path / "child.py").write_text(CHILD)
+    monkeypatch.setenv("OUT_DIR", str(tmp_path))
+    monkeypatch.setenv("GRAPHPACK_KAFKA_SASL_USERNAME", kafka_broker.sasl_user)
+    monkeypatch.setenv("GRAPHPACK_KAFKA_SASL_PASSWORD", kafka_broker.sasl_password)
+    project = graphpack.get_or_create_project("ksasl", str(tmp_path))
+    fn = project.set_function("serving.py", name="root")
+    fn.set_topology("flow", engine="sync").to(class_name="Pre", name="pre").respond() \
+        .to(">>", "q1", path=f"kafka://{kafka_broker.sasl_bootstrap}/sasl-{time.monotonic_ns()}",
+            kafka_consumer_options={"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN"}) \
+        .to(class_name="Writer", name="write", function="child")
+    fn.add_child_function("child", "child.py")
+    fn.with_secrets("env", ["GRAPHPACK_KAFKA_SASL_USERNAME", "GRAPHPACK_KAFKA_SASL_PASSWORD"])
+    fn.with_http(workers=1, port=free_port())
+    try:
+        project.deploy_function("root")
+        for i in range(5):
+            assert project.invoke("root", "/", {"i": i}) == {"i": i, "tag": "v1"}
+        assert sorted(r["i"] for r in lines(tmp_path / "child.jsonl", 5, timeout=60)) == list(range(5))
+        trigger = yaml.safe_load(next(tmp_path.rglob("child/function.yaml")).read_text())["spec"]["triggers"]["kafka"]
+        assert trigger["attributes"]["sasl"]["password"] == "$ref:/spec/triggers/kafka/attributes/sasl/password"
+        written = [p for p in tmp_path.rglob("*") if p.is_file() and p.name not in ("child.jsonl",)]
+        assert written and not [p for p in written if kafka_broker.sasl_password.encode() in p.read_bytes()]
+    finally:
+        try:
+            project.down(purge=True)
+        except GraphpackError:
+            pass
