@@ -3,9 +3,10 @@
 Chosen as MLRun chooses it: a ``kafka://`` path, or a bare topic plus ``kafka_brokers=`` on the
 queue step (``kafka_producer_options=`` are passed to the producer, ``kafka_consumer_options=`` to
 the consumers, both as librdkafka settings; credentials come from ``GRAPHPACK_KAFKA_<OPTION>``
-environment variables, e.g. ``GRAPHPACK_KAFKA_SASL_PASSWORD``, never from the spec). Shards are the topic's partitions: the topic is
-created with ``shards`` partitions when missing (an existing topic must have that many). A record's
-key picks its partition with the same hash as the other backends' shards.
+variables or the function's secret files, e.g. ``GRAPHPACK_KAFKA_SASL_PASSWORD``, never from the
+spec: see :func:`credentials`). Shards are the topic's partitions: the topic is created with
+``shards`` partitions when missing (an existing topic must have that many). A record's key picks
+its partition with the same hash as the other backends' shards.
 
 Durability (DESIGN §4.9): a batch from the group commit is produced with ``acks=all`` and
 idempotence on, then flushed; its ticket is done only when the broker acknowledged every record
@@ -24,6 +25,11 @@ claim wins when, at its place in the log, the partition was free, expired or alr
 owner's. Claims carry wall-clock expiry times (clocks of the consumers must roughly agree, as
 for S3 leases). The coordination topic keeps 6 hours of records, far more than a lease lives.
 ``cleanup`` does nothing: Kafka's retention deletes old records.
+
+Offsets are committed synchronously, once per batch (a read waits up to ``read_linger`` for its
+batch to fill): a commit left in flight when the child is killed would redeliver more than the
+batch being handled (asynchronous, coalesced commits were measured faster for small batches and
+rejected for that).
 """
 from __future__ import annotations
 
