@@ -87,7 +87,7 @@ class GraphContext:
         """Send a failed event (step, error, original body) to the error stream; never fails the request."""
         if self._error_pusher is None:
             return
-        extra = {"function": getattr(self.server, "function_uri", ""), "host": socket.gethostname(),
+        extra = {"function": getattr(self.server, "running_function_uri", ""), "host": socket.gethostname(),
                  "worker": self.worker_id, "traceparent": getattr(event, "traceparent", None), **kw}
         try:
             self._error_pusher(source or "_handler", message, getattr(event, "body", None),

@@ -150,8 +150,15 @@ class GraphServer:
         """The function's name for its spans: graphpack serve's name for it, else project-function."""
         if metrics.recorder is not None:
             return metrics.recorder.function
-        name = self.function_uri.replace("/", "-") or "graphpack"
-        return f"{name}-{self.current_function}" if self.current_function not in ("", "*") else name
+        return self.running_function_uri.replace("/", "-") or "graphpack"
+
+    @property
+    def running_function_uri(self) -> str:
+        """The function this server runs: the root's uri, or ``<root uri>-<child>`` in a child
+        function (as the root's ``functions`` map names its children)."""
+        if self.current_function in ("", "*"):
+            return self.function_uri
+        return f"{self.function_uri}-{self.current_function}"
 
     @property
     def engine(self) -> str:

@@ -176,6 +176,7 @@ def test_traceparent_crosses_the_queue_into_the_childs_logs_errors_and_dead_lett
         with open_queue(str(tmp_path / "errors")) as errors:
             failures = [item.record() for item in errors.read(0, "inspect", max_records=10)]
         assert len(failures) == 3 and {f["step"] for f in failures} == {"check"}  # one per attempt
+        assert {f["function"] for f in failures} == {"trace/root-child"}  # the child pushed them
         assert {f["traceparent"] for f in failures} == {TRACE_2}
     finally:
         project.down(purge=True)
