@@ -56,9 +56,10 @@ def test_stale_consumer_cannot_move_the_checkpoint(url, s3_server):
 def test_lease_expires_and_the_old_owner_cannot_renew(url, s3_server):
     a = open_queue(url, endpoint_url=s3_server)
     b = open_queue(url, endpoint_url=s3_server)
-    assert a.acquire(0, "g", "a", ttl=1.0)
+    assert a.acquire(0, "g", "a", ttl=3.0)  # long enough for b's try to land inside it on a busy machine
+    held_until = time.monotonic() + 3.0
     assert not b.acquire(0, "g", "b", ttl=1.0)
-    time.sleep(1.1)
+    time.sleep(max(0.0, held_until - time.monotonic()) + 0.1)
     assert b.acquire(0, "g", "b", ttl=30)
     assert not a.acquire(0, "g", "a", ttl=1.0)  # its conditional renewal fails: b wrote the lease
 
