@@ -401,7 +401,8 @@ def main(argv: list[str] | None = None) -> int:
           f"at graphpack serve's rate)" + ("" if client is None else
           f", prometheus-client multiprocess mode {client:.2f} µs ({client / request_us:.1%})"))
     if args.markdown:
-        print(markdown_rows(results, cold_ms, rss_med, crowded, args.connections, load_before, load_after))
+        print(markdown_rows(results, cold_ms, cpu_ms, on_off, rss_med, crowded, args.connections, load_before,
+                            load_after))
     return 0
 
 
@@ -409,8 +410,8 @@ def _verdict(ok: bool) -> str:
     return "met" if ok else "missed"
 
 
-def markdown_rows(results: dict, cold_ms: dict, rss: float, crowded: dict, connections: int,
-                  load_before: str, load_after: str) -> str:
+def markdown_rows(results: dict, cold_ms: dict, cpu_ms: dict, on_off: float, rss: float, crowded: dict,
+                  connections: int, load_before: str, load_after: str) -> str:
     """The README performance table's bench/http.py rows for this run."""
     ours, bare, front = results["graphpack serve"], results["bare asyncio"], results["front door only"]
     minimal, off = results["minimal echo"], results["metrics off"]
@@ -425,8 +426,8 @@ def markdown_rows(results: dict, cold_ms: dict, rss: float, crowded: dict, conne
         f"| {rps:.2f}x req/s, {p99:.2f}x p99, {ours['cpu_us'] / bare['cpu_us']:.1f}x the CPU per request "
         f"| >= 0.8x req/s ({_verdict(rps >= GOALS['rps'])}), p99 <= 1.5x ({_verdict(p99 <= GOALS['p99'])}) |",
         f"| same, metrics off (`--no-metrics`) | {off['rps']:,.0f} req/s, {off['cpu_us']:.1f} µs/request "
-        f"| graphpack serve with metrics on (the default), same rounds | metrics on: {ours['rps'] / off['rps']:.2f}x req/s "
-        f"| >= 0.95x ({_verdict(ours['rps'] / off['rps'] >= GOALS['metrics'])}) |",
+        f"| graphpack serve with metrics on (the default), back to back | metrics on: {on_off:.2f}x req/s "
+        f"(median of the rounds' ratios) | >= 0.95x ({_verdict(on_off >= GOALS['metrics'])}) |",
         f"| same, graphpack's HTTP server alone (httptools; the bare server's app, same asyncio loop) "
         f"| {front['rps']:,.0f} req/s, {front['cpu_us']:.1f} µs/request | same bare server "
         f"| {front['rps'] / bare['rps']:.2f}x req/s | |",
@@ -444,8 +445,10 @@ def markdown_rows(results: dict, cold_ms: dict, rss: float, crowded: dict, conne
             f"({bare_busy['rps'] / bare_alone['rps']:.2f}x) | | |")
     rows += [
         f"| `bench/http.py`: cold start (process start -> first 200, `python -m graphpack.serve`) "
-        f"| {cold_ms['graphpack serve']:.0f} ms | bare asyncio server {cold_ms['bare asyncio']:.0f} ms "
-        f"| {cold:.2f}x | <= 1.3x ({_verdict(cold <= GOALS['cold'])}) |",
+        f"| {cold_ms['graphpack serve']:.0f} ms, {cpu_ms['graphpack serve']:.0f} ms CPU "
+        f"| bare asyncio server {cold_ms['bare asyncio']:.0f} ms, {cpu_ms['bare asyncio']:.0f} ms CPU "
+        f"| {cold:.2f}x ({cpu_ms['graphpack serve'] / cpu_ms['bare asyncio']:.2f}x the CPU) "
+        f"| <= 1.3x ({_verdict(cold <= GOALS['cold'])}) |",
         f"| `bench/http.py`: resident memory per worker after start | {rss:.1f} MB | | "
         f"| <= 40 MB ({_verdict(rss <= GOALS['rss_mb'])}) |",
     ]

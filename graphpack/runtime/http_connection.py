@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 from typing import TYPE_CHECKING, Any
 
 import httptools
@@ -238,8 +237,11 @@ class HttpProtocol(asyncio.Protocol):
         body = self.body
         if body is not None:
             request.body = body[0] if len(body) == 1 else b"".join(body)
-        for name, value in self.raw:  # trailer fields join the header fields
-            request.headers[name.decode("latin-1")] = value.decode("latin-1").strip()
+        if self.raw:  # trailer fields join the header fields, within the same limit
+            if self.head_size + _size(self.raw) > MAX_HEADER_BYTES:
+                raise Reject(431, f"request header section exceeds the limit of {MAX_HEADER_BYTES} bytes")
+            for name, value in self.raw:
+                request.headers[name.decode("latin-1")] = value.decode("latin-1").strip()
         keep_alive, head = self.keep_alive, self.head
         self._start()
         self._dispatch(request, keep_alive, head)

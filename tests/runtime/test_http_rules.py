@@ -101,6 +101,15 @@ def test_header_section_over_the_limit_is_431(server, head):
     assert b"exceeds the limit of 65536 bytes" in responses[0].body
 
 
+@pytest.mark.parametrize("count", [700, 7000])  # ~75 KB in one read, ~750 KB over several
+def test_trailer_fields_count_toward_the_header_limit(server, count):
+    trailers = b"".join(b"X-T%d: %s\r\n" % (i, b"v" * 100) for i in range(count))
+    data = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n" + trailers + b"\r\n"
+    responses, closed, _ = ask(server, data)
+    assert [r.status for r in responses] == [431] and closed
+    assert ask(server, CLOSE)[0][0].status == 200
+
+
 def test_head_gets_headers_only_and_the_next_answer_is_intact(server):
     data = b"HEAD /h HTTP/1.1\r\nHost: t\r\n\r\n" + CLOSE
     received, closed = exchange(server.port, data)
