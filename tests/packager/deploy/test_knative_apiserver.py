@@ -294,7 +294,7 @@ def test_rbac_denial_is_a_clear_error_and_changes_nothing(kube_cluster, kube_nam
                         "metadata": {"name": "reader", "namespace": ns},
                         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
                         "subjects": [{"kind": "User", "name": "nobody", "apiGroup": "rbac.authorization.k8s.io"}]})
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while True:  # RBAC changes reach the authorizer through an informer: a moment later
         try:
             plan = nobody.plan(project)
