@@ -142,7 +142,7 @@ class KafkaQueue(Queue):
                   "message.max.bytes": max(self.max_record_size + 4096, 1_000_000)}
         config.update(self.producer_options)
         config["delivery.report.only.error"] = errors_only
-        return _kafka().Producer(config)
+        return self._client(_kafka().Producer, config)
 
     def _consumer(self, group: str) -> Any:
         config = {**self._common(), "group.id": group, "enable.auto.commit": False,
@@ -151,7 +151,7 @@ class KafkaQueue(Queue):
                   "fetch.error.backoff.ms": 50, "topic.metadata.refresh.fast.interval.ms": 20,
                   "fetch.message.max.bytes": max(self.max_record_size + 4096, 1_048_576)}
         config.update(self.consumer_options)
-        return _kafka().Consumer(config)
+        return self._client(_kafka().Consumer, config)
 
     def _group_client(self, group: str) -> Any:
         with self._read_lock:
@@ -166,7 +166,16 @@ class KafkaQueue(Queue):
         config = self._common()
         if errors is not None:
             config["error_cb"] = errors.append
-        return _kafka_admin().AdminClient(config)
+        return self._client(_kafka_admin().AdminClient, config)
+
+    def _client(self, kind: Callable[[dict], Any], config: dict) -> Any:
+        """A client of ``kind``; settings librdkafka refuses (a CA that is no PEM, ...) are a QueueError."""
+        try:
+            return kind(config)
+        except _kafka().KafkaException as exc:
+            err: Any = exc.args[0] if exc.args else exc
+            raise QueueError(f"queue {self.url!r}: bad Kafka client settings: "
+                             f"{err.str() if hasattr(err, 'str') else err}") from None
 
     def _ensure_topic(self) -> None:
         if self._topic_ready:
@@ -375,20 +384,32 @@ def _retry(queue: KafkaQueue, what: str, call: Callable[[], Any], attempts: int 
     raise AssertionError("unreachable")
 
 
+def _raise_refused(queue: KafkaQueue, reported: list) -> None:
+    """A QueueError when librdkafka reported a refused login or a failed TLS handshake."""
+    kafka = _kafka()
+    refused = [err for err in reported if err.code() == kafka.KafkaError._AUTHENTICATION]
+    if refused:
+        raise QueueError(f"queue {queue.url!r}: Kafka brokers {queue.brokers} refused the login: {refused[-1].str()}")
+    tls = [err for err in reported if err.code() == kafka.KafkaError._SSL or "certificate" in err.str()]
+    if tls:  # the CA does not trust the broker's certificate, or the broker refused the client's
+        raise QueueError(f"queue {queue.url!r}: TLS with Kafka brokers {queue.brokers} failed: {tls[-1].str()}")
+
+
 def _create_topic(queue: KafkaQueue, topic: str, partitions: int, config: dict[str, str]) -> int:
     """Create ``topic`` when missing; returns its partition count. QueueError when the brokers fail."""
     kafka = _kafka()
     reported: list = []
     admin = queue._admin(reported)
-    try:
-        meta = admin.list_topics(timeout=5)  # all topics: asking for one would auto-create it
-    except kafka.KafkaException as exc:
-        admin.poll(0)  # serves the errors librdkafka reported meanwhile
-        refused = [err for err in reported if err.code() == kafka.KafkaError._AUTHENTICATION]
-        if refused:
-            raise QueueError(f"queue {queue.url!r}: Kafka brokers {queue.brokers} refused the login: "
-                             f"{refused[-1].str()}") from None
-        raise QueueError(f"queue {queue.url!r}: Kafka brokers {queue.brokers} unreachable: {exc}") from None
+    deadline = time.monotonic() + 5
+    while True:  # 1 s tries: a refused login or certificate is told at once, not after 5 s
+        try:
+            meta = admin.list_topics(timeout=1)  # all topics: asking for one would auto-create it
+            break
+        except kafka.KafkaException as exc:
+            admin.poll(0)  # serves the errors librdkafka reported meanwhile
+            _raise_refused(queue, reported)
+            if time.monotonic() >= deadline:
+                raise QueueError(f"queue {queue.url!r}: Kafka brokers {queue.brokers} unreachable: {exc}") from None
     found = meta.topics.get(topic)
     if found is not None and found.error is None:
         return len(found.partitions)

@@ -9,8 +9,11 @@ be had); without them the Kafka tests skip, naming the exact failure.
 :func:`run_broker` formats storage in a temporary directory, starts the broker on a free port,
 waits until it serves metadata and yields a :class:`Broker` (``broker.bootstrap`` is
 ``127.0.0.1:<port>``; ``broker.sasl_bootstrap`` a second listener taking SASL/PLAIN logins of
-``broker.sasl_user`` / ``broker.sasl_password``); it is stopped (SIGTERM) on the way out. The pytest fixture is in
-tests/plugins/kafka.py; benchmarks and crash tests use this module directly.
+``broker.sasl_user`` / ``broker.sasl_password``; ``broker.tls_bootstrap`` a TLS listener and
+``broker.mtls_bootstrap`` one that requires a client certificate, both serving a certificate for
+127.0.0.1/localhost from a CA made by openssl at start, see :class:`PKI`); it is stopped (SIGTERM)
+on the way out. The pytest fixture is in tests/plugins/kafka.py; benchmarks and crash tests use
+this module directly.
 """
 from __future__ import annotations
 
@@ -87,6 +90,39 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class PKI:
+    """A CA and certificates made by openssl (EC P-256, valid 2 days; ~0.1 s): ``ca`` (PEM), the
+    broker's ``server_keystore`` (key and certificate for IP 127.0.0.1 and localhost), a client
+    certificate and key of the same CA, and ``other_ca``, a CA that signed none of them."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True)
+        self.ca, self.other_ca = directory / "ca.pem", directory / "other-ca.pem"
+        self.client_cert, self.client_key = directory / "client.pem", directory / "client.key"
+        self._openssl(directory / "ca.key", self.ca, "graphpack-test-ca")
+        self._openssl(directory / "other-ca.key", self.other_ca, "graphpack-other-ca")
+        self._openssl(directory / "server.key", directory / "server.pem", "localhost", directory / "ca.key",
+                      "subjectAltName=IP:127.0.0.1,DNS:localhost")
+        self._openssl(self.client_key, self.client_cert, "graphpack-client", directory / "ca.key")
+        self.server_keystore = directory / "server-keystore.pem"
+        self.server_keystore.write_text((directory / "server.key").read_text() + (directory / "server.pem").read_text())
+
+    def _openssl(self, key: Path, cert: Path, name: str, ca_key: Path | None = None, *extensions: str) -> None:
+        """A new key and certificate: self-signed (a CA), or signed by ``ca`` with its ``ca_key``."""
+        cmd = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+               "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={name}"]
+        if ca_key is not None:
+            cmd += ["-CA", str(self.ca), "-CAkey", str(ca_key), "-addext", "basicConstraints=critical,CA:FALSE"]
+        for extension in extensions:
+            cmd += ["-addext", extension]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+        except FileNotFoundError:
+            raise Unavailable("openssl is not installed (needed for the Kafka broker's TLS listeners)") from None
+        if proc.returncode != 0:
+            raise Unavailable(f"openssl could not make the certificate of {name}: {proc.stderr.strip()[-300:]}")
+
+
 class Broker:
     """A broker process on 127.0.0.1; ``stop``/``kill``/``start`` keep its port and storage."""
 
@@ -100,6 +136,11 @@ class Broker:
         # a second listener that takes SASL/PLAIN logins (user graphpack, a random password)
         self.sasl_bootstrap = f"127.0.0.1:{self.sasl_port}"
         self.sasl_user, self.sasl_password = "graphpack", "pw-" + uuid.uuid4().hex
+        # TLS listeners: server authentication only, and mutual (a client certificate of the CA required)
+        self.pki = PKI(workdir / "pki")
+        self.tls_port, self.mtls_port = free_port(), free_port()
+        self.tls_bootstrap = f"127.0.0.1:{self.tls_port}"
+        self.mtls_bootstrap = f"127.0.0.1:{self.mtls_port}"
         self.proc: subprocess.Popen | None = None
         self.log_path = workdir / "broker.log"
         self.config = workdir / "server.properties"
@@ -108,9 +149,18 @@ class Broker:
             "node.id=1",
             f"controller.quorum.bootstrap.servers=127.0.0.1:{self.controller_port}",
             f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port},"
-            f"SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port},SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+            f"SASL_PLAINTEXT://127.0.0.1:{self.sasl_port},SSL://127.0.0.1:{self.tls_port},"
+            f"MTLS://127.0.0.1:{self.mtls_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port},SASL_PLAINTEXT://127.0.0.1:{self.sasl_port},"
+            f"SSL://127.0.0.1:{self.tls_port},MTLS://127.0.0.1:{self.mtls_port}",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,"
+            "SSL:SSL,MTLS:SSL",
+            # PEM files as Kafka reads them: the key (unencrypted PKCS#8) and chain in one file, the CA
+            "ssl.keystore.type=PEM",
+            f"ssl.keystore.location={self.pki.server_keystore}",
+            "ssl.truststore.type=PEM",
+            f"ssl.truststore.location={self.pki.ca}",
+            "listener.name.mtls.ssl.client.auth=required",
             "listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN",
             "listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain."
             f'PlainLoginModule required user_{self.sasl_user}="{self.sasl_password}";',

@@ -157,3 +157,73 @@ def test_a_wrong_sasl_password_is_a_one_line_error(kafka_broker, monkeypatch):
             queue.check()
     message = str(failure.value)
     assert "\n" not in message and "uthentication" in message and "wrong" not in message, message
+
+
+TLS_OPTIONS = {"kafka_consumer_options": {"security.protocol": "SSL"}}
+
+
+def _secret_dir(tmp_path, monkeypatch, values: dict) -> None:
+    """The function's secret as a mounted directory (one file per key), declared in its spec."""
+    secrets = tmp_path / "kafka-secret"
+    secrets.mkdir()
+    for key, value in values.items():
+        (secrets / key).write_text(value)
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"secret_sources": [{"kind": "file", "source": str(secrets)}]}))
+    monkeypatch.setenv("GRAPHPACK_SPEC_FILE", str(spec))
+
+
+@pytest.mark.parametrize("source", ["env", "file"])
+def test_tls_with_the_ca_from_a_secret(kafka_broker, monkeypatch, tmp_path, source):
+    """The broker's TLS listener (a certificate for 127.0.0.1 of a CA made at test time): the CA
+    comes from the function's secret, as a variable or a mounted file; records go both ways."""
+    ca = kafka_broker.pki.ca.read_text()
+    if source == "env":
+        monkeypatch.setenv("GRAPHPACK_KAFKA_SSL_CA_PEM", ca)
+    else:
+        _secret_dir(tmp_path, monkeypatch, {"GRAPHPACK_KAFKA_SSL_CA_PEM": ca})
+    url = f"kafka://{kafka_broker.tls_bootstrap}/tls-{source}-{time.monotonic_ns()}"
+    with open_queue(url, **TLS_OPTIONS) as queue:
+        queue.push([{"n": 1}, {"n": 2}])
+        items = queue.read(0, "g", timeout=10)
+        queue.commit(0, "g", items[-1].offset)
+    assert [item.record() for item in items] == [{"n": 1}, {"n": 2}]
+
+
+def test_mutual_tls_with_the_client_certificate_from_a_secret(kafka_broker, monkeypatch, tmp_path):
+    """The listener that requires a client certificate: CA from a variable, the client's
+    certificate and key from a mounted secret."""
+    pki = kafka_broker.pki
+    monkeypatch.setenv("GRAPHPACK_KAFKA_SSL_CA_PEM", pki.ca.read_text())
+    _secret_dir(tmp_path, monkeypatch, {"GRAPHPACK_KAFKA_SSL_CERTIFICATE_PEM": pki.client_cert.read_text(),
+                                        "GRAPHPACK_KAFKA_SSL_KEY_PEM": pki.client_key.read_text()})
+    url = f"kafka://{kafka_broker.mtls_bootstrap}/mtls-{time.monotonic_ns()}"
+    with open_queue(url, **TLS_OPTIONS) as queue:
+        queue.push([{"n": 3}])
+        assert [item.record() for item in queue.read(0, "g", timeout=10)] == [{"n": 3}]
+
+
+@pytest.mark.parametrize("case", ["other CA", "no client certificate"])
+def test_a_refused_certificate_is_a_one_line_error_naming_the_brokers(kafka_broker, monkeypatch, case):
+    """A CA that did not sign the broker's certificate, or no client certificate where the broker
+    requires one: check() fails within seconds, one line naming the brokers and the certificate."""
+    pki = kafka_broker.pki
+    ca, bootstrap = (pki.other_ca, kafka_broker.tls_bootstrap) if case == "other CA" else \
+        (pki.ca, kafka_broker.mtls_bootstrap)
+    monkeypatch.setenv("GRAPHPACK_KAFKA_SSL_CA_PEM", ca.read_text())
+    t0 = time.monotonic()
+    with open_queue(f"kafka://{bootstrap}/tls-bad", **TLS_OPTIONS) as queue:
+        with pytest.raises(QueueError) as failure:
+            queue.check()
+    message = str(failure.value)
+    assert "\n" not in message and f"TLS with Kafka brokers {bootstrap} failed" in message, message
+    assert "certificate" in message, message
+    assert time.monotonic() - t0 < 10
+
+
+def test_a_ca_secret_that_is_no_pem_is_a_one_line_error(kafka_broker, monkeypatch):
+    monkeypatch.setenv("GRAPHPACK_KAFKA_SSL_CA_PEM", "not a certificate")
+    with open_queue(f"kafka://{kafka_broker.tls_bootstrap}/tls-garbage", **TLS_OPTIONS) as queue:
+        with pytest.raises(QueueError, match="bad Kafka client settings: .*ssl.ca.pem") as failure:
+            queue.check()
+    assert "\n" not in str(failure.value)
