@@ -107,33 +107,53 @@ def test_sigkill_of_child_and_broker_loses_nothing_acknowledged(tmp_path, monkey
         assert duplicates <= bound, f"{duplicates} duplicates for kills {kills}"
 
 
-def test_root_to_child_over_sasl_with_credentials_from_the_secret(tmp_path, monkeypatch, kafka_broker):
-    """The broker's SASL/PLAIN listener between deployed functions: the login reaches graphpack
-    serve's producer and consumer from the secret (the environment here, as the local target
-    runs), the files graphpack wrote hold references only."""
+@pytest.mark.parametrize("auth", ["sasl", "mtls"])
+def test_root_to_child_over_an_authenticated_listener_with_credentials_from_the_secret(
+        tmp_path, monkeypatch, kafka_broker, auth):
+    """Between deployed functions, the broker's SASL/PLAIN listener (a login) or its mutual-TLS one
+    (the CA, a client certificate and key): the credentials reach graphpack serve's producer and
+    consumer from the secret (the environment here, as the local target runs), the files
+    graphpack wrote hold references only."""
     (tmp_path / "serving.py").write_text(CODE)
     (tmp_path / "child.py").write_text(CHILD)
     monkeypatch.setenv("OUT_DIR", str(tmp_path))
-    monkeypatch.setenv("GRAPHPACK_KAFKA_SASL_USERNAME", kafka_broker.sasl_user)
-    monkeypatch.setenv("GRAPHPACK_KAFKA_SASL_PASSWORD", kafka_broker.sasl_password)
-    project = graphpack.get_or_create_project("ksasl", str(tmp_path))
+    pki = kafka_broker.pki
+    if auth == "sasl":
+        bootstrap, options = kafka_broker.sasl_bootstrap, {"security.protocol": "SASL_PLAINTEXT",
+                                                           "sasl.mechanism": "PLAIN"}
+        secrets = {"GRAPHPACK_KAFKA_SASL_USERNAME": kafka_broker.sasl_user,
+                   "GRAPHPACK_KAFKA_SASL_PASSWORD": kafka_broker.sasl_password}
+        secret = kafka_broker.sasl_password
+    else:
+        bootstrap, options = kafka_broker.mtls_bootstrap, {"security.protocol": "SSL"}
+        secrets = {"GRAPHPACK_KAFKA_SSL_CA_PEM": pki.ca.read_text(),
+                   "GRAPHPACK_KAFKA_SSL_CERTIFICATE_PEM": pki.client_cert.read_text(),
+                   "GRAPHPACK_KAFKA_SSL_KEY_PEM": pki.client_key.read_text()}
+        secret = pki.client_key.read_text().splitlines()[1]  # a base64 line of the client's key
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    project = graphpack.get_or_create_project(f"k{auth}", str(tmp_path))
     fn = project.set_function("serving.py", name="root")
     fn.set_topology("flow", engine="sync").to(class_name="Pre", name="pre").respond() \
-        .to(">>", "q1", path=f"kafka://{kafka_broker.sasl_bootstrap}/sasl-{time.monotonic_ns()}",
-            kafka_consumer_options={"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN"}) \
+        .to(">>", "q1", path=f"kafka://{bootstrap}/{auth}-{time.monotonic_ns()}", kafka_consumer_options=options) \
         .to(class_name="Writer", name="write", function="child")
     fn.add_child_function("child", "child.py")
-    fn.with_secrets("env", ["GRAPHPACK_KAFKA_SASL_USERNAME", "GRAPHPACK_KAFKA_SASL_PASSWORD"])
+    fn.with_secrets("env", list(secrets))
     fn.with_http(workers=1, port=free_port())
     try:
         project.deploy_function("root")
         for i in range(5):
             assert project.invoke("root", "/", {"i": i}) == {"i": i, "tag": "v1"}
         assert sorted(r["i"] for r in lines(tmp_path / "child.jsonl", 5, timeout=60)) == list(range(5))
-        trigger = yaml.safe_load(next(tmp_path.rglob("child/function.yaml")).read_text())["spec"]["triggers"]["kafka"]
-        assert trigger["attributes"]["sasl"]["password"] == "$ref:/spec/triggers/kafka/attributes/sasl/password"
+        attributes = yaml.safe_load(next(tmp_path.rglob("child/function.yaml")).read_text())["spec"]["triggers"][
+            "kafka"]["attributes"]
+        if auth == "sasl":
+            assert attributes["sasl"]["password"] == "$ref:/spec/triggers/kafka/attributes/sasl/password"
+        else:
+            assert attributes["tls"] == {"enable": True}
+            assert attributes["accessKey"] == "$ref:/spec/triggers/kafka/attributes/accesskey"
         written = [p for p in tmp_path.rglob("*") if p.is_file() and p.name not in ("child.jsonl",)]
-        assert written and not [p for p in written if kafka_broker.sasl_password.encode() in p.read_bytes()]
+        assert written and not [p for p in written if secret.encode() in p.read_bytes()]
     finally:
         try:
             project.down(purge=True)
