@@ -107,13 +107,10 @@ def test_sigkill_of_child_and_broker_loses_nothing_acknowledged(tmp_path, monkey
         assert duplicates <= bound, f"{duplicates} duplicates for kills {kills}"
 
 
-@pytest.mark.parametrize("auth", ["sasl", "mtls"])
-def test_root_to_child_over_an_authenticated_listener_with_credentials_from_the_secret(
-        tmp_path, monkeypatch, kafka_broker, auth):
-    """Between deployed functions, the broker's SASL/PLAIN listener (a login) or its mutual-TLS one
-    (the CA, a client certificate and key): the credentials reach graphpack serve's producer and
-    consumer from the secret (the environment here, as the local target runs), the files
-    graphpack wrote hold references only."""
+def authenticated_project(tmp_path, monkeypatch, kafka_broker, auth: str, ca=None):
+    """Root -> Kafka queue -> child over the broker's SASL/PLAIN (``sasl``) or mutual-TLS
+    (``mtls``) listener, credentials declared as env secrets and set in the environment (``ca``:
+    another CA file); returns the project and a secret text no written file may hold."""
     (tmp_path / "serving.py").write_text(CODE)
     (tmp_path / "child.py").write_text(CHILD)
     monkeypatch.setenv("OUT_DIR", str(tmp_path))
@@ -126,7 +123,7 @@ def test_root_to_child_over_an_authenticated_listener_with_credentials_from_the_
         secret = kafka_broker.sasl_password
     else:
         bootstrap, options = kafka_broker.mtls_bootstrap, {"security.protocol": "SSL"}
-        secrets = {"GRAPHPACK_KAFKA_SSL_CA_PEM": pki.ca.read_text(),
+        secrets = {"GRAPHPACK_KAFKA_SSL_CA_PEM": (ca or pki.ca).read_text(),
                    "GRAPHPACK_KAFKA_SSL_CERTIFICATE_PEM": pki.client_cert.read_text(),
                    "GRAPHPACK_KAFKA_SSL_KEY_PEM": pki.client_key.read_text()}
         secret = pki.client_key.read_text().splitlines()[1]  # a base64 line of the client's key
@@ -140,6 +137,17 @@ def test_root_to_child_over_an_authenticated_listener_with_credentials_from_the_
     fn.add_child_function("child", "child.py")
     fn.with_secrets("env", list(secrets))
     fn.with_http(workers=1, port=free_port())
+    return project, secret
+
+
+@pytest.mark.parametrize("auth", ["sasl", "mtls"])
+def test_root_to_child_over_an_authenticated_listener_with_credentials_from_the_secret(
+        tmp_path, monkeypatch, kafka_broker, auth):
+    """Between deployed functions, the broker's SASL/PLAIN listener (a login) or its mutual-TLS one
+    (the CA, a client certificate and key): the credentials reach graphpack serve's producer and
+    consumer from the secret (the environment here, as the local target runs), the files
+    graphpack wrote hold references only."""
+    project, secret = authenticated_project(tmp_path, monkeypatch, kafka_broker, auth)
     try:
         project.deploy_function("root")
         for i in range(5):
@@ -159,3 +167,20 @@ def test_root_to_child_over_an_authenticated_listener_with_credentials_from_the_
             project.down(purge=True)
         except GraphpackError:
             pass
+
+
+def test_a_ca_that_does_not_trust_the_broker_fails_the_deploy_in_one_line(tmp_path, monkeypatch, kafka_broker):
+    project, _ = authenticated_project(tmp_path, monkeypatch, kafka_broker, "mtls", ca=kafka_broker.pki.other_ca)
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(GraphpackError) as failure:
+            project.deploy_function("root")
+    finally:
+        try:
+            project.down(purge=True)
+        except GraphpackError:
+            pass
+    message = str(failure.value)
+    assert "\n" not in message and f"TLS with Kafka brokers {kafka_broker.mtls_bootstrap} failed" in message, message
+    assert "certificate verify failed" in message, message
+    assert time.monotonic() - t0 < 30
