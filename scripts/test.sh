@@ -143,6 +143,7 @@ step_mlrun_venv() {
 step_kafka() {
   command -v mvn > /dev/null || apt_install maven || true
   command -v java > /dev/null || apt_install default-jre-headless || true
+  command -v openssl > /dev/null || apt_install openssl || true  # certificates of its TLS listeners
   prepare tests.plugins.kafka_broker "the Kafka tests"
 }
 

@@ -91,7 +91,7 @@ def free_port() -> int:
 
 
 class PKI:
-    """A CA and certificates made by openssl (EC P-256, valid 2 days; ~0.1 s): ``ca`` (PEM), the
+    """A CA and certificates made by openssl (EC P-256, valid 2 days; 0.03-0.1 s): ``ca`` (PEM), the
     broker's ``server_keystore`` (key and certificate for IP 127.0.0.1 and localhost), a client
     certificate and key of the same CA, and ``other_ca``, a CA that signed none of them."""
 
