@@ -5,7 +5,6 @@ the real mlrun package; these tests pin graphpack's side, including what MLRun c
 from __future__ import annotations
 
 import json
-import socket
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from graphpack.runtime.response import Response
 from graphpack.serving.remote import BatchHttpRequests, RemoteConnectionError, RemoteStep, RemoteTimeoutError
 
 from .echo_server import echo_server
+from tests.plugins.net import free_port
 
 ENGINES = ["sync", "async"]
 
@@ -61,12 +61,6 @@ class Ready(graphpack.serving.V2ModelServer):
 def flow(engine: str, name: str = "t") -> tuple[Any, Any]:
     fn = graphpack.new_function(name)
     return fn, fn.set_topology("flow", engine=engine)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # -- 1. names ------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.plugins.net import free_port
 
 ENTRY = '''
 import json, os, time
@@ -36,12 +37,6 @@ def handler(context, event):
     return {"body": body, "path": event.path, "method": event.method, "pid": context.user_data.pid,
             "query": event.fields}
 '''
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_function(tmp_path, workers=1, triggers=None, timeout_ms=None, entry=ENTRY):

@@ -29,6 +29,7 @@ from graphpack.errors import GraphpackError
 from graphpack.packager.deploy import get_deployer
 from graphpack.packager.images.baseimage import cache_dir
 from graphpack.queues import open_queue
+from tests.plugins.net import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -92,14 +93,6 @@ def remote_url():
     yield f"http://127.0.0.1:{server.server_address[1]}/score"
     server.shutdown()
     server.server_close()
-
-
-def free_port():
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make_project(directory: Path, bucket: str, remote: str, endpoint: str):

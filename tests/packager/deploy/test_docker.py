@@ -1,6 +1,5 @@
 """The docker target with the real Docker engine and a real registry (deploy/docker.py)."""
 import json
-import socket
 import time
 import uuid
 
@@ -12,6 +11,7 @@ import graphpack
 from graphpack import GraphpackError
 from graphpack.cli import main
 from graphpack.packager.deploy import check_deployer, get_deployer
+from tests.plugins.net import free_port
 
 CODE = '''
 import os
@@ -26,12 +26,6 @@ class Pre:
         token = self.context.get_secret("API_TOKEN") or ""
         return {"body": body, "tag": self.tag, "token_len": len(token), "uid": os.getuid()}
 '''
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ import pytest
 
 import graphpack
 from graphpack import GraphpackError
+from tests.plugins.net import free_port
 
 ROOT_CODE = '''
 class Tag:
@@ -47,12 +48,6 @@ class Record:
 '''
 
 CONSUMER_BATCH = 100  # the child's Consumer default batch size
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager

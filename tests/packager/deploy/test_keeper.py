@@ -3,13 +3,13 @@ failed first start, stops on SIGTERM (issue 13 point 4)."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 from graphpack.packager.deploy import keeper
 from graphpack.packager.deploy.local import KEEPER
+from tests.plugins.net import free_port
 
 # A stand-in for `graphpack serve`: answers every GET with 200 on the port, exits ``code``
 # after ``seconds`` (never starts listening when ``seconds`` is negative).
@@ -30,12 +30,6 @@ threading.Thread(target=server.serve_forever, daemon=True).start()
 time.sleep(seconds)
 os._exit(code)
 '''
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def read_status(tmp_path):

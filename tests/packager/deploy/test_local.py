@@ -12,6 +12,7 @@ import graphpack
 from graphpack import GraphpackError
 from graphpack.packager.deploy import check_deployer, get_deployer
 from graphpack.packager.deploy.local import pid_alive
+from tests.plugins.net import free_port
 
 CODE = '''
 import json, os
@@ -46,12 +47,6 @@ class CronWriter:
             f.write(json.dumps(body) + "\\n")
         return body
 '''
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from graphpack.packager.deploy.local import pid_alive
+from tests.plugins.net import free_port
 
 pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc (Linux) to list process groups")
 
@@ -33,12 +34,6 @@ fn = project.set_function("serving.py", name="root")
 fn.set_topology("flow", engine="sync").to(class_name="Tag", name="tag", tag={tag!r}).respond()
 fn.with_http(workers={workers}, port={port})
 '''
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def port_free(port):

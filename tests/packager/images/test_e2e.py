@@ -3,7 +3,6 @@ push -> docker pull -> docker image inspect / skopeo inspect -> run (--network h
 both images answer the same. And `graphpack base-image`."""
 import json
 import shutil
-import socket
 import subprocess
 import time
 
@@ -11,13 +10,7 @@ import httpx
 from click.testing import CliRunner
 
 from graphpack.cli import main
-
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.plugins.net import free_port
 
 
 def build_image(context_root, builder, registry):
