@@ -249,15 +249,21 @@ def _timed(fn: Callable, stats: StepStats, is_async: bool) -> Callable:
                 stats.observe(clock() - start)
         return timed_async
 
-    def timed(arg: Any) -> Any:
+    buckets = stats.buckets
+
+    def timed(arg: Any) -> Any:  # the hot path: StepStats.observe inlined
         start = clock()
         try:
-            return fn(arg)
+            out = fn(arg)
         except BaseException as exc:
             stats.failed(exc)
-            raise
-        finally:
             stats.observe(clock() - start)
+            raise
+        elapsed = clock() - start
+        stats.events += 1
+        stats.seconds += elapsed
+        buckets[bisect_left(BUCKETS, elapsed)] += 1
+        return out
     return timed
 
 

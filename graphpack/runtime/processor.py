@@ -314,11 +314,12 @@ _INTERNAL: dict = {}  # the headers of the processor's own answers (health, metr
 def _count_http(recorder: metrics.Recorder, server: HttpServer) -> None:
     """Count the function's HTTP answers by status (not the processor's own), busy rejections
     and requests in flight."""
-    count = recorder.reply
+    codes = recorder.codes
 
-    def on_reply(reply: tuple) -> None:
+    def on_reply(reply: tuple) -> None:  # Recorder.reply inlined (once per request)
         if reply[2] is not _INTERNAL:
-            count(reply[0])
+            status = reply[0]
+            codes[status] = codes.get(status, 0) + 1
 
     server.on_reply = on_reply
     recorder.in_flight = lambda: server.in_flight
