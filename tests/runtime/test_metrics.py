@@ -201,10 +201,12 @@ def test_metrics_directory_is_wiped_at_start_and_a_killed_workers_counts_stay(tm
     fn = "metrics-shop"
     samples = wait_for(server.url, lambda s: value(s, "graphpack_step_events_total", function=fn, step="pre") == 10)
     assert value(samples, "graphpack_step_events_total", function=fn, step="pre") == 10  # not 1010
+    time.sleep(1.5)  # both workers wrote their snapshot (once a second)
     workers = [int(p.stem) for p in directory.glob("*.json")]
     assert 4242 not in workers
-    time.sleep(1.5)  # both workers wrote their snapshot
-    for pid in [p for p in workers if p != server.proc.pid]:
+    killed = [p for p in workers if p != server.proc.pid]
+    assert killed, workers  # else nothing below is tested
+    for pid in killed:
         os.kill(pid, signal.SIGKILL)
     time.sleep(1.0)  # the supervisor starts replacements
     samples = wait_for(server.url, lambda s: False, timeout=0)
