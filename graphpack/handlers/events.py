@@ -80,31 +80,27 @@ def _event_time(value: Any) -> datetime | None:
     return None
 
 
-def _overrides(headers: dict) -> tuple[Any, Any, Any]:
-    """The event id and path a caller set with graphpack-/mlrun-event-id and -path headers, and
-    its W3C ``traceparent`` header when valid."""
-    event_id = path = traceparent = None
+def _scan(headers: dict) -> tuple[Any, Any, Any, Any]:
+    """In one pass over ``headers``: the event id and path a caller set with graphpack-/mlrun-event-id
+    and -path headers, its W3C ``traceparent`` header when valid, and the first ``ce-type``."""
+    event_id = path = traceparent = ce_type = None
     for key, value in headers.items():
-        if value and key[:1] in "gGmMtT":
-            lower = key.lower()
-            if lower in EVENT_ID_HEADERS and (event_id is None or lower == EVENT_ID_HEADERS[0]):
-                event_id = value
-            elif lower in EVENT_PATH_HEADERS and (path is None or lower == EVENT_PATH_HEADERS[0]):
-                path = value
-            elif lower == tracing.HEADER:
-                traceparent = tracing.valid(value)
-    return event_id, path, traceparent
+        first = key[:1]
+        if first in "gGmMtT":
+            if value:
+                lower = key.lower()
+                if lower in EVENT_ID_HEADERS and (event_id is None or lower == EVENT_ID_HEADERS[0]):
+                    event_id = value
+                elif lower in EVENT_PATH_HEADERS and (path is None or lower == EVENT_PATH_HEADERS[0]):
+                    path = value
+                elif lower == tracing.HEADER:
+                    traceparent = tracing.valid(value)
+        elif first in "cC" and key[:3] in ("ce-", "Ce-", "CE-") and ce_type is None and key.lower() == "ce-type":
+            ce_type = value
+    return event_id, path, traceparent, ce_type
 
 
 KAFKA_CLOUDEVENT = "dev.knative.kafka.event"
-
-
-def _kafka_cloudevent(headers: dict) -> bool:
-    """A binary-mode CloudEvent from a Knative KafkaSource (``ce-type: dev.knative.kafka.event``)."""
-    for key, value in headers.items():
-        if key[:3] in ("ce-", "Ce-", "CE-") and key.lower() == "ce-type":
-            return value == KAFKA_CLOUDEVENT
-    return False
 
 
 class _TriggerIds:
@@ -133,7 +129,8 @@ def from_nuclio(event: Any, context: Any = None, kind: str | None = None) -> Eve
     kind = kind or trigger_kind(event, context)
     body = getattr(event, "body", None)
     headers = _headers(getattr(event, "headers", None))
-    if kind == "http" and _kafka_cloudevent(headers):  # a Knative KafkaSource delivering a record
+    event_id, path, traceparent, ce_type = _scan(headers)
+    if kind == "http" and ce_type == KAFKA_CLOUDEVENT:  # a binary-mode CloudEvent from a Knative KafkaSource
         kind = "kafka"
     if is_stream(kind):
         graph_event = from_record(body)
@@ -148,7 +145,6 @@ def from_nuclio(event: Any, context: Any = None, kind: str | None = None) -> Eve
         if isinstance(body, (bytes, bytearray)):  # a cron body is text declared in function.yaml
             body = decode_text(body, content_type or ("text/plain" if kind == "cron" else ""))
         method = _str(getattr(event, "method", None)) or ("POST" if kind != "cron" or body is not None else "GET")
-        event_id, path, traceparent = _overrides(headers)
         event_id = event_id or _trigger_ids.unique(_str(getattr(event, "id", None))) or None
         path = path or _str(getattr(event, "path", None)) or "/"
         graph_event = Event(body, event_id, path, method, headers)
@@ -171,20 +167,7 @@ def from_http(request: Any) -> Event | None:
     ``request`` (a parsed request of its http trigger), without building that event; None for a
     Knative KafkaSource CloudEvent (a queue record: ``from_nuclio`` handles it)."""
     headers = request.headers
-    event_id = path = traceparent = ce_type = None
-    for key, value in headers.items():  # one pass for what _overrides and _kafka_cloudevent look for
-        first = key[:1]
-        if first in "gGmMtT":
-            if value:
-                lower = key.lower()
-                if lower in EVENT_ID_HEADERS and (event_id is None or lower == EVENT_ID_HEADERS[0]):
-                    event_id = value
-                elif lower in EVENT_PATH_HEADERS and (path is None or lower == EVENT_PATH_HEADERS[0]):
-                    path = value
-                elif lower == tracing.HEADER:
-                    traceparent = tracing.valid(value)
-        elif first in "cC" and key[:3] in ("ce-", "Ce-", "CE-") and ce_type is None and key.lower() == "ce-type":
-            ce_type = value
+    event_id, path, traceparent, ce_type = _scan(headers)
     if ce_type == KAFKA_CLOUDEVENT:
         return None
     body: Any = request.body
