@@ -15,7 +15,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.runtime.test_processor import free_port
+from tests.runtime.test_processor import Served
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -61,40 +61,16 @@ def build(tmp_path: Path, workers: int, timeout_ms: int | None = None) -> Path:
     return fdir
 
 
-class Serve:
+def Serve(fdir: Path, env: dict | None = None, args: tuple = ()) -> Served:
     """`python -m graphpack.serve DIR` on a free port."""
-
-    def __init__(self, fdir: Path, env: dict | None = None, args: tuple = ()) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([sys.executable, "-m", "graphpack.serve", str(fdir), "--port", str(self.port),
-                                      *args],
-                                     env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)
-        self.output = ""
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                if httpx.get(self.url + "/__health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        self.stop()
-        raise AssertionError("server did not become healthy: " + self.output)
-
-    def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        if not self.output:
-            self.output = self.proc.communicate(timeout=30)[0]
-        return self.output
+    return Served(fdir, env, args, command=("graphpack.serve",), timeout=30)
 
 
 @pytest.fixture
 def serve():
-    servers: list[Serve] = []
+    servers: list[Served] = []
 
-    def start(fdir: Path, env: dict | None = None, args: tuple = ()) -> Serve:
+    def start(fdir: Path, env: dict | None = None, args: tuple = ()) -> Served:
         server = Serve(fdir, env, args)
         servers.append(server)
         return server
@@ -211,7 +187,8 @@ def test_metrics_directory_is_wiped_at_start_and_a_killed_workers_counts_stay(tm
     time.sleep(1.0)  # the supervisor starts replacements
     samples = wait_for(server.url, lambda s: False, timeout=0)
     assert value(samples, "graphpack_step_events_total", function=fn, step="pre") == 10
-    assert "was killed by signal 9" in server.stop()
+    server.stop()
+    assert "was killed by signal 9" in server.output
 
 
 def test_metrics_off_leaves_the_path_to_the_graph(tmp_path, serve):
@@ -227,7 +204,8 @@ def test_an_unusable_metrics_directory_turns_metrics_off_not_the_function(tmp_pa
     server = serve(build(tmp_path, workers=1), env={"GRAPHPACK_METRICS_DIR": str(blocker / "metrics")})
     assert httpx.post(server.url + "/", json={"x": 2}).json() == {"x": 4}
     assert "graphpack_step_events_total" not in httpx.get(server.url + "/metrics").text
-    assert f"metrics off: cannot use the metrics directory '{blocker}/metrics'" in server.stop()
+    server.stop()
+    assert f"metrics off: cannot use the metrics directory '{blocker}/metrics'" in server.output
 
 
 def test_the_default_directory_goes_with_the_function_and_a_killed_ones_with_the_next_start(tmp_path, serve):

@@ -54,14 +54,16 @@ def make_function(tmp_path, workers=1, triggers=None, timeout_ms=None, entry=ENT
 
 
 class Served:
-    def __init__(self, fdir, env=None, **popen):
+    """``graphpack serve DIR`` on a free port (``command``: the module and words before DIR), healthy."""
+
+    def __init__(self, fdir, env=None, args=(), command=("graphpack.cli", "serve"), timeout=20, **popen):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.output = None
-        self.proc = subprocess.Popen([sys.executable, "-m", "graphpack.cli", "serve", str(fdir), "--port",
-                                      str(self.port)], env={**os.environ, **(env or {})},
+        self.proc = subprocess.Popen([sys.executable, "-m", *command, str(fdir), "--port", str(self.port), *args],
+                                     env={**os.environ, **(env or {})},
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
-        deadline = time.time() + 20
+        deadline = time.time() + timeout
         while time.time() < deadline:
             try:
                 if httpx.get(self.url + "/__health", timeout=1).status_code == 200:
