@@ -129,9 +129,10 @@ def from_nuclio(event: Any, context: Any = None, kind: str | None = None) -> Eve
     kind = kind or trigger_kind(event, context)
     body = getattr(event, "body", None)
     headers = _headers(getattr(event, "headers", None))
-    event_id, path, traceparent, ce_type = _scan(headers)
-    if kind == "http" and ce_type == KAFKA_CLOUDEVENT:  # a binary-mode CloudEvent from a Knative KafkaSource
-        kind = "kafka"
+    if not is_stream(kind):  # a queue record's headers are kept as they are, never read here
+        event_id, path, traceparent, ce_type = _scan(headers)
+        if kind == "http" and ce_type == KAFKA_CLOUDEVENT:  # a binary-mode CloudEvent from a Knative KafkaSource
+            kind = "kafka"
     if is_stream(kind):
         graph_event = from_record(body)
         graph_event.stream_path = text(getattr(event, "topic", None)) or None
